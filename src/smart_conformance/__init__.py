@@ -1,0 +1,3 @@
+"""Headless conformance harness for SMART on FHIR payer Patient Access APIs."""
+
+__version__ = "0.1.0"

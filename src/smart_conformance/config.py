@@ -1,0 +1,301 @@
+"""Target configuration: one YAML file per payer, validated against ``fixtures/schemas/target.schema.json``.
+
+Every problem becomes a :class:`ConfigError` that names the file, the key path and the fix: a payer's QA engineer
+should never see a traceback for a typo. Secrets only come from the environment or from files, and are registered with
+:mod:`smart_conformance.redact` as soon as they are read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from smart_conformance import paths, redact
+
+_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+SECRET_KEYS = frozenset({"client_secret", "password", "totp_secret"})
+
+
+class ConfigError(Exception):
+    """A target file that cannot be used, explained in one line: file, key, what is wrong, how to fix it."""
+
+    def __init__(self, file: Path | str, key: str, problem: str, fix: str) -> None:
+        self.file, self.key, self.problem, self.fix = str(file), key, problem, fix
+        super().__init__(f"{file}: {key or '(top level)'}: {problem}. Fix: {fix}")
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    redirect_uri: str
+    client_secret: str | None = field(default=None, repr=False)
+    auth_method: str = "client_secret_basic"
+
+
+@dataclass(frozen=True)
+class Member:
+    username: str
+    password: str = field(repr=False)
+    patient_id: str
+    fhir_user: str | None = None
+    totp_secret: str | None = field(default=None, repr=False)
+
+    def values(self, prefix: str = "member") -> dict[str, str]:
+        """Placeholders a login recipe may use, e.g. ``${member.username}``."""
+        out = {f"{prefix}.username": self.username, f"{prefix}.password": self.password,
+               f"{prefix}.patient_id": self.patient_id}
+        if self.totp_secret:
+            out[f"{prefix}.totp_secret"] = self.totp_secret
+        return out
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    plain_http_port: int = 80
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class Login:
+    steps: tuple[Mapping[str, Any], ...]
+    consent: Mapping[str, tuple[Mapping[str, Any], ...]]
+    step_timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    source: Path
+    fhir_base_url: str
+    smart_version: str
+    client: Client
+    members: Mapping[str, Member]
+    scopes: Mapping[str, str]
+    tls: Tls
+    unauthorized_statuses: tuple[int, ...]
+    carin_version: str
+    other_client: Client | None = None
+    login: Login | None = None
+    other_patient_ids: tuple[str, ...] = ()
+    missing_patient_id: str = "smart-conformance-no-such-patient"
+    attestations: Path | None = None
+
+    @property
+    def member(self) -> Member:
+        return self.members["primary"]
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    return json.loads(paths.schema_path("target.schema.json").read_text(encoding="utf-8"))
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_error(file: Path, exc: jsonschema.ValidationError) -> ConfigError:
+    key = _key_path(exc.absolute_path)
+    if exc.validator == "additionalProperties":
+        allowed = sorted(exc.schema.get("properties", {}))
+        extras = sorted(set(exc.instance) - set(allowed)) if isinstance(exc.instance, dict) else []
+        bad = extras[0] if extras else "?"
+        guess = difflib.get_close_matches(bad, allowed, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"allowed keys here: {', '.join(allowed)}"
+        return ConfigError(file, _key_path([*exc.absolute_path, bad]), f"unknown key '{bad}'", hint)
+    if exc.validator == "required":
+        missing = re.search(r"'([^']+)' is a required property", exc.message)
+        name = missing.group(1) if missing else "?"
+        return ConfigError(file, _key_path([*exc.absolute_path, name]), "required key is missing",
+                           f"add '{name}' (see fixtures/targets/example-payer.yaml)")
+    if exc.validator == "propertyNames" or "propertyNames" in exc.schema_path:
+        return ConfigError(file, key, f"unknown login step {exc.instance!r}",
+                           "use one of goto, fill, click, check, uncheck, select, press, wait_for, expect_text, hook")
+    if exc.validator == "enum":
+        return ConfigError(file, key, f"{exc.instance!r} is not allowed",
+                           f"use one of {', '.join(repr(v) for v in exc.validator_value)}")
+    return ConfigError(file, key, exc.message, "correct the value; the schema is fixtures/schemas/target.schema.json")
+
+
+def _interpolate(value: Any, file: Path, path: list[Any], env: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, file, [*path, k], env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, file, [*path, i], env) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(file, _key_path(path), f"environment variable {name} is not set",
+                          f"export {name}=... before the run (or give a default: ${{{name}:-value}})")
+
+    return _ENV.sub(sub, value)
+
+
+def _check_secrets(raw: Any, file: Path, path: list[Any]) -> None:
+    """Secrets must be ${ENV} references or {file: ...}: a literal in a YAML file ends up in git."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if key in SECRET_KEYS and isinstance(value, str) and not _ENV.search(value):
+                raise ConfigError(file, _key_path([*path, key]), "secrets may not be written in the file",
+                                  f"use {key}: ${{SOME_ENV_VAR}} or {key}: {{file: /path/to/secret}}")
+            _check_secrets(value, file, [*path, key])
+    elif isinstance(raw, list):
+        for i, value in enumerate(raw):
+            _check_secrets(value, file, [*path, i])
+
+
+def _secret(value: Any, file: Path, key: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        secret_file = _resolve_path(value["file"], file)
+        try:
+            secret = secret_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(file, key, f"cannot read secret file {secret_file} ({exc.strerror})",
+                              "point 'file' at a readable file holding only the secret") from None
+    else:
+        secret = str(value)
+    if not secret:
+        raise ConfigError(file, key, "the secret is empty", "set the environment variable or file to the secret")
+    redact.register_secret(secret)
+    return secret
+
+
+def _resolve_path(value: str | None, file: Path) -> Path | None:
+    if not value:
+        return None
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (file.parent / path).resolve()
+
+
+def _existing(value: str | None, file: Path, key: str) -> Path | None:
+    path = _resolve_path(value, file)
+    if path is not None and not path.is_file():
+        raise ConfigError(file, key, f"file {path} does not exist", "give the path of an existing PEM file")
+    return path
+
+
+def _client(raw: Mapping[str, Any], file: Path, key: str) -> Client:
+    return Client(client_id=raw["client_id"], redirect_uri=raw["redirect_uri"],
+                  client_secret=_secret(raw.get("client_secret"), file, f"{key}.client_secret"),
+                  auth_method=raw.get("auth_method", "client_secret_basic"))
+
+
+def _member(raw: Mapping[str, Any], file: Path, key: str) -> Member:
+    return Member(username=raw["username"], password=_secret(raw["password"], file, f"{key}.password") or "",
+                  patient_id=raw["patient_id"], fhir_user=raw.get("fhir_user"),
+                  totp_secret=_secret(raw.get("totp_secret"), file, f"{key}.totp_secret"))
+
+
+def load_target(file: Path | str, env: Mapping[str, str] | None = None) -> Target:
+    """Read, validate and build one target. Raises :class:`ConfigError` only."""
+    file = Path(file)
+    env = os.environ if env is None else env
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found", "pass the path of a target YAML file to --target") from None
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read file ({exc.strerror})", "check the path and permissions") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(file, "", f"not valid YAML at {where}: {problem}",
+                          "fix the YAML syntax (indentation, quotes, a ':' after each key)") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(file, "", "the file does not hold a mapping", "start from fixtures/targets/example-payer.yaml")
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(raw),
+                    key=lambda e: (len(list(e.absolute_path)), e.validator != "additionalProperties"))
+    if errors:
+        raise _schema_error(file, errors[0])
+    _check_secrets(raw, file, [])
+    data = _interpolate(raw, file, [], env)
+    if not re.match(r"^https?://[^/\s]+", data["fhir_base_url"]):
+        raise ConfigError(file, "fhir_base_url", f"{data['fhir_base_url']!r} is not an absolute URL",
+                          "write the full base, e.g. https://fhir.example.org/r4")
+    members = {role: _member(m, file, f"members.{role}") for role, m in data["members"].items()}
+    tls_raw = data.get("tls") or {}
+    port_raw = tls_raw.get("plain_http_port")
+    try:
+        plain_port = int(port_raw) if port_raw not in (None, "") else 80
+    except ValueError:
+        raise ConfigError(file, "tls.plain_http_port", f"{port_raw!r} is not a port number",
+                          "give an integer such as 80") from None
+    tls = Tls(ca_bundle=_existing(tls_raw.get("ca_bundle"), file, "tls.ca_bundle"),
+              client_cert=_existing(tls_raw.get("client_cert"), file, "tls.client_cert"),
+              client_key=_existing(tls_raw.get("client_key"), file, "tls.client_key"),
+              plain_http_port=plain_port, insecure=bool(tls_raw.get("insecure", False)))
+    login_raw = data.get("login")
+    login = None
+    if login_raw:
+        consent = {k: tuple(v) for k, v in (login_raw.get("consent") or {}).items()}
+        login = Login(steps=tuple(login_raw["steps"]), consent=consent,
+                      step_timeout_ms=int(login_raw.get("step_timeout_ms", 10_000)))
+    ig = data.get("ig") or {}
+    carin = ig.get("carin_version", "STU2")
+    statuses = tuple(ig.get("unauthorized_statuses") or ((401,) if carin == "STU1" else (401, 403, 404)))
+    isolation = data.get("isolation") or {}
+    others = tuple(isolation.get("other_patient_ids") or ())
+    if not others and "other" in members:
+        others = (members["other"].patient_id,)
+    return Target(
+        name=data["name"], source=file.resolve(), fhir_base_url=data["fhir_base_url"].rstrip("/"),
+        smart_version=str(data.get("smart_version", "auto")), client=_client(data["client"], file, "client"),
+        other_client=_client(data["other_client"], file, "other_client") if data.get("other_client") else None,
+        members=members, scopes=dict(data.get("scopes") or {"full": "launch/patient openid fhirUser patient/*.read"}),
+        tls=tls, unauthorized_statuses=statuses, carin_version=carin, login=login, other_patient_ids=others,
+        missing_patient_id=isolation.get("missing_patient_id", "smart-conformance-no-such-patient"),
+        attestations=_resolve_path(data.get("attestations"), file),
+    )
+
+
+def target_files(paths_or_dirs: Iterable[str | Path]) -> list[Path]:
+    """Expand --target arguments: files as given, folders to their *.yaml / *.yml files."""
+    out: list[Path] = []
+    for item in paths_or_dirs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise ConfigError(path, "", "the folder holds no .yaml target files", "add a target file or name one")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def load_targets(files: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[Target]:
+    targets = [load_target(f, env) for f in target_files(files)]
+    seen: dict[str, Path] = {}
+    for target in targets:
+        if target.name in seen:
+            raise ConfigError(target.source, "name", f"the name '{target.name}' is also used by {seen[target.name]}",
+                              "give each target a unique name")
+        seen[target.name] = target.source
+    return targets

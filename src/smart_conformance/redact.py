@@ -1,0 +1,154 @@
+"""The one place that knows what is secret.
+
+Everything the harness writes (Allure attachments, summaries, failure messages, curl commands, screenshots' URLs) passes
+through here first. Two mechanisms work together:
+
+* structural: header names, form fields, JSON keys and query parameters that carry secrets by their name;
+* by value: exact secret strings the run knows about (client secrets, member passwords, every token and code seen),
+  registered with :func:`register_secret`, scrubbed wherever they appear, even inside free text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+
+SECRET_FIELDS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "code",
+        "code_verifier",
+        "client_secret",
+        "client_assertion",
+        "password",
+        "passwd",
+        "token",
+        "assertion",
+        "csrf_token",
+        "_csrf",
+        "session",
+        "otp",
+        "totp",
+    }
+)
+
+_MIN_SECRET_LEN = 4
+_lock = threading.Lock()
+_known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+
+
+def register_secret(*values: str | None) -> None:
+    """Remember secret values so they are scrubbed wherever they show up later."""
+    global _pattern
+    added = False
+    with _lock:
+        for value in values:
+            if value and len(value) >= _MIN_SECRET_LEN and value not in _known:
+                _known.add(value)
+                added = True
+        if added:
+            ordered = sorted(_known, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def known_secrets() -> frozenset[str]:
+    with _lock:
+        return frozenset(_known)
+
+
+def is_secret_field(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in SECRET_FIELDS or lowered.endswith(("_secret", "_token", "password"))
+
+
+def text(value: str) -> str:
+    """Scrub known secret values, bearer/basic credentials and JWT-looking strings from free text."""
+    if not value:
+        return value
+    pattern = _pattern
+    if pattern is not None:
+        value = pattern.sub(MASK, value)
+    value = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", value)
+    return _JWT.sub(MASK, value)
+
+
+def headers(items: Iterable[tuple[str, str]] | Mapping[str, str]) -> list[tuple[str, str]]:
+    pairs = items.items() if isinstance(items, Mapping) else items
+    out: list[tuple[str, str]] = []
+    for name, value in pairs:
+        if name.lower() in SECRET_HEADERS:
+            scheme = value.split(" ", 1)[0] if name.lower().endswith("authorization") and " " in value else ""
+            out.append((name, f"{scheme} {MASK}".strip()))
+        else:
+            out.append((name, text(value)))
+    return out
+
+
+def query(qs: str) -> str:
+    pairs = parse_qsl(qs, keep_blank_values=True)
+    return urlencode([(k, MASK if is_secret_field(k) else text(v)) for k, v in pairs], safe="*/:")
+
+
+def url(value: str) -> str:
+    parts = urlsplit(value)
+    q = query(parts.query) if parts.query else ""
+    frag = query(parts.fragment) if "=" in parts.fragment else text(parts.fragment)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
+    return text(urlunsplit((parts.scheme, netloc, parts.path, q, frag)))
+
+
+def data(value: Any) -> Any:
+    """Scrub a JSON-like structure: secret keys masked, every string scrubbed as text."""
+    if isinstance(value, Mapping):
+        return {k: (MASK if isinstance(k, str) and is_secret_field(k) and v not in (None, "") else data(v))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [data(v) for v in value]
+    if isinstance(value, str):
+        return text(value)
+    return value
+
+
+def body(content: str, content_type: str | None) -> str:
+    """Scrub an HTTP body according to its media type."""
+    ctype = (content_type or "").lower()
+    if "json" in ctype or content.lstrip()[:1] in ("{", "["):
+        try:
+            return json.dumps(data(json.loads(content)), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass
+    if "x-www-form-urlencoded" in ctype:
+        return query(content)
+    return text(content)
+
+
+def learn(value: Any) -> None:
+    """Register the values of secret-named fields found in a JSON-like structure or a query/form string."""
+    if isinstance(value, str):
+        pairs = parse_qsl(value, keep_blank_values=False)
+        register_secret(*(v for k, v in pairs if is_secret_field(k)))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and is_secret_field(key) and isinstance(item, str):
+                register_secret(item)
+            elif isinstance(item, Mapping | list):
+                learn(item)
+    elif isinstance(value, list):
+        for item in value:
+            learn(item)

@@ -1,0 +1,1 @@
+"""Reporting: Allure labels and run files, readable summaries."""

@@ -1,0 +1,91 @@
+"""OpenID Connect discovery and signing keys
+
+SMART App Launch 2.2 §Scopes for requesting identity data and OpenID Connect Discovery 1.0 §4: an app that asks for
+``openid fhirUser`` validates the id_token with keys it finds through ``{issuer}/.well-known/openid-configuration``.
+The issuer must be the same string everywhere, and the key set must hold usable RSA public keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+
+from smart_conformance.checks import could_not_check, describe, expect, fail
+from smart_conformance.http import RecordingClient
+from smart_conformance.smart.discovery import Document, fetch_json
+
+REQUIRED = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "response_types_supported",
+            "subject_types_supported", "id_token_signing_alg_values_supported")
+PRIVATE_RSA_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
+
+
+@pytest.mark.requirement("OIDC-DISC-01", "SMART-OIDC-05")
+def test_openid_configuration_served(openid_configuration: Document) -> None:
+    """{issuer}/.well-known/openid-configuration is a JSON object with every required member."""
+    expect(openid_configuration.ok, expected="HTTP 200 with a JSON object",
+           actual=f"HTTP {openid_configuration.status} {openid_configuration.parse_error or ''}".strip(),
+           exchange=openid_configuration.exchange)
+    missing = [m for m in REQUIRED if m not in openid_configuration.json]
+    expect(not missing, expected=f"members {', '.join(REQUIRED)}", actual=f"missing: {', '.join(missing)}",
+           exchange=openid_configuration.exchange)
+
+
+@pytest.mark.requirement("SMART-OIDC-04", "OIDC-DISC-01")
+def test_openid_rs256_supported(openid_configuration: Document) -> None:
+    """RS256 is among the id_token signing algorithms."""
+    if not openid_configuration.ok:
+        could_not_check(f"openid-configuration unusable (HTTP {openid_configuration.status})")
+    algs = openid_configuration.json.get("id_token_signing_alg_values_supported")
+    expect(isinstance(algs, list) and "RS256" in algs, expected="id_token_signing_alg_values_supported with 'RS256'",
+           actual=f"id_token_signing_alg_values_supported = {describe(algs)}", exchange=openid_configuration.exchange)
+
+
+@pytest.mark.requirement("OIDC-DISC-01", "SMART-DISC-09")
+def test_issuer_identical_across_documents(openid_configuration: Document, smart_config: dict[str, Any]) -> None:
+    """The issuer in openid-configuration is byte-for-byte the issuer in smart-configuration."""
+    if not openid_configuration.ok:
+        could_not_check(f"openid-configuration unusable (HTTP {openid_configuration.status})")
+    theirs, ours = openid_configuration.json.get("issuer"), smart_config.get("issuer")
+    expect(theirs == ours, expected=f"issuer {ours!r} (as in smart-configuration)", actual=f"issuer {theirs!r}",
+           exchange=openid_configuration.exchange)
+
+
+@pytest.fixture(scope="session")
+def jwks(http: RecordingClient, smart_config: dict[str, Any], openid_configuration: Document) -> Document:
+    uri = (openid_configuration.json or {}).get("jwks_uri") if openid_configuration.ok else None
+    uri = uri or smart_config.get("jwks_uri")
+    if not isinstance(uri, str):
+        could_not_check("no jwks_uri in openid-configuration or smart-configuration")
+    return fetch_json(http, uri, accept="application/json")
+
+
+@pytest.mark.requirement("SMART-OIDC-03", "OIDC-05")
+def test_jwks_has_usable_rsa_public_keys(jwks: Document) -> None:
+    """The JWKS is reachable and holds bare RSA public keys for RS256, each with a kid, and no private material."""
+    expect(jwks.ok and isinstance(jwks.json.get("keys"), list), expected="HTTP 200 with a JSON object holding 'keys'",
+           actual=f"HTTP {jwks.status} {describe(jwks.json) if jwks.json is not None else jwks.parse_error}",
+           requirement="SMART-OIDC-03", exchange=jwks.exchange)
+    keys = jwks.json["keys"]
+    usable = []
+    for i, key in enumerate(keys):
+        if not isinstance(key, dict):
+            continue
+        leaked = [m for m in PRIVATE_RSA_MEMBERS if m in key]
+        if leaked:
+            fail(expected="public keys only", actual=f"key {i} (kid {key.get('kid')!r}) publishes private members "
+                 f"{', '.join(leaked)}", requirement="SMART-OIDC-03", exchange=jwks.exchange)
+        if key.get("kty") == "RSA" and key.get("use", "sig") == "sig" and key.get("alg", "RS256") == "RS256":
+            try:
+                jwt.PyJWK(key, algorithm="RS256")
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
+                fail(expected="an importable RSA JWK", actual=f"key {i} rejected: {exc}",
+                     requirement="SMART-OIDC-03", exchange=jwks.exchange)
+            usable.append(key)
+    expect(bool(usable), expected="at least one RSA signing key usable with RS256",
+           actual=f"{len(keys)} keys, none an RSA RS256 signing key", requirement="SMART-OIDC-03",
+           exchange=jwks.exchange)
+    no_kid = [i for i, k in enumerate(keys) if isinstance(k, dict) and not k.get("kid")]
+    expect(not no_kid, expected="a kid on every key, so id_token headers can name their key",
+           actual=f"keys without kid at positions {no_kid}", requirement="OIDC-05", exchange=jwks.exchange)
