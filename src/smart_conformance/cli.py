@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     extra = [a for a in args.pytest_args if a != "--"]
     pytest_args = [*suite_paths, f"--rootdir={paths.suites_dir()}", f"--alluredir={allure_dir}",
                    f"--junitxml={reports / 'junit.xml'}", f"--smart-reports={reports}", "-p", "no:cacheprovider",
-                   "-q", "-rN"]
+                   "-q", "-rN", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     pytest_args += [f"--target={t}" for t in args.target]
     pytest_args += [f"--reference-fault={f}" for f in args.reference_fault]
     if args.strict:

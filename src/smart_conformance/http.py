@@ -120,6 +120,11 @@ def _decode(content: bytes, content_type: str | None) -> str:
     return body
 
 
+def _raw(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """Headers as sent, original case kept (reads better in the evidence and in curl)."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw]
+
+
 def _learn_secrets(request: httpx.Request, response: httpx.Response) -> None:
     """Secrets first seen on the wire (tokens, codes, form secrets) are registered before anything is written."""
     if request.url.query:
@@ -176,11 +181,11 @@ class RecordingClient(httpx.Client):
         exchange = Exchange(
             method=request.method,
             url=redact.url(str(request.url)),
-            request_headers=redact.headers(request.headers.multi_items()),
+            request_headers=redact.headers(_raw(request.headers)),
             request_body=redact.body(request_body, request.headers.get("content-type")) if request_body else "",
             status=response.status_code,
             reason=response.reason_phrase,
-            response_headers=redact.headers(response.headers.multi_items()),
+            response_headers=redact.headers(_raw(response.headers)),
             response_body=_decode(response.content, response.headers.get("content-type")),
             elapsed_ms=(time.perf_counter() - started) * 1000,
             tls_version=tls,

@@ -171,13 +171,20 @@ def smart_configuration(http: RecordingClient, target: Target) -> discovery.Docu
 
 
 @pytest.fixture(scope="session")
-def smart_config(smart_configuration: discovery.Document) -> dict[str, Any]:
-    """The parsed SMART configuration, for checks that build on it. Unusable → could not check."""
+def smart_config_raw(smart_configuration: discovery.Document) -> dict[str, Any]:
+    """The SMART configuration exactly as served, for the checks that judge the document itself."""
     if not smart_configuration.ok:
         raise checks.CouldNotCheck(
             f"{smart_configuration.url} did not give a JSON object (HTTP {smart_configuration.status}); "
             "checks that build on discovery cannot run")
     return smart_configuration.json
+
+
+@pytest.fixture(scope="session")
+def smart_config(smart_config_raw: dict[str, Any], smart_configuration: discovery.Document) -> dict[str, Any]:
+    """The SMART configuration as a tolerant client reads it (relative endpoint URLs resolved against the document),
+    so one defect in the document fails its own check instead of making every later check impossible."""
+    return discovery.resolved(smart_config_raw, smart_configuration.url)
 
 
 @pytest.fixture(scope="session")
@@ -197,6 +204,36 @@ def openid_configuration(http: RecordingClient, smart_config: dict[str, Any]) ->
 @pytest.fixture(scope="session")
 def capability_statement(http: RecordingClient, target: Target) -> discovery.Document:
     return discovery.fetch_json(http, target.fhir_base_url + "/metadata", accept="application/fhir+json")
+
+
+@pytest.fixture(scope="session")
+def browser_session(request: pytest.FixtureRequest, target: Target) -> Iterator[Any]:
+    """One Chromium per worker and target (it pins the target's private CA); a fresh context per launch."""
+    from smart_conformance.browser import BrowserSession, BrowserUnavailable
+
+    try:
+        session = BrowserSession(ca_bundle=target.tls.ca_bundle, tls_fallback=not target.tls.insecure)
+        session.start()
+    except BrowserUnavailable as exc:
+        raise checks.CouldNotCheck(str(exc)) from None
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def launcher(request: pytest.FixtureRequest, target: Target, http: RecordingClient, browser_session: Any,
+             smart_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Makes SMART standalone launches against the target, driven by its login recipe."""
+    from smart_conformance.launcher import Launcher
+
+    return Launcher(target, http, browser_session, smart_config, tmp_path_factory.mktemp(f"launches-{target.name}"),
+                    keep_traces=bool(request.config.getoption("--keep-traces")))
+
+
+@pytest.fixture(scope="session")
+def launch(launcher: Any) -> Any:
+    """The primary member's full-scope launch, shared by every check that only needs a token from it."""
+    return launcher.shared()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -314,9 +351,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                     report.longrepr = message
                 elif isinstance(exc, checks.ConformanceFailure):
                     report.longrepr = message
+        violated = list(cited_ids(item))
+        if call.excinfo is not None and isinstance(call.excinfo.value, checks.ConformanceFailure):
+            violated = list(call.excinfo.value.requirement_ids) or violated
         report.user_properties.append(("smart_result", json.dumps({
             "target": _target_param(item), "area": area_of(item), "check": check_name(item),
-            "nodeid": item.nodeid, "requirements": list(cited_ids(item)), "outcome": verdict,
+            "nodeid": item.nodeid, "requirements": list(cited_ids(item)), "violated": violated, "outcome": verdict,
             "message": message, "doc": (item.obj.__doc__ or "").strip().splitlines()[0] if getattr(item, "obj", None)
             and item.obj.__doc__ else "",
         })))

@@ -65,7 +65,7 @@ def test_security_service_smart_on_fhir(capability_statement: Document) -> None:
 
 
 @pytest.mark.requirement("SMART-DISC-15")
-def test_oauth_uris_match_well_known(capability_statement: Document, smart_config: dict[str, Any],
+def test_oauth_uris_match_well_known(capability_statement: Document, smart_config_raw: dict[str, Any],
                                      smart_version: str) -> None:
     """The oauth-uris extension gives the same endpoints as smart-configuration (required in SMART 1)."""
     security = _security(_statement(capability_statement))
@@ -80,7 +80,7 @@ def test_oauth_uris_match_well_known(capability_statement: Document, smart_confi
         missing = [k for k in ("authorize", "token") if not given.get(k)]
         expect(not missing, expected="oauth-uris authorize and token", actual=f"missing {missing}",
                exchange=capability_statement.exchange)
-    mismatched = {k: {"metadata": v, "well-known": smart_config.get(WELL_KNOWN_FOR[k])}
-                  for k, v in given.items() if k in WELL_KNOWN_FOR and smart_config.get(WELL_KNOWN_FOR[k]) != v}
+    mismatched = {k: {"metadata": v, "well-known": smart_config_raw.get(WELL_KNOWN_FOR[k])}
+                  for k, v in given.items() if k in WELL_KNOWN_FOR and smart_config_raw.get(WELL_KNOWN_FOR[k]) != v}
     expect(not mismatched, expected="oauth-uris values equal to the smart-configuration endpoints",
            actual=f"differ: {describe(mismatched)}", exchange=capability_statement.exchange)

@@ -42,12 +42,12 @@ def test_openid_rs256_supported(openid_configuration: Document) -> None:
            actual=f"id_token_signing_alg_values_supported = {describe(algs)}", exchange=openid_configuration.exchange)
 
 
-@pytest.mark.requirement("OIDC-DISC-01", "SMART-DISC-09")
-def test_issuer_identical_across_documents(openid_configuration: Document, smart_config: dict[str, Any]) -> None:
+@pytest.mark.requirement("OIDC-DISC-02", "SMART-DISC-09")
+def test_issuer_identical_across_documents(openid_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """The issuer in openid-configuration is byte-for-byte the issuer in smart-configuration."""
     if not openid_configuration.ok:
         could_not_check(f"openid-configuration unusable (HTTP {openid_configuration.status})")
-    theirs, ours = openid_configuration.json.get("issuer"), smart_config.get("issuer")
+    theirs, ours = openid_configuration.json.get("issuer"), smart_config_raw.get("issuer")
     expect(theirs == ours, expected=f"issuer {ours!r} (as in smart-configuration)", actual=f"issuer {theirs!r}",
            exchange=openid_configuration.exchange)
 

@@ -63,10 +63,10 @@ def _urls(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.requirement("SMART-DISC-03")
-def test_smart_configuration_urls_absolute_https(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_smart_configuration_urls_absolute_https(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """Every URL in the document is absolute and uses https."""
     bad = {}
-    for name, value in _urls(smart_config).items():
+    for name, value in _urls(smart_config_raw).items():
         parts = urlsplit(value) if isinstance(value, str) else None
         if parts is None or parts.scheme != "https" or not parts.netloc:
             bad[name] = value
@@ -75,19 +75,19 @@ def test_smart_configuration_urls_absolute_https(smart_configuration: Document, 
 
 
 @pytest.mark.requirement("SMART-DISC-04")
-def test_capabilities_is_array_of_strings(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_capabilities_is_array_of_strings(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """capabilities is present and is an array of strings."""
-    caps = smart_config.get("capabilities")
+    caps = smart_config_raw.get("capabilities")
     expect(isinstance(caps, list) and all(isinstance(c, str) for c in caps),
            expected="capabilities: an array of strings", actual=f"capabilities = {describe(caps)}",
            exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-05")
-def test_token_endpoint_advertised_and_answers(smart_configuration: Document, smart_config: dict[str, Any],
+def test_token_endpoint_advertised_and_answers(smart_configuration: Document, smart_config_raw: dict[str, Any],
                                                http: RecordingClient) -> None:
     """token_endpoint is advertised, and an empty POST there gets an OAuth error, not a missing page."""
-    url = smart_config.get("token_endpoint")
+    url = smart_config_raw.get("token_endpoint")
     expect(isinstance(url, str) and url.startswith("https://"), expected="token_endpoint: an https URL",
            actual=f"token_endpoint = {describe(url)}", exchange=smart_configuration.exchange)
     response = http.post(url, data={})
@@ -103,33 +103,33 @@ def test_token_endpoint_advertised_and_answers(smart_configuration: Document, sm
 
 
 @pytest.mark.requirement("SMART-DISC-06", "CARIN-SEC-02")
-def test_authorization_endpoint_advertised(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_authorization_endpoint_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """authorization_endpoint is advertised (required with launch-standalone)."""
-    caps = smart_config.get("capabilities") or []
+    caps = smart_config_raw.get("capabilities") or []
     if not {"launch-standalone", "launch-ehr"} & set(caps if isinstance(caps, list) else []):
         not_applicable("neither launch-standalone nor launch-ehr is advertised")
-    url = smart_config.get("authorization_endpoint")
+    url = smart_config_raw.get("authorization_endpoint")
     expect(isinstance(url, str) and bool(url), expected="authorization_endpoint: a URL",
            actual=f"authorization_endpoint = {describe(url)}", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-07")
-def test_grant_types_supported(smart_configuration: Document, smart_config: dict[str, Any], smart_version: str) -> None:
+def test_grant_types_supported(smart_configuration: Document, smart_config_raw: dict[str, Any], smart_version: str) -> None:
     """grant_types_supported lists authorization_code (SMART 2)."""
     if smart_version == "1":
         not_applicable("grant_types_supported is required from SMART 2.0")
-    grants = smart_config.get("grant_types_supported")
+    grants = smart_config_raw.get("grant_types_supported")
     expect(isinstance(grants, list) and "authorization_code" in grants,
            expected="grant_types_supported: an array containing 'authorization_code'",
            actual=f"grant_types_supported = {describe(grants)}", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-08", "SMART-PKCE-01", "SMART-PKCE-02")
-def test_pkce_s256_only(smart_configuration: Document, smart_config: dict[str, Any], smart_version: str) -> None:
+def test_pkce_s256_only(smart_configuration: Document, smart_config_raw: dict[str, Any], smart_version: str) -> None:
     """code_challenge_methods_supported lists S256 and not plain."""
     if smart_version == "1":
         not_applicable("PKCE advertisement is required from SMART 2.0")
-    methods = smart_config.get("code_challenge_methods_supported")
+    methods = smart_config_raw.get("code_challenge_methods_supported")
     if not isinstance(methods, list) or "S256" not in methods:
         fail(expected="code_challenge_methods_supported containing 'S256'",
              actual=f"code_challenge_methods_supported = {describe(methods)}",
@@ -140,19 +140,19 @@ def test_pkce_s256_only(smart_configuration: Document, smart_config: dict[str, A
 
 
 @pytest.mark.requirement("SMART-DISC-09")
-def test_openid_fields_when_sso(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_openid_fields_when_sso(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """With sso-openid-connect, issuer and jwks_uri are advertised."""
-    if "sso-openid-connect" not in (smart_config.get("capabilities") or []):
+    if "sso-openid-connect" not in (smart_config_raw.get("capabilities") or []):
         not_applicable("sso-openid-connect is not advertised")
-    missing = [f for f in ("issuer", "jwks_uri") if not isinstance(smart_config.get(f), str) or not smart_config[f]]
+    missing = [f for f in ("issuer", "jwks_uri") if not isinstance(smart_config_raw.get(f), str) or not smart_config_raw[f]]
     expect(not missing, expected="issuer and jwks_uri (strings) alongside sso-openid-connect",
            actual=f"missing or empty: {', '.join(missing)}", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-11", "CARIN-SEC-02")
-def test_scopes_supported_listed(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_scopes_supported_listed(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """scopes_supported is a non-empty array of scope strings."""
-    scopes = smart_config.get("scopes_supported")
+    scopes = smart_config_raw.get("scopes_supported")
     expect(isinstance(scopes, list) and bool(scopes) and all(isinstance(s, str) and s and " " not in s for s in scopes),
            expected="scopes_supported: a non-empty array of single scope strings",
            actual=f"scopes_supported = {describe(scopes)}", exchange=smart_configuration.exchange)
@@ -171,9 +171,9 @@ def _grants_read(scopes: set[str], context: str, resource: str) -> bool:
 
 
 @pytest.mark.requirement("CARIN-SEC-05")
-def test_carin_scopes_advertised(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_carin_scopes_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """The scopes CARIN Blue Button requires are advertised (openid, fhirUser, launch/patient, patient read scopes)."""
-    scopes = set(smart_config.get("scopes_supported") or [])
+    scopes = set(smart_config_raw.get("scopes_supported") or [])
     missing = [s for s in ("openid", "fhirUser", "launch/patient") if s not in scopes]
     missing += [f"patient/{r}.read (or .rs)" for r in CARIN_RESOURCES if not _grants_read(scopes, "patient", r)]
     expect(not missing, expected="scopes_supported covering openid, fhirUser, launch/patient and patient-level read "
@@ -182,49 +182,49 @@ def test_carin_scopes_advertised(smart_configuration: Document, smart_config: di
 
 
 @pytest.mark.requirement("SMART-DISC-12")
-def test_response_types_supported(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_response_types_supported(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """response_types_supported lists 'code'."""
-    types = smart_config.get("response_types_supported")
+    types = smart_config_raw.get("response_types_supported")
     expect(isinstance(types, list) and "code" in types, expected="response_types_supported containing 'code'",
            actual=f"response_types_supported = {describe(types)}", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-14", "SMART-INTRO-01")
-def test_introspection_and_revocation_advertised(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_introspection_and_revocation_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """introspection_endpoint and revocation_endpoint are advertised."""
-    missing = [f for f in ("introspection_endpoint", "revocation_endpoint") if not smart_config.get(f)]
+    missing = [f for f in ("introspection_endpoint", "revocation_endpoint") if not smart_config_raw.get(f)]
     expect(not missing, expected="introspection_endpoint and revocation_endpoint",
            actual=f"not advertised: {', '.join(missing)}", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("CARIN-SEC-04", "SMART-CAP-01")
-def test_payer_standalone_capabilities(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_payer_standalone_capabilities(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """The capabilities a payer member's standalone confidential app relies on are all advertised."""
-    caps = smart_config.get("capabilities") or []
+    caps = smart_config_raw.get("capabilities") or []
     missing = [c for c in STANDALONE_CONFIDENTIAL_CAPABILITIES if c not in caps]
     expect(not missing, expected=f"capabilities including {', '.join(STANDALONE_CONFIDENTIAL_CAPABILITIES)}",
            actual=f"missing: {', '.join(missing)}", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-SCOPE-01")
-def test_v1_scopes_accepted_on_v2(smart_configuration: Document, smart_config: dict[str, Any],
+def test_v1_scopes_accepted_on_v2(smart_configuration: Document, smart_config_raw: dict[str, Any],
                                   smart_version: str) -> None:
     """A SMART 2 server advertises permission-v1, so CARIN's v1-syntax scopes keep working."""
     if smart_version == "1":
         not_applicable("the target is a SMART v1 server")
-    caps = smart_config.get("capabilities") or []
+    caps = smart_config_raw.get("capabilities") or []
     expect("permission-v1" in caps, expected="'permission-v1' in capabilities of a SMART 2 server",
            actual=f"capabilities = {describe(caps)}", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-10", "SMART-TOKEN-01")
-def test_client_secret_basic_advertised(smart_configuration: Document, smart_config: dict[str, Any]) -> None:
+def test_client_secret_basic_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """With client-confidential-symmetric, token_endpoint_auth_methods_supported (if given) lists client_secret_basic."""
-    caps = smart_config.get("capabilities") or []
+    caps = smart_config_raw.get("capabilities") or []
     if "client-confidential-symmetric" not in caps:
         not_applicable("client-confidential-symmetric is not advertised")
-    methods = smart_config.get("token_endpoint_auth_methods_supported",
-                               smart_config.get("token_endpoint_auth_methods"))
+    methods = smart_config_raw.get("token_endpoint_auth_methods_supported",
+                               smart_config_raw.get("token_endpoint_auth_methods"))
     if methods is None:
         not_applicable("token_endpoint_auth_methods_supported is not given (it is optional)")
     expect(isinstance(methods, list) and "client_secret_basic" in methods,

@@ -44,7 +44,7 @@ def build(results: list[dict[str, Any]], *, strict: bool) -> dict[str, Any]:
                     "outcome": r["outcome"], "area": r["area"], "check": r["check"], "nodeid": r["nodeid"],
                     "title": r.get("doc", ""),
                     "requirements": [{"id": i, "level": catalog[i].level, "url": catalog[i].url, "text": catalog[i].text}
-                                     for i in r["requirements"] if i in catalog],
+                                     for i in r.get("violated") or r["requirements"] if i in catalog],
                     "message": redact.text(r.get("message", "")),
                 })
         totals = Counter(r["outcome"] for r in rows)

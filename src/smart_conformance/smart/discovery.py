@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from urllib.parse import urljoin
+
 import httpx
 
 from smart_conformance.http import Exchange, RecordingClient
@@ -50,6 +52,20 @@ def smart_configuration_url(fhir_base_url: str) -> str:
 
 def openid_configuration_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+URL_FIELDS = ("issuer", "jwks_uri", "authorization_endpoint", "token_endpoint", "introspection_endpoint",
+              "revocation_endpoint", "management_endpoint", "registration_endpoint")
+
+
+def resolved(config: dict[str, Any], document_url: str) -> dict[str, Any]:
+    """A copy with relative endpoint URLs joined to the document's URL (RFC 3986 §5), as a lenient client would."""
+    out = dict(config)
+    for name in URL_FIELDS:
+        value = out.get(name)
+        if isinstance(value, str) and value and "://" not in value:
+            out[name] = urljoin(document_url, value)
+    return out
 
 
 def detect_smart_version(config: dict[str, Any]) -> str:

@@ -1,0 +1,15 @@
+"""Launches shared by several checks of this suite (each made once per target and worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smart_conformance.oauth import AWKWARD_STATE
+
+
+@pytest.fixture(scope="session")
+def denied_launch(launcher: Any) -> Any:
+    """The member presses Deny on the consent page (state carries special characters)."""
+    return launcher.launch(scenario="deny", state=AWKWARD_STATE, exchange=False)

@@ -1,0 +1,102 @@
+"""The authorization request: who may be redirected, for which server, with which proof
+
+RFC 6749 §3.1.2 / §4.1.2.1, RFC 9700 §2.1 and SMART App Launch 2.2 §Obtain authorization code: an unknown client or
+a redirect_uri that is not registered exactly never gets the browser sent to it; the ``aud`` names this FHIR server
+and a foreign one is refused; the implicit grant is not offered. Each check makes a launch of its own and watches
+where the browser goes — it must never arrive at a redirect_uri the server should not trust.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import describe, expect
+from smart_conformance.config import Target
+from smart_conformance.fhir import call
+from smart_conformance.http import RecordingClient
+
+FOREIGN_AUD = "https://fhir.attacker.example/r4"
+
+
+def _where(result: Any) -> str:
+    b = result.browser
+    if b.redirected:
+        keys = sorted(b.params)
+        return f"the browser was redirected to {b.redirect_url} (parameters: {', '.join(keys)})"
+    return f"the browser stayed on {b.page_url} ({b.title!r})"
+
+
+@pytest.mark.requirement("RFC6749-01")
+def test_unknown_client_not_redirected(launcher: Any) -> None:
+    """An unknown client_id gets an error page; the browser never goes to the redirect_uri it named."""
+    result = launcher.launch(request_overrides={"client_id": "smart-conformance-unknown-client"},
+                             tolerant=True, exchange=False)
+    expect(not result.browser.redirected, expected="an error shown by the authorization server, no redirect",
+           actual=_where(result))
+
+
+@pytest.mark.requirement("RFC6749-01", "OAUTHBCP-01", "SMART-AUTHZ-03")
+@pytest.mark.parametrize("variant", ["extra-path", "suffix", "extra-query"])
+def test_unregistered_redirect_uri_not_redirected(launcher: Any, target: Target, variant: str) -> None:
+    """A redirect_uri that differs from the registered one in any way is never redirected to."""
+    registered = target.client.redirect_uri
+    altered = {"extra-path": registered.rstrip("/") + "/evil",
+               "suffix": registered + "x",
+               "extra-query": registered + ("&" if "?" in registered else "?") + "next=https://attacker.example"}[variant]
+    result = launcher.launch(redirect_uri=altered, tolerant=True, exchange=False)
+    expect(not result.browser.redirected, expected=f"no redirect to the unregistered {altered}",
+           actual=_where(result))
+
+
+def _token_from(launcher: Any, result: Any) -> str | None:
+    return result.token.access_token if result.token is not None else None
+
+
+@pytest.mark.requirement("SMART-AUTHZ-05", "SMART-FHIR-04")
+@pytest.mark.parametrize("aud", ["foreign", "missing"])
+def test_wrong_aud_refused(launcher: Any, target: Target, http: RecordingClient, aud: str) -> None:
+    """An authorization request for another FHIR server (or none) yields no token usable here."""
+    overrides = {"aud": FOREIGN_AUD} if aud == "foreign" else {"aud": None}
+    result = launcher.launch(request_overrides=overrides, tolerant=True)
+    token = _token_from(launcher, result)
+    if token is None:
+        return  # refused at authorize (error page or error redirect) or at the token endpoint
+    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}", token=token)
+    expect(reply.status in (401, 403), expected=f"no token for aud={overrides['aud']!r}, or a token this FHIR "
+                                                "server refuses",
+           actual=f"a token was issued and GET Patient answered HTTP {reply.status}", exchange=reply.exchange)
+
+
+@pytest.mark.requirement("OAUTHBCP-03", "SMART-AUTHZ-02")
+def test_implicit_grant_refused(launcher: Any) -> None:
+    """response_type=token (the implicit grant) never puts a token in the redirect."""
+    result = launcher.launch(request_overrides={"response_type": "token"}, tolerant=True, exchange=False)
+    params = result.browser.params
+    leaked = [k for k in ("access_token", "id_token") if params.get(k)]
+    expect(not leaked, expected="an error (unsupported_response_type) and no token in the redirect",
+           actual=f"the redirect carried {', '.join(leaked)}")
+    expect(not (result.browser.redirected and result.code), expected="no code for response_type=token",
+           actual="the redirect carried a code")
+
+
+@pytest.mark.requirement("SMART-PKCE-05", "RFC7636-02")
+def test_pkce_challenge_required(launcher: Any) -> None:
+    """A launch without code_challenge ends in no token."""
+    result = launcher.launch(pkce=False, tolerant=True)
+    expect(result.token is None, expected="refusal at authorize (invalid_request) or at the token endpoint",
+           actual=f"a token was issued without PKCE ({describe(result.token.scopes) if result.token else ''})")
+
+
+@pytest.mark.requirement("SMART-PKCE-02", "RFC7636-01")
+@pytest.mark.parametrize("method", ["plain", "no-method"])
+def test_pkce_plain_refused(launcher: Any, method: str) -> None:
+    """code_challenge_method=plain (or a challenge with no method, which means plain) ends in no token."""
+    if method == "plain":
+        result = launcher.launch(pkce="plain", tolerant=True)
+    else:
+        result = launcher.launch(pkce="plain", request_overrides={"code_challenge_method": None},
+                                 tolerant=True)
+    expect(result.token is None, expected="refusal of the plain PKCE method",
+           actual="a token was issued for a plain PKCE challenge")

@@ -1,0 +1,167 @@
+"""The id_token: who signed in, provably
+
+SMART App Launch 2.2 §Scopes for requesting identity data, OpenID Connect Core §2 and §3.1.3.7: when ``openid
+fhirUser`` is granted the token response carries an id_token signed with RS256 by a key named (kid) in the JWKS found
+through ``{iss}/.well-known/openid-configuration``; iss, aud, exp, iat and nonce are as the app expects; fhirUser
+points at the member's own FHIR resource and sub identifies the member stably.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
+from smart_conformance.config import Target
+from smart_conformance.fhir import call
+from smart_conformance.http import RecordingClient
+from smart_conformance.oauth import scope_set
+from smart_conformance.smart.idtoken import (IdTokenProblem, MalformedJwt, decode_unverified, fetch_jwks,
+                                             fetch_openid_configuration, verify_signature)
+
+LEEWAY = 60
+
+
+def _id_token(launch: Any) -> str:
+    granted = scope_set(launch.token.scope)
+    if not {"openid", "fhirUser"} <= scope_set(launch.spec.scope):
+        not_applicable("the full scope set does not request openid fhirUser")
+    if not launch.token.id_token:
+        if {"openid", "fhirUser"} <= granted:
+            fail(expected="an id_token, since openid and fhirUser were granted", actual="no id_token",
+                 requirement="SMART-OIDC-01")
+        not_applicable("openid fhirUser was not granted")
+    return launch.token.id_token
+
+
+def _claims(launch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        return decode_unverified(_id_token(launch))
+    except MalformedJwt as exc:
+        fail(expected="a JWS compact serialization (header.payload.signature)", actual=str(exc),
+             requirement="OIDC-01")
+
+
+@pytest.mark.requirement("SMART-OIDC-01", "CARIN-SEC-03")
+def test_id_token_issued(launch: Any) -> None:
+    """openid fhirUser granted → an id_token comes with the access token, as a well-formed JWT."""
+    _claims(launch)
+
+
+@pytest.mark.requirement("SMART-OIDC-04", "SMART-OIDC-05", "OIDC-05")
+def test_id_token_signature(launch: Any, http: RecordingClient) -> None:
+    """The id_token is RS256-signed by a key the JWKS names by kid, found through its iss."""
+    header, claims = _claims(launch)
+    iss = claims.get("iss")
+    if not isinstance(iss, str):
+        fail(expected="an iss claim to find the signing keys", actual=describe(iss), requirement="SMART-OIDC-05")
+    try:
+        config = fetch_openid_configuration(http, iss)
+        jwks = fetch_jwks(http, config["jwks_uri"])
+    except Exception as exc:  # noqa: BLE001 - any failure here means the keys cannot be found from iss
+        fail(expected=f"{iss}/.well-known/openid-configuration → jwks_uri → a JWK Set",
+             actual=f"{type(exc).__name__}: {exc}", requirement="SMART-OIDC-05")
+    try:
+        verify_signature(_id_token(launch), jwks)
+    except IdTokenProblem as problem:
+        requirement = {"header.alg": "SMART-OIDC-04", "header.kid": "OIDC-05"}.get(problem.field, "SMART-OIDC-05")
+        fail(expected=f"{problem.field}: {problem.expected}", actual=describe(problem.actual),
+             requirement=requirement)
+
+
+@pytest.mark.requirement("OIDC-01", "OIDC-02")
+def test_id_token_claims(launch: Any, smart_config: dict[str, Any], target: Target) -> None:
+    """iss is the advertised issuer (byte-equal), aud holds the client_id, exp is ahead and iat is not."""
+    _, claims = _claims(launch)
+    now = time.time()
+    problems = []
+    issuer = smart_config.get("issuer")
+    if claims.get("iss") != issuer:
+        problems.append(f"iss {claims.get('iss')!r} differs from the advertised issuer {issuer!r}")
+    aud = claims.get("aud")
+    if target.client.client_id not in (aud if isinstance(aud, list) else [aud]):
+        problems.append(f"aud {aud!r} does not contain the client_id")
+    missing = [c for c in ("iss", "sub", "aud", "exp", "iat") if c not in claims]
+    if missing:
+        problems.append(f"missing claims: {', '.join(missing)}")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, (int, float)) or exp + LEEWAY < now:
+        problems.append(f"exp {exp!r} is not in the future (now {int(now)})")
+    if not isinstance(iat, (int, float)) or iat - LEEWAY > now:
+        problems.append(f"iat {iat!r} is not a past time (now {int(now)})")
+    expect(not problems, expected="valid iss, aud, exp and iat", actual="; ".join(problems))
+
+
+@pytest.mark.requirement("OIDC-03")
+def test_id_token_nonce(launch: Any) -> None:
+    """The nonce sent in the authorization request comes back in the id_token."""
+    _, claims = _claims(launch)
+    expect(claims.get("nonce") == launch.nonce, expected="the nonce of the authorization request",
+           actual=f"nonce {claims.get('nonce')!r}")
+
+
+def _resolve_fhir_user(http: RecordingClient, target: Target, token: str, fhir_user: Any) -> Any:
+    if not isinstance(fhir_user, str) or not fhir_user:
+        fail(expected="a fhirUser claim (URL of the user's FHIR resource)", actual=describe(fhir_user),
+             requirement="SMART-OIDC-02")
+    url = fhir_user if fhir_user.startswith(("http://", "https://")) else f"{target.fhir_base_url}/{fhir_user}"
+    reply = call(http, "GET", url, token=token)
+    kind = fhir_user.rstrip("/").split("/")[-2] if fhir_user.count("/") >= 1 else ""
+    expect(reply.status == 200 and reply.resource_type == kind and kind in ("Patient", "RelatedPerson", "Person"),
+           expected=f"GET {fhir_user} with the access token → 200 with a Patient, RelatedPerson or Person",
+           actual=f"HTTP {reply.status} {reply.resource_type}", requirement="SMART-OIDC-02", exchange=reply.exchange)
+    return reply.json()
+
+
+@pytest.mark.requirement("SMART-OIDC-02")
+def test_fhir_user_resolves_to_member(launch: Any, http: RecordingClient, target: Target) -> None:
+    """fhirUser resolves, with the access token, to the member's own Patient."""
+    _, claims = _claims(launch)
+    resource = _resolve_fhir_user(http, target, launch.token.access_token, claims.get("fhirUser"))
+    expected = target.member.fhir_user or f"Patient/{target.member.patient_id}"
+    got = f"{resource.get('resourceType')}/{resource.get('id')}"
+    expect(got == expected, expected=f"fhirUser naming {expected}", actual=f"it resolves to {got}")
+
+
+@pytest.mark.requirement("OIDC-04")
+def test_sub_stable_per_member(launch: Any, launcher: Any, target: Target) -> None:
+    """sub is the same across two sign-ins of one member, and differs for another member."""
+    _, first = _claims(launch)
+    again = launcher.launch()
+    if again.token is None or not again.token.id_token:
+        could_not_check("the second launch of the member produced no id_token: " + "; ".join(again.problems))
+    _, second = decode_unverified(again.token.id_token)
+    expect(first.get("sub") == second.get("sub") and isinstance(first.get("sub"), str)
+           and 0 < len(first.get("sub", "")) <= 255,
+           expected="the same sub (≤ 255 chars) for two sign-ins of the member",
+           actual=f"sub {first.get('sub')!r} then {second.get('sub')!r}")
+    if "other" in target.members:
+        other = launcher.launch(member="other")
+        if other.token is None or not other.token.id_token:
+            could_not_check("the other member's launch produced no id_token: " + "; ".join(other.problems))
+        _, theirs = decode_unverified(other.token.id_token)
+        expect(theirs.get("sub") != first.get("sub"), expected="a different sub for another member",
+               actual=f"both members have sub {first.get('sub')!r}")
+
+
+@pytest.mark.requirement("PDEX-SEC-04", "SMART-OIDC-02")
+def test_representative_launch(launcher: Any, http: RecordingClient, target: Target) -> None:
+    """A personal representative signs in for their dependent: patient is the dependent, fhirUser is the
+    representative's own RelatedPerson/Person."""
+    if "representative" not in target.members:
+        not_applicable("the target names no representative member")
+    rep = target.members["representative"]
+    result = launcher.launch(member="representative", scope=target.scopes.get("representative"))
+    if result.token is None:
+        fail(expected="a token for the representative", actual="; ".join(result.problems),
+             requirement="PDEX-SEC-04")
+    expect(result.token.patient == rep.patient_id, expected=f"patient {rep.patient_id!r} (the dependent)",
+           actual=f"patient {result.token.patient!r}", requirement="PDEX-SEC-04")
+    if result.token.id_token:
+        _, claims = decode_unverified(result.token.id_token)
+        resource = _resolve_fhir_user(http, target, result.token.access_token, claims.get("fhirUser"))
+        expect(resource.get("resourceType") in ("RelatedPerson", "Person"),
+               expected="fhirUser of the representative: a RelatedPerson or Person",
+               actual=f"{resource.get('resourceType')}/{resource.get('id')}", requirement="SMART-OIDC-02")

@@ -1,0 +1,116 @@
+"""Refresh tokens
+
+SMART App Launch 2.2 §Refresh access token: with offline_access granted the app receives a refresh token. Using it
+requires the client's own authentication, works only for the client it was issued to, returns a new access token
+with expires_in and scope, and never widens the grant; a narrower scope is honoured. The answer is not cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import could_not_check, describe, expect, not_applicable
+from smart_conformance.config import Target
+from smart_conformance.http import RecordingClient
+from smart_conformance.launcher import RefreshChain, credentials
+from smart_conformance.oauth import issued_tokens, no_store_problems, oauth_error, scope_set, wider_than
+from smart_conformance.smart.token import ClientCredentials, refresh
+
+
+def _refresh(http: RecordingClient, launcher: Any, chain: RefreshChain, *, client: ClientCredentials | None = None,
+             scope: str | None = None) -> Any:
+    response = refresh(http, launcher.token_endpoint, refresh_token=chain.refresh_token,
+                       client=client if client is not None else credentials(launcher.target.client), scope=scope)
+    if response.status_code == 200:
+        try:
+            chain.advance(response.json())
+        except ValueError:
+            pass
+    return response
+
+
+@pytest.mark.requirement("SMART-REFRESH-01", "SMART-CAP-02")
+def test_refresh_token_issued(launch: Any, smart_config: dict[str, Any]) -> None:
+    """offline_access granted (permission-offline advertised) → a refresh_token comes with the access token."""
+    if "offline_access" not in scope_set(launch.token.scope):
+        not_applicable("offline_access was not granted")
+    expect(bool(launch.token.refresh_token), expected="a refresh_token alongside offline_access",
+           actual="no refresh_token in the token response")
+
+
+@pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-06")
+def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient, refresh_chain: RefreshChain) -> None:
+    """A refresh with client authentication returns a new access token, expires_in and scope, not cached."""
+    response = _refresh(http, launcher, refresh_chain)
+    exchange = http.exchange_for(response)
+    body = response.json() if response.status_code == 200 else oauth_error(response).body
+    expect(response.status_code == 200, expected="HTTP 200 for a refresh by its own client",
+           actual=f"HTTP {response.status_code} {describe(body)}", requirement="SMART-REFRESH-02", exchange=exchange)
+    missing = [f for f in ("access_token", "token_type", "expires_in", "scope") if f not in body]
+    expect(not missing, expected="access_token, token_type, expires_in and scope in the refresh response",
+           actual=f"missing {', '.join(missing)}", requirement="SMART-REFRESH-02", exchange=exchange)
+    problems = no_store_problems(response)
+    expect(not problems, expected="Cache-Control: no-store and Pragma: no-cache on the refresh response",
+           actual="; ".join(problems), requirement="SMART-TOKEN-06", exchange=exchange)
+
+
+@pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-02")
+def test_refresh_requires_client_authentication(launcher: Any, http: RecordingClient, target: Target,
+                                                refresh_chain: RefreshChain) -> None:
+    """A refresh without client authentication gets no tokens."""
+    if target.client.auth_method == "none":
+        not_applicable("the target's client is public")
+    response = _refresh(http, launcher, refresh_chain, client=ClientCredentials(target.client.client_id, None, "none"))
+    err = oauth_error(response)
+    expect(not issued_tokens(response) and err.status in (400, 401),
+           expected="HTTP 401 invalid_client (or 400) without tokens", actual=f"HTTP {err.status} error={err.error!r}",
+           exchange=http.exchange_for(response))
+
+
+@pytest.mark.requirement("SMART-REFRESH-03")
+def test_refresh_token_bound_to_client(launcher: Any, http: RecordingClient, target: Target,
+                                       refresh_chain: RefreshChain) -> None:
+    """Another registered client cannot use this client's refresh token."""
+    if target.other_client is None:
+        not_applicable("the target names no other_client")
+    response = _refresh(http, launcher, refresh_chain, client=credentials(target.other_client))
+    err = oauth_error(response)
+    expect(not issued_tokens(response) and err.status in (400, 401),
+           expected="HTTP 400 invalid_grant (or 401) without tokens", actual=f"HTTP {err.status} error={err.error!r}",
+           exchange=http.exchange_for(response))
+
+
+@pytest.mark.requirement("SMART-REFRESH-04")
+def test_refresh_never_widens_scope(launcher: Any, http: RecordingClient, refresh_chain: RefreshChain) -> None:
+    """Asking for more at refresh (a write scope never granted) gets an error or the original scope, never more."""
+    original = scope_set(refresh_chain.scope)
+    wider = refresh_chain.scope + " patient/*.cruds patient/*.write"
+    response = _refresh(http, launcher, refresh_chain, scope=wider)
+    if response.status_code != 200:
+        err = oauth_error(response)
+        expect(err.status == 400 and not issued_tokens(response), expected="invalid_scope (400) or a subset",
+               actual=f"HTTP {err.status} error={err.error!r}", exchange=http.exchange_for(response))
+        return
+    granted = scope_set(response.json().get("scope"))
+    extra = wider_than(granted, original)
+    expect(not extra, expected=f"at most the original scope {refresh_chain.scope!r}",
+           actual=f"refresh granted also {', '.join(extra)}", exchange=http.exchange_for(response))
+
+
+@pytest.mark.requirement("SMART-REFRESH-04")
+def test_refresh_narrower_scope_honoured(launcher: Any, http: RecordingClient,
+                                         refresh_chain: RefreshChain) -> None:
+    """Asking for a subset at refresh yields a token with that subset."""
+    resource_scopes = [s for s in refresh_chain.scope.split() if s.startswith("patient/")]
+    if len(resource_scopes) < 2:
+        not_applicable("the grant has fewer than two resource scopes to narrow")
+    narrower = " ".join(s for s in refresh_chain.scope.split() if s != resource_scopes[-1])
+    response = _refresh(http, launcher, refresh_chain, scope=narrower)
+    if response.status_code != 200:
+        could_not_check(f"refresh with a narrower scope failed: HTTP {response.status_code}")
+    granted = scope_set(response.json().get("scope"))
+    expect(resource_scopes[-1] not in granted and not wider_than(granted, scope_set(narrower)),
+           expected=f"scope within {narrower!r} (without {resource_scopes[-1]})",
+           actual=f"scope {response.json().get('scope')!r}", exchange=http.exchange_for(response))

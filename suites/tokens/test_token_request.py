@@ -1,0 +1,164 @@
+"""The token request: client authentication, single-use codes bound to their client and redirect_uri, PKCE proof
+
+RFC 6749 §4.1.3 and §5.2, RFC 7636 §4.6 and SMART App Launch 2.2 §Obtain access token: a confidential client
+authenticates (wrong or missing credentials → 401 invalid_client); a code works once, only for the client and
+redirect_uri it was issued for, and only with the PKCE verifier that matches its challenge. Only the code grant and
+refresh are offered, and only by POST. Each check spends a fresh code of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
+from smart_conformance.config import Target
+from smart_conformance.fhir import call
+from smart_conformance.http import RecordingClient
+from smart_conformance.launcher import credentials
+from smart_conformance.oauth import issued_tokens, oauth_error
+from smart_conformance.smart.token import ClientCredentials, exchange_code
+
+
+def fresh_code(launcher: Any, **kwargs: Any) -> Any:
+    result = launcher.launch(exchange=False, **kwargs)
+    if not result.code:
+        could_not_check("no code to test with: " + "; ".join(result.problems))
+    return result
+
+
+def redeem(http: RecordingClient, launcher: Any, result: Any, *, client: ClientCredentials | None = None,
+           redirect_uri: str | None = None, verifier: str | None = "(launch)") -> Any:
+    return exchange_code(http, launcher.token_endpoint, code=result.code,
+                         redirect_uri=redirect_uri or result.spec.redirect_uri,
+                         code_verifier=result.code_verifier if verifier == "(launch)" else verifier,
+                         client=client or result.spec.client)
+
+
+def _refused(http: RecordingClient, response: Any, *, expected: str, statuses: tuple[int, ...] = (400, 401),
+             error: tuple[str, ...] = ("invalid_grant",)) -> None:
+    err = oauth_error(response)
+    exchange = http.exchange_for(response)
+    expect(not issued_tokens(response), expected=expected, actual=f"HTTP {response.status_code} with tokens",
+           exchange=exchange)
+    expect(err.status in statuses and err.error in error,
+           expected=f"{expected}: HTTP {'/'.join(map(str, statuses))} with error {' or '.join(error)}",
+           actual=f"HTTP {err.status} error={err.error!r}", exchange=exchange)
+
+
+@pytest.mark.requirement("SMART-TOKEN-02", "RFC6749-08")
+@pytest.mark.parametrize("auth", ["wrong-secret", "no-authentication"])
+def test_client_authentication_required(launcher: Any, http: RecordingClient, target: Target, auth: str) -> None:
+    """A wrong client secret, or none at all, gets 401 invalid_client with a WWW-Authenticate challenge."""
+    if target.client.auth_method == "none":
+        not_applicable("the target's client is public (auth_method: none)")
+    result = fresh_code(launcher)
+    client = ClientCredentials(target.client.client_id, "wrong-" + (target.client.client_secret or "x")[:4] + "-secret",
+                               target.client.auth_method) if auth == "wrong-secret" else \
+        ClientCredentials(target.client.client_id, None, "none")
+    response = redeem(http, launcher, result, client=client)
+    err = oauth_error(response)
+    exchange = http.exchange_for(response)
+    expect(not issued_tokens(response), expected="no tokens without valid client authentication",
+           actual=f"HTTP {response.status_code} with tokens", exchange=exchange)
+    expect(err.status == 401 and err.error == "invalid_client",
+           expected="HTTP 401 with error invalid_client", actual=f"HTTP {err.status} error={err.error!r}",
+           exchange=exchange)
+    expect(bool(err.www_authenticate), expected="a WWW-Authenticate header on the 401 (RFC 6749 §5.2)",
+           actual="no WWW-Authenticate header", exchange=exchange)
+
+
+@pytest.mark.requirement("RFC6749-04")
+def test_code_single_use(launcher: Any, http: RecordingClient) -> None:
+    """A code works once; the second exchange is refused with invalid_grant."""
+    result = fresh_code(launcher)
+    first = redeem(http, launcher, result)
+    if first.status_code != 200:
+        could_not_check(f"the first exchange of a fresh code failed (HTTP {first.status_code})")
+    second = redeem(http, launcher, result)
+    _refused(http, second, expected="the second use of a code refused")
+
+
+@pytest.mark.requirement("RFC6749-11")
+def test_code_reuse_revokes_tokens(launcher: Any, http: RecordingClient, target: Target) -> None:
+    """After a code is replayed, the tokens issued for it stop working (RFC 6749 §4.1.2: SHOULD)."""
+    result = fresh_code(launcher)
+    first = redeem(http, launcher, result)
+    token = first.json().get("access_token") if first.status_code == 200 else None
+    if not token:
+        could_not_check(f"the first exchange of a fresh code failed (HTTP {first.status_code})")
+    redeem(http, launcher, result)
+    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}", token=token)
+    expect(reply.status in (401, 403), expected="the token from a replayed code revoked (401)",
+           actual=f"HTTP {reply.status}: it still works", exchange=reply.exchange)
+
+
+@pytest.mark.requirement("RFC6749-06")
+def test_code_bound_to_redirect_uri(launcher: Any, http: RecordingClient) -> None:
+    """A code presented with another redirect_uri is refused."""
+    result = fresh_code(launcher)
+    response = redeem(http, launcher, result, redirect_uri=result.spec.redirect_uri.rstrip("/") + "/other")
+    _refused(http, response, expected="the code refused for a different redirect_uri")
+
+
+@pytest.mark.requirement("RFC6749-05")
+def test_code_bound_to_client(launcher: Any, http: RecordingClient, target: Target) -> None:
+    """A code issued to one client is refused when another registered client presents it."""
+    if target.other_client is None:
+        not_applicable("the target names no other_client")
+    result = fresh_code(launcher)
+    response = redeem(http, launcher, result, client=credentials(target.other_client),
+                      redirect_uri=result.spec.redirect_uri)
+    _refused(http, response, expected="another client's code refused", error=("invalid_grant", "invalid_client"))
+
+
+@pytest.mark.requirement("SMART-PKCE-03", "SMART-PKCE-04", "OAUTHBCP-02")
+@pytest.mark.parametrize("verifier", ["missing", "blank", "wrong", "equals-challenge", "other-launch"])
+def test_pkce_verifier_checked(launcher: Any, http: RecordingClient, verifier: str) -> None:
+    """The code is refused without the exact code_verifier of its own challenge."""
+    result = fresh_code(launcher)
+    if verifier == "other-launch":
+        other = fresh_code(launcher)
+        sent: str | None = other.code_verifier
+    elif verifier == "equals-challenge":
+        digest = hashlib.sha256((result.code_verifier or "").encode("ascii")).digest()
+        sent = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    else:
+        sent = {"missing": None, "blank": "", "wrong": "W" * 64}[verifier]
+    response = redeem(http, launcher, result, verifier=sent)
+    _refused(http, response, expected=f"the code refused with a {verifier} code_verifier",
+             error=("invalid_grant", "invalid_request"))
+
+
+@pytest.mark.requirement("OAUTHBCP-03", "RFC6749-13")
+@pytest.mark.parametrize("grant", ["password", "made-up"])
+def test_unsupported_grant_types_refused(launcher: Any, http: RecordingClient, target: Target, grant: str) -> None:
+    """The password grant and unknown grant types get an OAuth error, never tokens."""
+    form = {"grant_type": "password", "username": target.member.username, "password": target.member.password,
+            "scope": target.scopes["full"]} if grant == "password" else {"grant_type": "urn:example:made-up"}
+    headers: dict[str, str] = {}
+    credentials(target.client).apply(form, headers)
+    response = http.post(launcher.token_endpoint, data=form, headers=headers)
+    err = oauth_error(response)
+    exchange = http.exchange_for(response)
+    expect(not issued_tokens(response), expected=f"no tokens for grant_type={form['grant_type']}",
+           actual=f"HTTP {response.status_code} with tokens", requirement="OAUTHBCP-03", exchange=exchange)
+    expect(err.status == 400 and err.error in ("unsupported_grant_type", "unauthorized_client", "invalid_grant"),
+           expected="HTTP 400 with error unsupported_grant_type (or unauthorized_client)",
+           actual=f"HTTP {err.status} error={err.error!r}", requirement="RFC6749-13", exchange=exchange)
+
+
+@pytest.mark.requirement("RFC6749-12")
+def test_token_endpoint_requires_post(launcher: Any, http: RecordingClient, target: Target) -> None:
+    """The token endpoint does not hand out tokens to a GET (credentials would end up in logs)."""
+    result = fresh_code(launcher)
+    response = http.get(launcher.token_endpoint, params={
+        "grant_type": "authorization_code", "code": result.code, "redirect_uri": result.spec.redirect_uri,
+        "code_verifier": result.code_verifier or "", "client_id": target.client.client_id})
+    expect(not issued_tokens(response) and response.status_code in (400, 401, 404, 405),
+           expected="GET refused (405, or a 4xx OAuth error) without tokens",
+           actual=f"HTTP {response.status_code} {describe(oauth_error(response).body)}",
+           exchange=http.exchange_for(response))
