@@ -49,13 +49,13 @@ class SuiteRun:
 
 @cache
 def suite_checks() -> dict[str, str]:
-    """Every check (test function) in suites/, mapped to its suite folder."""
+    """Every check (test function) in suites/, mapped to its module path relative to suites/ (``tokens/test_x.py``)."""
     found: dict[str, str] = {}
     for file in sorted(paths.suites_dir().glob("*/test_*.py")):
         tree = ast.parse(file.read_text(encoding="utf-8"))
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                found[node.name] = file.parent.name
+                found[node.name] = f"{file.parent.name}/{file.name}"
     return found
 
 

@@ -1,8 +1,10 @@
 """Access tokens at the FHIR API
 
 SMART App Launch 2.2 §Access token use, RFC 6750 §3 and FHIR R4 security.html: the resource server validates the
-token on every request. A request with no token, a made-up token or an unsigned (``alg: none``) token is refused
-with 401 and a ``WWW-Authenticate: Bearer`` challenge, and the refusal carries no data and no server internals.
+token on every request. A request with no token, a made-up token, an unsigned (``alg: none``) token, a token whose
+signature was altered or one whose lifetime has passed is refused with 401 and a ``WWW-Authenticate: Bearer``
+challenge, and the refusal carries no data and no server internals. A token is taken only from the Authorization
+header, never from the ``access_token`` query parameter (URLs end up in logs).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import expect
+from smart_conformance.checks import could_not_check, expect, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.fhir import Reply, call, disclosure, leaked_data, unsigned_jwt
 from smart_conformance.http import RecordingClient
@@ -72,3 +74,57 @@ def test_refusal_discloses_no_internals(http: RecordingClient, target: Target) -
     found = disclosure(reply)
     expect(found is None, expected="an error without server internals (no stack trace, framework or version)",
            actual=found, exchange=reply.exchange)
+
+
+def _tampered(token: str) -> str:
+    """The token with one signature character changed (a middle one: every bit of it is significant)."""
+    parts = token.split(".")
+    if len(parts) == 3 and len(parts[2]) > 2:
+        sig, at = parts[2], len(parts[2]) // 2
+        parts[2] = sig[:at] + ("A" if sig[at] != "A" else "B") + sig[at + 1:]
+        return ".".join(parts)
+    return token[:-1] + ("A" if token[-1:] != "A" else "B")
+
+
+@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "JWTBCP-01")
+def test_tampered_signature_refused(http: RecordingClient, target: Target, launch: Any) -> None:
+    """The shared access token with one signature character altered is refused (opaque tokens: last character)."""
+    token = _tampered(launch.token.access_token)
+    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}", token=token)
+    _assert_refused(reply, target, "a token whose signature was altered")
+
+
+# Longest token lifetime this check will wait out (polling the target) to see an expired token refused.
+EXPIRY_WAIT_LIMIT_S = 120
+EXPIRY_GRACE_S = 30  # clock skew the target may allow
+
+
+@pytest.mark.requirement("SMART-FHIR-02")
+def test_expired_token_refused(http: RecordingClient, target: Target, launch: Any, launcher: Any) -> None:
+    """A token is refused once its expires_in has passed (only where the target issues short-lived tokens)."""
+    lifetime = launch.token.raw.get("expires_in")
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime > EXPIRY_WAIT_LIMIT_S:
+        not_applicable(f"access tokens live {lifetime!r} s; this check waits out at most {EXPIRY_WAIT_LIMIT_S} s, "
+                       "and without the target's signing key the harness cannot make an expired token")
+    result = launcher.launch()  # a token of its own: the shared one must stay valid for the other checks
+    if result.token is None:
+        could_not_check("the launch for the expiry check produced no token: " + "; ".join(result.problems))
+    url = f"{target.fhir_base_url}/Patient/{target.member.patient_id}"
+    expires = time.monotonic() + lifetime
+    reply = call(http, "GET", url, token=result.token.access_token)
+    while reply.status == 200 and time.monotonic() < expires + EXPIRY_GRACE_S:
+        time.sleep(1.0)  # polling the target: its clock decides when the token expires
+        reply = call(http, "GET", url, token=result.token.access_token)
+    _assert_refused(reply, target, f"a token {lifetime + EXPIRY_GRACE_S} s after issue (expires_in {lifetime})")
+
+
+@pytest.mark.requirement("RFC6750-02", "SMART-FHIR-01")
+def test_token_in_query_not_accepted(http: RecordingClient, target: Target, launch: Any) -> None:
+    """A valid token sent only as ?access_token= (no Authorization header) gets no data."""
+    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
+                 params={"access_token": launch.token.access_token})
+    leak = leaked_data(reply)
+    expect(reply.status != 200 and leak is None,
+           expected="the query-string token ignored: a refusal (401) without data",
+           actual=f"HTTP {reply.status}" + (f" with {leak}" if leak else ""), requirement="RFC6750-02",
+           exchange=reply.exchange)

@@ -69,6 +69,14 @@ def test_wrong_aud_refused(launcher: Any, target: Target, http: RecordingClient,
            actual=f"a token was issued and GET Patient answered HTTP {reply.status}", exchange=reply.exchange)
 
 
+@pytest.mark.requirement("PDEX-SEC-02")
+def test_wrong_password_refused(launcher: Any, target: Target) -> None:
+    """Signing in with a wrong password never ends in a code for the app."""
+    values = {**target.member.values("member"), "member.password": "smart-conformance-wrong-password"}
+    result = launcher.launch(values=values, tolerant=True, exchange=False)
+    expect(not result.code, expected="the sign-in refused (no code issued)", actual=_where(result))
+
+
 @pytest.mark.requirement("OAUTHBCP-03", "SMART-AUTHZ-02")
 def test_implicit_grant_refused(launcher: Any) -> None:
     """response_type=token (the implicit grant) never puts a token in the redirect."""
@@ -79,6 +87,11 @@ def test_implicit_grant_refused(launcher: Any) -> None:
            actual=f"the redirect carried {', '.join(leaked)}")
     expect(not (result.browser.redirected and result.code), expected="no code for response_type=token",
            actual="the redirect carried a code")
+    # A token in the URL fragment never reaches the network, so a redirect must at least say why it came.
+    expect(not result.browser.redirected or bool(result.browser.error),
+           expected="an error page, or a redirect with error=unsupported_response_type",
+           actual=f"a redirect without an error parameter ({result.browser.redirect_url}): the response may be "
+                  "in the URL fragment")
 
 
 @pytest.mark.requirement("SMART-PKCE-05", "RFC7636-02")

@@ -155,9 +155,11 @@ def test_unsupported_grant_types_refused(launcher: Any, http: RecordingClient, t
 def test_token_endpoint_requires_post(launcher: Any, http: RecordingClient, target: Target) -> None:
     """The token endpoint does not hand out tokens to a GET (credentials would end up in logs)."""
     result = fresh_code(launcher)
-    response = http.get(launcher.token_endpoint, params={
-        "grant_type": "authorization_code", "code": result.code, "redirect_uri": result.spec.redirect_uri,
-        "code_verifier": result.code_verifier or "", "client_id": target.client.client_id})
+    params = {"grant_type": "authorization_code", "code": result.code, "redirect_uri": result.spec.redirect_uri,
+              "code_verifier": result.code_verifier or ""}
+    headers: dict[str, str] = {}
+    credentials(target.client).apply(params, headers)  # properly authenticated: only the method is wrong
+    response = http.get(launcher.token_endpoint, params=params, headers=headers)
     expect(not issued_tokens(response) and response.status_code in (400, 401, 404, 405),
            expected="GET refused (405, or a 4xx OAuth error) without tokens",
            actual=f"HTTP {response.status_code} {describe(oauth_error(response).body)}",

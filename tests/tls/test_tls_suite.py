@@ -25,7 +25,7 @@ from tests.suite_runner import SuiteRun, run_suites, suite_checks
 from tests.tls.simulate import ENV as SIMULATE_ENV
 from tests.tls_servers import LOCAL, Behaviour, Pki, closed_port, local_openssl_negotiates, server_context, serving
 
-ALL = frozenset(check for check, suite in suite_checks().items() if suite == "tls")
+ALL = frozenset(check for check, module in suite_checks().items() if module.startswith("tls/"))
 SCANNED = ALL - {"test_tls_plain_http_not_served"}  # every check that judges sslyze's results
 
 # TLS 1.2 suites a well-configured server offers: ECDHE key exchange, AEAD only.

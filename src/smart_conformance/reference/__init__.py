@@ -1,0 +1,1 @@
+"""Embedded reference payer server: a conformant SMART App Launch 2.2 + FHIR R4 server with switchable faults."""

@@ -1,0 +1,668 @@
+"""The authorization server: authorize, member sign-in and consent, token, introspection, revocation.
+
+Error policy (RFC 6749 §4.1.2.1): problems found before the client and its redirect_uri are trusted (unknown
+client_id, unregistered or altered redirect_uri) get an HTML error page and never a redirect; everything later is
+redirected back with ``error``, ``error_description`` and the unchanged ``state``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from typing import Any
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit, urlunsplit
+
+import jwt
+from starlette.datastructures import FormData, MultiDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from smart_conformance.reference import scopes as scope_rules
+from smart_conformance.reference.context import ACCESS_TOKEN_TTL, CODE_TTL, REFRESH_TOKEN_TTL, Context, ctx_of
+from smart_conformance.reference.pages import error_page, esc, page
+from smart_conformance.reference.store import check_secret
+
+BROWSER_COOKIE = "__Host-smartref_browser"
+_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+def _redirect(uri: str, params: dict[str, str], *, fragment: bool = False) -> RedirectResponse:
+    """303 to the client's redirect_uri with params appended (query) or as the fragment (implicit grant)."""
+    parts = urlsplit(uri)
+    encoded = urlencode(params, quote_via=quote)
+    if fragment:
+        target = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, encoded))
+    else:
+        query = f"{parts.query}&{encoded}" if parts.query else encoded
+        target = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    response = RedirectResponse(target, status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _error_redirect(ctx: Context, uri: str, error: str, description: str, state: str | None) -> RedirectResponse:
+    params = {"error": error, "error_description": description}
+    if state is not None and not ctx.faults.active("state-not-echoed-on-error"):
+        params["state"] = state
+    return _redirect(uri, params)
+
+
+def _success_redirect(ctx: Context, uri: str, code: str, state: str) -> RedirectResponse:
+    if ctx.faults.active("state-altered"):
+        state = quote(state, safe="")  # encoded here and again by _redirect: the app decodes only once
+    return _redirect(uri, {"code": code, "state": state, "iss": ctx.issuer})
+
+
+async def _params(request: Request) -> MultiDict | FormData:
+    if request.method == "POST":
+        return await request.form()
+    return request.query_params  # type: ignore[return-value]
+
+
+def _redirect_uri_registered(ctx: Context, registered: list[str], uri: str) -> bool:
+    if ctx.faults.active("redirect-uri-prefix-match"):
+        return any(uri.startswith(r) for r in registered)
+    return uri in registered  # exact string comparison (RFC 9700 §4.1.3)
+
+
+def _same_base(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+# --- authorize -----------------------------------------------------------------------------------------------
+async def authorize(request: Request) -> Response:
+    ctx = ctx_of(request)
+    if request.method == "POST" and ctx.faults.active("authorize-post-unsupported"):
+        return JSONResponse({"error": "invalid_request", "error_description": "use GET"}, status_code=405,
+                            headers={"Allow": "GET"})
+    params = await _params(request)
+    client_id = params.get("client_id", "")
+    redirect_uri = params.get("redirect_uri", "")
+    for name in ("client_id", "redirect_uri"):
+        if len(params.getlist(name)) > 1:
+            return error_page(ctx, "invalid_request", f"{name} was sent more than once.")
+    client = ctx.store.client(client_id) if client_id else None
+    if client is None:
+        if ctx.faults.active("unknown-client-redirects") and redirect_uri:
+            return _error_redirect(ctx, redirect_uri, "unauthorized_client", "unknown client_id",
+                                   params.get("state"))
+        return error_page(ctx, "invalid_client", "The client_id is missing or not registered.")
+    if not redirect_uri:
+        return error_page(ctx, "invalid_request", "redirect_uri is required.")
+    if not _redirect_uri_registered(ctx, json.loads(client["redirect_uris"]), redirect_uri):
+        return error_page(ctx, "invalid_request", "The redirect_uri is not registered for this client.")
+
+    # From here on the redirect target is trusted: errors go back to the app.
+    state = params.get("state")
+    for name in ("response_type", "state", "scope", "aud", "code_challenge", "code_challenge_method", "nonce"):
+        if len(params.getlist(name)) > 1:
+            return _error_redirect(ctx, redirect_uri, "invalid_request", f"{name} was sent more than once", state)
+    response_type = params.get("response_type", "")
+    implicit_ok = ctx.faults.active("implicit-grant-allowed") and response_type == "token"
+    if not response_type:
+        return _error_redirect(ctx, redirect_uri, "invalid_request", "response_type is required", state)
+    if response_type != "code" and not implicit_ok:
+        return _error_redirect(ctx, redirect_uri, "unsupported_response_type", "only response_type=code", state)
+    if not state:
+        return _error_redirect(ctx, redirect_uri, "invalid_request", "state is required", state)
+    aud = params.get("aud") or params.get("resource") or ""
+    if not ctx.faults.active("aud-not-validated"):
+        if not aud:
+            return _error_redirect(ctx, redirect_uri, "invalid_request", "aud is required", state)
+        if not _same_base(aud, ctx.fhir_base):
+            return _error_redirect(ctx, redirect_uri, "invalid_request",
+                                   "aud does not name this FHIR server", state)
+    challenge = params.get("code_challenge") or None
+    method = params.get("code_challenge_method") or None
+    if response_type == "code":
+        if challenge is None:
+            if not ctx.faults.active("pkce-not-required"):
+                return _error_redirect(ctx, redirect_uri, "invalid_request", "code_challenge is required", state)
+            method = None
+        elif ctx.faults.active("pkce-plain-accepted") and method in (None, "plain"):
+            method = "plain"
+        elif method != "S256":
+            return _error_redirect(ctx, redirect_uri, "invalid_request",
+                                   "code_challenge_method must be S256 (plain is not supported)", state)
+        elif not _CHALLENGE.match(challenge):
+            return _error_redirect(ctx, redirect_uri, "invalid_request",
+                                   "code_challenge must be 43 base64url characters", state)
+    granted = scope_rules.grantable(params.get("scope", ""))
+    if not granted:
+        return _error_redirect(ctx, redirect_uri, "invalid_scope", "no supported scope was requested", state)
+
+    browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
+    pending = {"client_id": client_id, "redirect_uri": redirect_uri, "state": state, "scopes": granted,
+               "challenge": challenge, "method": method, "nonce": params.get("nonce"),
+               "response_type": response_type}
+    pending_id, _ = ctx.store.add_pending(pending, browser)
+    response = RedirectResponse(f"/auth/login?{urlencode({'req': pending_id})}", status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    response.set_cookie(BROWSER_COOKIE, browser, httponly=True, secure=True, samesite="lax", path="/")
+    return response
+
+
+def _csrf_ok(ctx: Context, request: Request, pending: Any, form: FormData) -> bool:
+    """The form's token must match the pending request, and the request must come from the browser that began it."""
+    if ctx.faults.active("login-no-csrf"):
+        return True
+    token = str(form.get("csrf_token", ""))
+    browser = request.cookies.get(BROWSER_COOKIE, "")
+    browser_ok = hmac.compare_digest(hashlib.sha256(browser.encode()).hexdigest(), pending["browser"])
+    return bool(token) and hmac.compare_digest(token, pending["csrf"]) and browser_ok
+
+
+def _login_page(ctx: Context, pending_id: str, pending: Any, status: int = 200, error: str = "") -> Response:
+    params = json.loads(pending["params"])
+    client = ctx.store.client(params["client_id"])
+    csrf_field = ("" if ctx.faults.active("login-no-csrf")
+                  else f'<input type="hidden" name="csrf_token" value="{esc(pending["csrf"])}">')
+    error_html = f'<p class="error" role="alert" id="login-error">{esc(error)}</p>' if error else ""
+    return page(ctx, "login.html", status, raw={"csrf_field": csrf_field, "error": error_html},
+                client_name=client["name"] if client else params["client_id"], req=pending_id)
+
+
+async def login(request: Request) -> Response:
+    ctx = ctx_of(request)
+    if request.method == "GET":
+        pending_id = request.query_params.get("req", "")
+        pending = ctx.store.pending(pending_id)
+        if pending is None:
+            return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+        return _login_page(ctx, pending_id, pending)
+    form = await request.form()
+    pending_id = str(form.get("req", ""))
+    pending = ctx.store.pending(pending_id)
+    if pending is None:
+        return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+    if not _csrf_ok(ctx, request, pending, form):
+        return error_page(ctx, "invalid_request", "The form could not be verified (CSRF check failed).", 403)
+    username = str(form.get("username", ""))
+    member = ctx.store.member(username)
+    password_ok = member is not None and (ctx.faults.active("login-accepts-any-password")
+                                          or check_secret(str(form.get("password", "")), member["password_hash"]))
+    if not password_ok:
+        return _login_page(ctx, pending_id, pending, 401, "Incorrect username or password.")
+    ctx.store.set_pending_user(pending_id, username)
+    if ctx.faults.active("consent-skipped"):
+        params = json.loads(pending["params"])
+        if not ctx.store.take_pending(pending_id):
+            return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
+        patients = json.loads(member["patients"])  # type: ignore[index]
+        return _finish(ctx, params, username, params["scopes"], patients[0] if patients else None)
+    response = RedirectResponse(f"/auth/consent?{urlencode({'req': pending_id})}", status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+_SCOPE_TEXT = {
+    "openid": "Confirm your identity to the app (OpenID Connect)",
+    "fhirUser": "Tell the app which member record is yours",
+    "launch/patient": "Open the app with your member record selected",
+    "offline_access": "Keep access when you are not using the app (until you revoke it)",
+    "online_access": "Keep access while you are signed in",
+}
+
+
+def _scope_label(scope: str) -> str:
+    if scope in _SCOPE_TEXT:
+        return _SCOPE_TEXT[scope]
+    rtype = scope.split("/", 1)[1].split(".", 1)[0]
+    what = "all of your records, including types added in future" if rtype == "*" else f"your {rtype} records"
+    return f"Read {what}"
+
+
+async def consent(request: Request) -> Response:
+    ctx = ctx_of(request)
+    if request.method == "GET":
+        pending_id = request.query_params.get("req", "")
+        pending = ctx.store.pending(pending_id)
+        if pending is None or not pending["username"]:
+            return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+        return _consent_page(ctx, pending_id, pending)
+    form = await request.form()
+    pending_id = str(form.get("req", ""))
+    pending = ctx.store.pending(pending_id)
+    if pending is None or not pending["username"]:
+        return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+    if not _csrf_ok(ctx, request, pending, form):
+        return error_page(ctx, "invalid_request", "The form could not be verified (CSRF check failed).", 403)
+    params = json.loads(pending["params"])
+    if not ctx.store.take_pending(pending_id):
+        return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
+    decision = str(form.get("decision", ""))
+    if decision != "allow" and not ctx.faults.active("deny-returns-code"):
+        return _error_redirect(ctx, params["redirect_uri"], "access_denied", "the member denied access",
+                               params["state"])
+    requested: list[str] = params["scopes"]
+    if ctx.faults.active("consent-ignores-unticked"):
+        granted = list(requested)
+    else:
+        ticked = set(form.getlist("scope"))
+        granted = [s for s in requested if s in ticked]
+    if not granted:
+        return _error_redirect(ctx, params["redirect_uri"], "access_denied", "the member approved no access",
+                               params["state"])
+    member = ctx.store.member(pending["username"])
+    patients: list[str] = json.loads(member["patients"]) if member else []
+    chosen = str(form.get("patient", "")) or (patients[0] if patients else "")
+    if chosen not in patients:
+        return _error_redirect(ctx, params["redirect_uri"], "invalid_request", "unknown patient choice",
+                               params["state"])
+    return _finish(ctx, params, pending["username"], granted, chosen)
+
+
+def _consent_page(ctx: Context, pending_id: str, pending: Any) -> Response:
+    params = json.loads(pending["params"])
+    member = ctx.store.member(pending["username"])
+    client = ctx.store.client(params["client_id"])
+    boxes = []
+    for n, scope in enumerate(params["scopes"]):
+        boxes.append(f'<p><input type="checkbox" name="scope" id="scope-{n}" value="{esc(scope)}" checked> '
+                     f'<label for="scope-{n}">{esc(_scope_label(scope))} <code>{esc(scope)}</code></label></p>')
+    patients: list[str] = json.loads(member["patients"]) if member else []
+    if len(patients) > 1:
+        options = "".join(f'<p><input type="radio" name="patient" id="patient-{n}" value="{esc(p)}"'
+                          f'{" checked" if n == 0 else ""}> <label for="patient-{n}">{esc(_patient_name(ctx, p))}'
+                          f'</label></p>' for n, p in enumerate(patients))
+        choice = f"<fieldset><legend>Whose records?</legend>{options}</fieldset>"
+    elif patients:
+        choice = (f'<p id="patient-context">Records of <strong>{esc(_patient_name(ctx, patients[0]))}</strong></p>'
+                  f'<input type="hidden" name="patient" value="{esc(patients[0])}">')
+    else:
+        choice = ""
+    return page(ctx, "consent.html", raw={"scope_boxes": "\n".join(boxes), "patient_choice": choice},
+                client_name=client["name"] if client else params["client_id"],
+                member=member["display"] if member else "", req=pending_id, csrf=pending["csrf"])
+
+
+def _patient_name(ctx: Context, patient_id: str) -> str:
+    resource = ctx.data.get("Patient", patient_id) or {}
+    name = (resource.get("name") or [{}])[0]
+    return " ".join([*name.get("given", []), name.get("family", "")]).strip() or patient_id
+
+
+def _finish(ctx: Context, params: dict[str, Any], username: str, granted: list[str],
+            patient: str | None) -> Response:
+    """Consent given: issue the code (or, under implicit-grant-allowed, the token itself)."""
+    patient_ctx = patient if ("launch/patient" in granted or scope_rules.has_patient_scopes(granted)) else None
+    scope = " ".join(granted)
+    if params["response_type"] == "token":
+        grant_id = ctx.store.add_grant(client_id=params["client_id"], username=username, scope=scope,
+                                       patient=patient_ctx)
+        token, _ = _access_token(ctx, grant_id, params["client_id"], username, scope, patient_ctx)
+        fragment = {"access_token": token, "token_type": "Bearer", "expires_in": str(ACCESS_TOKEN_TTL),
+                    "scope": scope, "state": params["state"]}
+        return _redirect(params["redirect_uri"], fragment, fragment=True)
+    code = ctx.store.add_code(client_id=params["client_id"], redirect_uri=params["redirect_uri"],
+                              challenge=params["challenge"], method=params["method"], scope=scope,
+                              patient=patient_ctx, username=username, nonce=params.get("nonce"), ttl=CODE_TTL)
+    return _success_redirect(ctx, params["redirect_uri"], code, params["state"])
+
+
+# --- token endpoint ------------------------------------------------------------------------------------------
+def _token_response(ctx: Context, body: dict[str, Any], status: int = 200,
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    response = JSONResponse(body, status_code=status, headers=headers)
+    if not ctx.faults.active("token-no-store-missing"):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _oauth_error(ctx: Context, error: str, description: str, status: int = 400) -> JSONResponse:
+    return _token_response(ctx, {"error": error, "error_description": description}, status)
+
+
+def _invalid_client(ctx: Context, description: str) -> JSONResponse:
+    if ctx.faults.active("invalid-client-without-401"):
+        return _token_response(ctx, {"error": "invalid_client", "error_description": description}, 400)
+    return _token_response(ctx, {"error": "invalid_client", "error_description": description}, 401,
+                           {"WWW-Authenticate": 'Basic realm="reference-payer-token", charset="UTF-8"'})
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """HTTP Basic per RFC 6749 §2.3.1: id and secret are form-urlencoded before base64."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def authenticate_client(ctx: Context, request: Request) -> str | None:
+    """The authenticated client_id, or None. Only client_secret_basic is supported (and advertised)."""
+    creds = basic_credentials(request)
+    if creds is None:
+        return None
+    client_id, secret = creds
+    client = ctx.store.client(client_id)
+    if client is None:
+        return None
+    if ctx.faults.active("wrong-secret-accepted") or check_secret(secret, client["secret_hash"]):
+        return client_id
+    return None
+
+
+def _access_token(ctx: Context, grant_id: str, client_id: str, username: str, scope: str,
+                  patient: str | None) -> tuple[str, float]:
+    member = ctx.store.member(username)
+    now = time.time()
+    jti = secrets.token_urlsafe(24)
+    claims: dict[str, Any] = {"iss": ctx.issuer, "sub": member["sub"] if member else username,
+                              "aud": ctx.fhir_base, "client_id": client_id, "scope": scope, "jti": jti,
+                              "iat": int(now), "exp": int(now) + ACCESS_TOKEN_TTL}
+    if patient:
+        claims["patient"] = patient
+    ctx.store.add_access_token(jti=jti, grant_id=grant_id, client_id=client_id, scope=scope, patient=patient,
+                               username=username, iat=now, exp=now + ACCESS_TOKEN_TTL)
+    return ctx.keys.sign(claims), now
+
+
+def _id_token(ctx: Context, client_id: str, username: str, nonce: str | None, patient: str | None) -> str:
+    member = ctx.store.member(username)
+    assert member is not None
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": ctx.issuer, "sub": member["sub"], "aud": client_id, "iat": now,
+                              "exp": now + ACCESS_TOKEN_TTL, "auth_time": now,
+                              "fhirUser": f"{ctx.fhir_base}/{member['fhir_user']}"}
+    if nonce:
+        claims["nonce"] = nonce
+    if ctx.faults.active("sub-unstable"):
+        claims["sub"] = secrets.token_hex(16)
+    if ctx.faults.active("id-token-wrong-aud"):
+        claims["aud"] = ctx.fhir_base
+    if ctx.faults.active("id-token-nonce-not-echoed"):
+        claims.pop("nonce", None)
+    if ctx.faults.active("id-token-expired"):
+        claims["exp"] = now - 600
+    if ctx.faults.active("fhiruser-missing"):
+        claims.pop("fhirUser")
+    if ctx.faults.active("representative-fhiruser-patient") and patient and \
+            not member["fhir_user"].startswith("Patient/"):
+        claims["fhirUser"] = f"{ctx.fhir_base}/Patient/{patient}"
+    if ctx.faults.active("id-token-hs256"):
+        return jwt.encode(claims, hashlib.sha256(b"reference-idtoken" + ctx.origin.encode()).hexdigest(),
+                          algorithm="HS256", headers={"kid": ctx.keys.active.kid})
+    token = ctx.keys.sign(claims, kid=not ctx.faults.active("id-token-no-kid"))
+    if ctx.faults.active("id-token-bad-signature"):
+        head, body, sig = token.split(".")
+        flipped = ("A" if sig[0] != "A" else "B") + sig[1:]
+        token = f"{head}.{body}.{flipped}"
+    return token
+
+
+def _issue(ctx: Context, *, grant_id: str, client_id: str, username: str, scope: str, patient: str | None,
+           nonce: str | None, refresh_token: str | None) -> JSONResponse:
+    """Build a token response for a grant (new code exchange or refresh)."""
+    granted = scope.split()
+    token, _ = _access_token(ctx, grant_id, client_id, username, scope, patient)
+    body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_TTL,
+                            "scope": scope}
+    if ctx.faults.active("expires-in-missing"):
+        del body["expires_in"]
+    if ctx.faults.active("token-type-not-bearer"):
+        body["token_type"] = "JWT"
+    if ctx.faults.active("token-scope-missing"):
+        del body["scope"]
+    if ctx.faults.active("context-wrong-types"):
+        body["need_patient_banner"] = "false"
+    if patient and not ctx.faults.active("patient-missing"):
+        body["patient"] = patient
+    if "openid" in granted and "fhirUser" in granted and not ctx.faults.active("id-token-missing"):
+        body["id_token"] = _id_token(ctx, client_id, username, nonce, patient)
+    wants_refresh = "offline_access" in granted or "online_access" in granted
+    if refresh_token is None and wants_refresh and not ctx.faults.active("offline-access-no-refresh-token"):
+        refresh_token = ctx.store.add_refresh_token(grant_id=grant_id, client_id=client_id, scope=scope,
+                                                    ttl=REFRESH_TOKEN_TTL)
+    if refresh_token:
+        body["refresh_token"] = refresh_token
+    return _token_response(ctx, body)
+
+
+async def token_get(request: Request) -> Response:
+    ctx = ctx_of(request)
+    if ctx.faults.active("token-get-accepted"):
+        return await token(request)
+    response = _oauth_error(ctx, "invalid_request", "the token endpoint accepts POST only", 405)
+    response.headers["Allow"] = "POST"
+    return response
+
+
+async def token(request: Request) -> Response:
+    ctx = ctx_of(request)
+    try:
+        form = request.query_params if request.method == "GET" else await request.form()
+    except Exception:  # malformed multipart or body: a client error, never a 500
+        return _oauth_error(ctx, "invalid_request", "the body must be application/x-www-form-urlencoded")
+    for name in form.keys():
+        if len(form.getlist(name)) > 1:
+            return _oauth_error(ctx, "invalid_request", f"{name} was sent more than once")
+    grant_type = str(form.get("grant_type", ""))
+    if not grant_type:
+        return _oauth_error(ctx, "invalid_request", "grant_type is required")
+    if grant_type == "refresh_token":
+        return _refresh(ctx, request, form)
+    if grant_type == "password" and ctx.faults.active("password-grant-allowed"):
+        return _password(ctx, request, form)
+    if grant_type != "authorization_code":
+        return _oauth_error(ctx, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+    client_id = authenticate_client(ctx, request)
+    if client_id is None:
+        return _invalid_client(ctx, "client authentication failed (HTTP Basic with client_id and secret)")
+    if form.get("client_id") not in (None, client_id):
+        return _oauth_error(ctx, "invalid_request", "client_id in the body differs from the authenticated client")
+    code = str(form.get("code", ""))
+    if not code:
+        return _oauth_error(ctx, "invalid_request", "code is required")
+    row, used_before = ctx.store.spend_code(code)
+    if row is None:
+        return _oauth_error(ctx, "invalid_grant", "the code is unknown")
+    if used_before and not ctx.faults.active("code-reuse-allowed"):
+        if not ctx.faults.active("code-reuse-keeps-tokens"):
+            ctx.store.revoke_grant(row["grant_id"])  # RFC 6749 §4.1.2: a replayed code revokes what it produced
+        return _oauth_error(ctx, "invalid_grant", "the code was already used")
+    if row["expires"] < time.time() or ctx.faults.active("code-expires-immediately"):
+        return _oauth_error(ctx, "invalid_grant", "the code has expired")
+    if row["client_id"] != client_id and not ctx.faults.active("code-not-bound-to-client"):
+        return _oauth_error(ctx, "invalid_grant", "the code was issued to another client")
+    if form.get("redirect_uri") != row["redirect_uri"] and not ctx.faults.active("code-not-bound-to-redirect"):
+        return _oauth_error(ctx, "invalid_grant", "redirect_uri does not match the authorization request")
+    problem = _pkce_problem(ctx, row, form.get("code_verifier"))
+    if problem:
+        return _oauth_error(ctx, "invalid_grant", problem)
+    scope = row["scope"]
+    if ctx.faults.active("scope-widened") and "patient/*.rs" not in scope.split():
+        scope += " patient/*.rs"
+    return _issue(ctx, grant_id=row["grant_id"], client_id=row["client_id"], username=row["username"],
+                  scope=scope, patient=row["patient"], nonce=row["nonce"], refresh_token=None)
+
+
+def _pkce_problem(ctx: Context, row: Any, verifier: Any) -> str | None:
+    if ctx.faults.active("pkce-verifier-not-checked"):
+        return None
+    challenge, method = row["challenge"], row["method"]
+    if challenge is None:  # only under pkce-not-required
+        return "code_verifier sent but the authorization request had no code_challenge" if verifier else None
+    if not isinstance(verifier, str) or not verifier:
+        return "code_verifier is required"
+    if not _VERIFIER.match(verifier):
+        return "code_verifier must be 43-128 unreserved characters"
+    if method == "plain":
+        computed = verifier
+    else:
+        computed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    return None if hmac.compare_digest(computed, challenge) else "code_verifier does not match the code_challenge"
+
+
+def _refresh(ctx: Context, request: Request, form: FormData) -> Response:
+    presented = str(form.get("refresh_token", ""))
+    row = ctx.store.refresh_token(presented) if presented else None
+    if basic_credentials(request) is None and ctx.faults.active("refresh-without-client-auth") and row:
+        client_id: str | None = row["client_id"]
+    else:
+        client_id = authenticate_client(ctx, request)
+    if client_id is None:
+        return _invalid_client(ctx, "client authentication failed (HTTP Basic with client_id and secret)")
+    if not presented:
+        return _oauth_error(ctx, "invalid_request", "refresh_token is required")
+    if row is None or row["revoked"] or row["exp"] < time.time():
+        return _oauth_error(ctx, "invalid_grant", "the refresh token is unknown, expired or revoked")
+    if row["client_id"] != client_id and not ctx.faults.active("refresh-other-client"):
+        return _oauth_error(ctx, "invalid_grant", "the refresh token was issued to another client")
+    grant = ctx.store.grant(row["grant_id"])
+    if grant is None or grant["revoked"]:
+        return _oauth_error(ctx, "invalid_grant", "the authorization was revoked")
+    original = row["scope"].split()
+    scope = row["scope"]
+    if form.get("scope"):
+        asked = str(form.get("scope")).split()
+        if ctx.faults.active("refresh-widens-scope"):
+            scope = " ".join(scope_rules.grantable(" ".join(asked))) or scope
+        elif not scope_rules.is_subset(asked, original):
+            return _oauth_error(ctx, "invalid_scope", "a refresh may narrow the scope but never widen it")
+        elif not ctx.faults.active("refresh-ignores-narrower-scope"):
+            scope = " ".join(asked)
+    return _issue(ctx, grant_id=row["grant_id"], client_id=row["client_id"], username=grant["username"],
+                  scope=scope, patient=grant["patient"], nonce=None, refresh_token=presented)
+
+
+def _password(ctx: Context, request: Request, form: FormData) -> Response:
+    """Only reachable under the password-grant-allowed fault: the legacy grant RFC 9700 forbids."""
+    client_id = authenticate_client(ctx, request)
+    if client_id is None:
+        return _invalid_client(ctx, "client authentication failed")
+    username = str(form.get("username", ""))
+    member = ctx.store.member(username)
+    if member is None or not check_secret(str(form.get("password", "")), member["password_hash"]):
+        return _oauth_error(ctx, "invalid_grant", "bad member credentials")
+    granted = scope_rules.grantable(str(form.get("scope", ""))) or ["launch/patient", "patient/*.read"]
+    patients = json.loads(member["patients"])
+    scope = " ".join(granted)
+    grant_id = ctx.store.add_grant(client_id=client_id, username=username, scope=scope, patient=patients[0])
+    return _issue(ctx, grant_id=grant_id, client_id=client_id, username=username, scope=scope,
+                  patient=patients[0], nonce=None, refresh_token=None)
+
+
+# --- introspection and revocation ----------------------------------------------------------------------------
+def _json_no_store(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    response = JSONResponse(body, status_code=status, headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _unauthenticated() -> JSONResponse:
+    return _json_no_store({"error": "invalid_client", "error_description": "client authentication failed"}, 401,
+                          {"WWW-Authenticate": 'Basic realm="reference-payer-token", charset="UTF-8"'})
+
+
+def _decode_access(ctx: Context, token: str) -> dict[str, Any] | None:
+    """Our own access token's claims if its signature verifies (expiry is judged by the caller)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = ctx.keys.public_key(kid)
+        if key is None:
+            return None
+        claims: dict[str, Any] = jwt.decode(token, key, algorithms=["RS256"], audience=ctx.fhir_base,
+                                            issuer=ctx.issuer, options={"verify_exp": False})
+        return claims
+    except jwt.PyJWTError:
+        return None
+
+
+async def introspect(request: Request) -> Response:
+    ctx = ctx_of(request)
+    caller = authenticate_client(ctx, request)
+    if caller is None and not ctx.faults.active("introspect-unauthenticated"):
+        return _unauthenticated()
+    form = await request.form()
+    presented = str(form.get("token", ""))
+    if not presented:
+        return _json_no_store({"error": "invalid_request", "error_description": "token is required"}, 400)
+    inactive = _json_no_store({"active": False})
+    ignore_revoked = ctx.faults.active("introspect-revoked-active")
+    claims = _decode_access(ctx, presented)
+    now = time.time()
+    if claims is None and ctx.faults.active("introspect-unknown-error") and ctx.store.refresh_token(presented) is None:
+        return _json_no_store({"error": "invalid_request", "error_description": "malformed token"}, 400)
+    if claims is not None:
+        row = ctx.store.access_token(str(claims.get("jti", "")))
+        if row is None or (row["revoked"] and not ignore_revoked) or row["exp"] < now:
+            return inactive
+        if caller is not None and row["client_id"] != caller:
+            return inactive
+        body: dict[str, Any] = {"active": True, "scope": row["scope"], "client_id": row["client_id"],
+                                "exp": int(row["exp"]), "iat": int(row["iat"]), "sub": claims["sub"],
+                                "iss": ctx.issuer, "aud": ctx.fhir_base, "token_type": "Bearer"}
+        member = ctx.store.member(row["username"])
+        if member is not None and "fhirUser" in row["scope"].split():
+            body["fhirUser"] = f"{ctx.fhir_base}/{member['fhir_user']}"
+        if row["patient"] and not ctx.faults.active("introspect-missing-patient"):
+            body["patient"] = row["patient"]
+        return _json_no_store(body)
+    refresh = ctx.store.refresh_token(presented)
+    if refresh is None or (refresh["revoked"] and not ignore_revoked) or refresh["exp"] < now:
+        return inactive
+    if caller is not None and refresh["client_id"] != caller:
+        return inactive
+    grant = ctx.store.grant(refresh["grant_id"])
+    body = {"active": True, "scope": refresh["scope"], "client_id": refresh["client_id"],
+            "exp": int(refresh["exp"]), "iat": int(refresh["iat"]), "iss": ctx.issuer,
+            "token_type": "refresh_token"}
+    if grant is not None:
+        member = ctx.store.member(grant["username"])
+        if member is not None:
+            body["sub"] = member["sub"]
+        if grant["patient"] and not ctx.faults.active("introspect-missing-patient"):
+            body["patient"] = grant["patient"]
+    return _json_no_store(body)
+
+
+async def revoke(request: Request) -> Response:
+    ctx = ctx_of(request)
+    caller = authenticate_client(ctx, request)
+    if caller is None:
+        return _unauthenticated()
+    form = await request.form()
+    presented = str(form.get("token", ""))
+    if not presented:
+        return _json_no_store({"error": "invalid_request", "error_description": "token is required"}, 400)
+    ok = Response(status_code=200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    claims = _decode_access(ctx, presented)
+    if claims is not None:
+        row = ctx.store.access_token(str(claims.get("jti", "")))
+        if row is None:
+            return ok
+        if row["client_id"] != caller:
+            return _json_no_store({"error": "unauthorized_client",
+                                   "error_description": "the token was issued to another client"}, 400)
+        if not ctx.faults.active("revocation-ignored"):
+            ctx.store.revoke_access_token(row["jti"])
+        return ok
+    refresh = ctx.store.refresh_token(presented)
+    if refresh is None:
+        return ok  # RFC 7009 §2.2: unknown or already invalid tokens are not an error
+    if refresh["client_id"] != caller:
+        return _json_no_store({"error": "unauthorized_client",
+                               "error_description": "the token was issued to another client"}, 400)
+    if not ctx.faults.active("refresh-survives-revocation"):
+        ctx.store.revoke_refresh_token(presented)
+    if not ctx.faults.active("access-survives-refresh-revocation"):
+        ctx.store.revoke_access_tokens_of_grant(refresh["grant_id"])
+    return ok

@@ -1,0 +1,42 @@
+"""What every request handler needs: URLs, faults, state, keys, data. One object on ``app.state.ctx``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from smart_conformance.reference.data import Dataset
+from smart_conformance.reference.faults import ActiveFaults
+from smart_conformance.reference.keys import KeySet
+from smart_conformance.reference.store import Store
+
+ACCESS_TOKEN_TTL = 3600  # SMART: access tokens should live no longer than an hour
+CODE_TTL = 60  # SMART notes about a minute is typical for codes
+REFRESH_TOKEN_TTL = 30 * 24 * 3600
+
+
+@dataclass
+class Context:
+    origin: str
+    faults: ActiveFaults
+    store: Store
+    keys: KeySet
+    data: Dataset
+    cors_origins: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def fhir_base(self) -> str:
+        return self.origin + "/fhir"
+
+    @property
+    def issuer(self) -> str:
+        return self.origin + "/auth"
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+
+def ctx_of(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx

@@ -1,0 +1,173 @@
+"""Public discovery documents: SMART configuration, OpenID configuration, JWKS, CapabilityStatement.
+
+All are readable without a token and carry absolute https URLs built from the listener's origin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from smart_conformance.reference.context import Context, ctx_of
+from smart_conformance.reference.data import SUPPORTED_TYPES
+
+CAPABILITIES = [
+    "launch-standalone", "client-confidential-symmetric", "context-standalone-patient", "permission-patient",
+    "permission-offline", "permission-online", "permission-v1", "permission-v2", "sso-openid-connect",
+    "authorize-post",
+]
+CARIN_READ_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit", "Organization", "Practitioner")
+
+
+def scopes_supported() -> list[str]:
+    resource = [f"patient/{t}.{s}" for t in (*CARIN_READ_TYPES, "RelatedPerson", "*") for s in ("rs", "read")]
+    return ["openid", "fhirUser", "launch/patient", "offline_access", "online_access", *resource]
+
+
+def endpoints(ctx: Context, *, relative: bool = False) -> dict[str, str]:
+    base = "" if relative else ctx.origin
+    return {"authorization_endpoint": f"{base}/auth/authorize", "token_endpoint": f"{base}/auth/token",
+            "introspection_endpoint": f"{base}/auth/introspect", "revocation_endpoint": f"{base}/auth/revoke",
+            "jwks_uri": f"{base}/auth/jwks"}
+
+
+async def smart_configuration(request: Request) -> Response:
+    ctx = ctx_of(request)
+    if ctx.faults.active("smart-config-html-on-accept-html") and "text/html" in request.headers.get("accept", ""):
+        return HTMLResponse("<!DOCTYPE html><html><body><h1>Cedar Valley Health Plan developer portal</h1>"
+                            "<p>See the API documentation.</p></body></html>")
+    doc: dict[str, Any] = {
+        "issuer": ctx.issuer,
+        **endpoints(ctx, relative=ctx.faults.active("smart-config-relative-urls")),
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "scopes_supported": scopes_supported(),
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": list(CAPABILITIES),
+    }
+    if ctx.faults.active("smart-config-missing-capability"):
+        doc["capabilities"].remove("launch-standalone")
+    if ctx.faults.active("pkce-plain-advertised"):
+        doc["code_challenge_methods_supported"] = ["S256", "plain"]
+    if ctx.faults.active("grant-types-missing"):
+        del doc["grant_types_supported"]
+    if ctx.faults.active("scopes-supported-missing"):
+        del doc["scopes_supported"]
+    if ctx.faults.active("capabilities-as-string"):
+        doc["capabilities"] = " ".join(doc["capabilities"])
+    if ctx.faults.active("authorization-endpoint-missing"):
+        del doc["authorization_endpoint"]
+    if ctx.faults.active("sso-without-jwks-uri"):
+        del doc["jwks_uri"]
+    if ctx.faults.active("response-types-missing"):
+        del doc["response_types_supported"]
+    if ctx.faults.active("revocation-not-advertised"):
+        del doc["revocation_endpoint"]
+    if ctx.faults.active("permission-v1-not-advertised"):
+        doc["capabilities"].remove("permission-v1")
+    if ctx.faults.active("auth-methods-post-only"):
+        doc["token_endpoint_auth_methods_supported"] = ["client_secret_post"]
+    if ctx.faults.active("smart-config-requires-token") and not request.headers.get("authorization"):
+        return JSONResponse({"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return JSONResponse(doc)
+
+
+async def openid_configuration(request: Request) -> Response:
+    ctx = ctx_of(request)
+    links = endpoints(ctx)
+    doc = {
+        "issuer": ctx.issuer + "/" if ctx.faults.active("issuer-mismatch") else ctx.issuer,
+        "authorization_endpoint": links["authorization_endpoint"],
+        "token_endpoint": links["token_endpoint"],
+        "jwks_uri": links["jwks_uri"],
+        "introspection_endpoint": links["introspection_endpoint"],
+        "revocation_endpoint": links["revocation_endpoint"],
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": scopes_supported(),
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser"],
+    }
+    if ctx.faults.active("openid-config-incomplete"):
+        del doc["subject_types_supported"]
+    if ctx.faults.active("openid-config-no-rs256"):
+        doc["id_token_signing_alg_values_supported"] = ["ES256"]
+    return JSONResponse(doc)
+
+
+async def jwks(request: Request) -> Response:
+    ctx = ctx_of(request)
+    keys = ctx.keys.jwks()
+    if ctx.faults.active("jwks-missing-kid"):
+        for key in keys["keys"]:
+            key.pop("kid", None)
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=300"})
+
+
+_SEARCH_PARAMS: dict[str, list[tuple[str, str]]] = {
+    "Patient": [("_id", "token")],
+    "Coverage": [("_id", "token"), ("patient", "reference"), ("beneficiary", "reference")],
+    "ExplanationOfBenefit": [("_id", "token"), ("patient", "reference")],
+    "Organization": [("_id", "token")],
+    "Practitioner": [("_id", "token")],
+    "RelatedPerson": [("_id", "token"), ("patient", "reference")],
+}
+
+
+def capability_statement(ctx: Context) -> dict[str, Any]:
+    """What the FHIR API supports, with the SMART oauth-uris extension (v1 discovery)."""
+    from smart_conformance.reference.fhir import INCLUDES  # the FHIR module owns the include table
+
+    links = endpoints(ctx)
+    token_uri = links["token_endpoint"]
+    if ctx.faults.active("capability-oauth-uris-mismatch"):
+        token_uri = ctx.url("/auth/oauth2/token")
+    oauth = {"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": [
+        {"url": "authorize", "valueUri": links["authorization_endpoint"]},
+        {"url": "token", "valueUri": token_uri},
+        {"url": "introspect", "valueUri": links["introspection_endpoint"]},
+        {"url": "revoke", "valueUri": links["revocation_endpoint"]},
+    ]}
+    resources = []
+    for rtype in SUPPORTED_TYPES:
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": n, "type": t} for n, t in _SEARCH_PARAMS[rtype]]
+                           + [{"name": "_count", "type": "number"}],
+            "searchInclude": sorted(f"{src}:{param}" for src, param in INCLUDES if src == rtype),
+            "searchRevInclude": sorted(f"{src}:{param}" for src, param in INCLUDES
+                                       if INCLUDES[(src, param)][1] == rtype),
+        }
+        if rtype == "Patient":
+            entry["operation"] = [{"name": "everything",
+                                   "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2024-05-01",
+        "publisher": "smart-payer-conformance",
+        "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/us/carin-bb/CapabilityStatement/c4bb"],
+        "software": {"name": "smart-payer-conformance reference payer"},
+        "implementation": {"description": "Embedded reference payer server (synthetic data)", "url": ctx.fhir_base},
+        "fhirVersion": "4.3.0" if ctx.faults.active("capability-wrong-fhir-version") else "4.0.1",
+        "format": ["json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "cors": False,
+                "service": [] if ctx.faults.active("capability-no-security-service") else [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                         "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
+                "extension": [oauth],
+            },
+            "resource": resources,
+        }],
+    }

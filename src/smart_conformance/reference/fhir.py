@@ -1,0 +1,497 @@
+"""The FHIR R4 API: bearer-token checks, scope and patient-compartment enforcement, read, search, $everything.
+
+Access policy (documented for target authors):
+- Every route but ``metadata`` and the well-known file needs ``Authorization: Bearer``; ``access_token`` in the
+  query string is ignored (so such a request is unauthenticated: 401).
+- 401 + ``WWW-Authenticate: Bearer realm=..., error="invalid_token"`` for malformed, forged, expired or revoked
+  tokens; with no credentials at all the challenge carries no error code (RFC 6750 §3.1).
+- A resource type outside the granted scopes: 403 OperationOutcome (``insufficient_scope``).
+- Another member's record read by id: 404, byte-identical to a missing id (no existence oracle).
+- A search naming another member's patient: an empty searchset Bundle (the same as an unknown patient).
+- Organization and Practitioner are shared reference data, readable whenever scopes allow.
+- Writes: 403 unless a write scope was granted; the server never grants one (read-only), see ``scopes.py``.
+- Unknown search parameters, bad ``_count``/``_offset`` and unknown ``_include`` values: 400 OperationOutcome.
+- Chained parameters ``patient.identifier``/``patient.name`` (``beneficiary.`` on Coverage) are supported, inside the
+  compartment like any other parameter.
+- Batch/transaction (POST to the base) is not offered: under read-only scopes it is refused (403) as a write.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+
+from smart_conformance.reference import scopes as scope_rules
+from smart_conformance.reference.context import Context, ctx_of
+from smart_conformance.reference.data import SUPPORTED_TYPES, Resource
+
+FHIR_JSON = "application/fhir+json"
+REALM = "reference-payer-fhir"
+JSON_FORMATS = ("json", "application/json", "application/fhir+json", "application/json+fhir")
+
+# (source type, search parameter) -> (element holding the reference(s), target type)
+INCLUDES: dict[tuple[str, str], tuple[str, str]] = {
+    ("ExplanationOfBenefit", "patient"): ("patient", "Patient"),
+    ("ExplanationOfBenefit", "coverage"): ("insurance.coverage", "Coverage"),
+    ("ExplanationOfBenefit", "insurer"): ("insurer", "Organization"),
+    ("ExplanationOfBenefit", "provider"): ("provider", "Organization"),
+    ("ExplanationOfBenefit", "care-team"): ("careTeam.provider", "Practitioner"),
+    ("Coverage", "beneficiary"): ("beneficiary", "Patient"),
+    ("Coverage", "patient"): ("beneficiary", "Patient"),
+    ("Coverage", "payor"): ("payor", "Organization"),
+    ("RelatedPerson", "patient"): ("patient", "Patient"),
+}
+# Search parameters per type (beyond the common ones) and the element a reference parameter matches.
+SEARCH_PARAMS: dict[str, dict[str, str | None]] = {
+    "Patient": {"_id": None},
+    "Coverage": {"_id": None, "patient": "beneficiary", "beneficiary": "beneficiary"},
+    "ExplanationOfBenefit": {"_id": None, "patient": "patient"},
+    "Organization": {"_id": None},
+    "Practitioner": {"_id": None},
+    "RelatedPerson": {"_id": None, "patient": "patient"},
+}
+COMMON_PARAMS = {"_count", "_offset", "_include", "_revinclude", "_format", "_pretty", "_total"}
+DEFAULT_COUNT, MAX_COUNT = 20, 100
+
+
+# --- responses -----------------------------------------------------------------------------------------------
+def fhir_json(ctx: Context, body: dict[str, Any], status: int = 200,
+              headers: dict[str, str] | None = None) -> Response:
+    media = "application/json" if ctx.faults.active("wrong-content-type") else FHIR_JSON
+    body = _as_served(ctx, body)
+    response = Response(json.dumps(body, separators=(",", ":")), status_code=status, headers=headers,
+                        media_type=f"{media}; charset=utf-8")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _as_served(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """The data faults: claims served with a dangling insurer, or with dates that are not FHIR dateTimes."""
+    unresolvable = ctx.faults.active("eob-insurer-unresolvable")
+    bad_dates = ctx.faults.active("invalid-fhir-dates")
+    if not (unresolvable or bad_dates):
+        return body
+
+    def degrade(resource: Any) -> Any:
+        if not isinstance(resource, dict) or resource.get("resourceType") != "ExplanationOfBenefit":
+            return resource
+        changed = dict(resource)
+        if unresolvable:
+            changed["insurer"] = {"reference": "Organization/org-payer-retired-2019"}
+        if bad_dates and isinstance(changed.get("created"), str):
+            year, month, day = changed["created"][:10].split("-")
+            changed["created"] = f"{month}/{day}/{year}"
+        return changed
+
+    if body.get("resourceType") == "Bundle":
+        return {**body, "entry": [{**e, "resource": degrade(e.get("resource"))} for e in body.get("entry") or []]}
+    return degrade(body)
+
+
+def outcome(ctx: Context, status: int, code: str, diagnostics: str,
+            headers: dict[str, str] | None = None) -> Response:
+    """Every FHIR error is an OperationOutcome (no stack traces, no framework text)."""
+    if ctx.faults.active("error-not-operationoutcome"):
+        return HTMLResponse(f"<html><body><h1>Error {status}</h1><p>{diagnostics}</p></body></html>",
+                            status_code=status, headers=headers)
+    body = {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]}
+    return fhir_json(ctx, body, status, headers)
+
+
+def unauthorized(ctx: Context, description: str, *, error: str | None = "invalid_token") -> Response:
+    challenge = f'Bearer realm="{REALM}"'
+    if error:
+        challenge += f', error="{error}", error_description="{description}"'
+    headers = None if ctx.faults.active("www-authenticate-missing") else {"WWW-Authenticate": challenge}
+    return outcome(ctx, 401, "login", description, headers)
+
+
+class Refused(Exception):
+    """Raised inside the API to stop with a ready-made response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+# --- authentication ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, from the verified access token."""
+
+    client_id: str
+    scope: str
+    patient: str | None
+    sub: str = ""
+
+    def can(self, rtype: str, letter: str) -> bool:
+        return scope_rules.permits(self.scope, rtype, letter)
+
+
+def _bearer(ctx: Context, request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if ctx.faults.active("token-in-query-accepted"):
+        return request.query_params.get("access_token") or None
+    return None
+
+
+def authenticate(ctx: Context, request: Request) -> Principal:
+    """Verify the bearer token: RS256 signature by our key, iss, aud, exp, and the revocation list in SQLite."""
+    token = _bearer(ctx, request)
+    if token is None:
+        raise Refused(unauthorized(ctx, "an access token is required", error=None))
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise Refused(unauthorized(ctx, "the access token is malformed")) from None
+    verify_exp = not ctx.faults.active("expired-token-accepted")
+    try:
+        if header.get("alg") == "none" and ctx.faults.active("alg-none-accepted"):
+            claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": verify_exp})
+        elif ctx.faults.active("tampered-signature-accepted"):
+            claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": verify_exp,
+                                                "verify_aud": False, "verify_iss": False})
+        else:
+            key = ctx.keys.public_key(header.get("kid"))
+            if key is None:
+                raise Refused(unauthorized(ctx, "the access token was not signed by this server"))
+            claims = jwt.decode(token, key, algorithms=["RS256"], audience=ctx.fhir_base, issuer=ctx.issuer,
+                                options={"verify_exp": verify_exp, "require": ["exp", "jti", "scope"]})
+    except jwt.ExpiredSignatureError:
+        raise Refused(unauthorized(ctx, "the access token has expired")) from None
+    except jwt.PyJWTError:
+        raise Refused(unauthorized(ctx, "the access token is not valid")) from None
+    row = ctx.store.access_token(str(claims.get("jti", "")))
+    if row is not None and row["revoked"] and not ctx.faults.active("revoked-token-accepted"):
+        raise Refused(unauthorized(ctx, "the access token was revoked"))
+    patient = claims.get("patient")
+    return Principal(client_id=str(claims.get("client_id", "")), scope=str(claims.get("scope", "")),
+                     patient=str(patient) if patient else None, sub=str(claims.get("sub", "")))
+
+
+# --- compartment and scope -----------------------------------------------------------------------------------
+def _in_compartment(ctx: Context, who: Principal, resource: Resource) -> bool:
+    owner = ctx.data.patient_of(resource)
+    if owner is None or (who.patient is not None and owner == who.patient):
+        return True
+    return ctx.faults.active("representative-over-reach") and _is_representative(ctx, who)
+
+
+def _is_representative(ctx: Context, who: Principal) -> bool:
+    """Whether the signed-in user is a RelatedPerson (an authorized representative), not a Patient."""
+    return any(m.sub == who.sub and m.fhir_user.startswith("RelatedPerson/") for m in ctx.data.members.values())
+
+
+def _refs(resource: Resource, path: str) -> list[str]:
+    """Reference strings at a dotted path, through lists."""
+    values: list[Any] = [resource]
+    for step in path.split("."):
+        nxt: list[Any] = []
+        for value in values:
+            item = value.get(step) if isinstance(value, dict) else None
+            nxt.extend(item if isinstance(item, list) else [item] if item is not None else [])
+        values = nxt
+    return [v["reference"] for v in values if isinstance(v, dict) and isinstance(v.get("reference"), str)]
+
+
+def _require_scope(ctx: Context, who: Principal, rtype: str, letter: str) -> None:
+    scope = who.scope
+    if ctx.faults.active("v1-scopes-ignored"):  # the defect: only v2 suffixes are parsed at the API
+        scope = " ".join(s for s in scope.split() if not s.endswith((".read", ".write", ".*")))
+    if scope_rules.permits(scope, rtype, letter) or ctx.faults.active("scope-not-enforced"):
+        return
+    verb = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete"}[letter]
+    raise Refused(outcome(ctx, 403, "forbidden", f"the granted scopes do not allow {verb} of {rtype}",
+                          {"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope"'}))
+
+
+def _not_found(ctx: Context, rtype: str, rid: str) -> Response:
+    return outcome(ctx, 404, "not-found", f"{rtype}/{rid} is not known")
+
+
+# --- routes --------------------------------------------------------------------------------------------------
+async def metadata(request: Request) -> Response:
+    from smart_conformance.reference.discovery import capability_statement
+
+    ctx = ctx_of(request)
+    if ctx.faults.active("metadata-requires-token"):
+        try:
+            authenticate(ctx, request)
+        except Refused as refused:
+            return refused.response
+    return fhir_json(ctx, capability_statement(ctx), headers={"Cache-Control": "public, max-age=300"})
+
+
+async def endpoint(request: Request) -> Response:
+    """Every /fhir/{type}[/{id}[/$everything]] request."""
+    ctx = ctx_of(request)
+    try:
+        return await _dispatch(ctx, request)
+    except Refused as refused:
+        return refused.response
+
+
+async def _dispatch(ctx: Context, request: Request) -> Response:
+    parts = [p for p in request.path_params.get("rest", "").split("/") if p]
+    method = request.method
+    who = authenticate(ctx, request)
+    if not parts:
+        if method == "POST":  # batch/transaction: writes, refused under read-only scopes
+            return _write(ctx, who, "Bundle", ["Bundle"], method)
+        return outcome(ctx, 400, "not-supported", "system-level interactions are not supported")
+    rtype = parts[0]
+    if rtype not in SUPPORTED_TYPES:
+        return outcome(ctx, 404, "not-supported", f"resource type {rtype!r} is not supported")
+    _check_format(ctx, request)
+    if method in ("POST", "PUT", "DELETE", "PATCH") and not (method == "POST" and parts[1:] == ["_search"]):
+        return _write(ctx, who, rtype, parts, method)
+    if method not in ("GET", "HEAD", "POST"):
+        return outcome(ctx, 405, "not-supported", f"{method} is not supported", {"Allow": "GET, HEAD"})
+    if len(parts) == 1 or parts[1:] == ["_search"]:
+        params = request.query_params
+        if method == "POST":
+            form = await request.form()
+            params = form  # type: ignore[assignment]
+        return _search(ctx, request, who, rtype, params)
+    if len(parts) == 2:
+        return _read(ctx, who, rtype, parts[1])
+    if len(parts) == 3 and rtype == "Patient" and parts[2] == "$everything":
+        return _everything(ctx, who, parts[1])
+    return outcome(ctx, 404, "not-supported", "this interaction is not supported")
+
+
+def _check_format(ctx: Context, request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt is not None and fmt.split(";")[0].strip() not in JSON_FORMATS:
+        raise Refused(outcome(ctx, 406, "not-supported", "only JSON is supported (_format=json)"))
+
+
+def _write(ctx: Context, who: Principal, rtype: str, parts: list[str], method: str) -> Response:
+    letter = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}[method]
+    if ctx.faults.active("writes-allowed"):
+        rid = parts[1] if len(parts) > 1 else str(uuid.uuid4())
+        if method == "DELETE":
+            return Response(status_code=204)
+        body = {"resourceType": rtype, "id": rid, "meta": {"versionId": "2", "lastUpdated": _now()}}
+        return fhir_json(ctx, body, 201 if method == "POST" else 200,
+                         {"Location": f"{ctx.fhir_base}/{rtype}/{rid}/_history/2"})
+    _require_scope(ctx, who, rtype, letter)
+    return outcome(ctx, 405, "not-supported", "this reference server is read-only", {"Allow": "GET, HEAD"})
+
+
+def _read(ctx: Context, who: Principal, rtype: str, rid: str) -> Response:
+    _require_scope(ctx, who, rtype, "r")
+    resource = ctx.data.get(rtype, rid)
+    if resource is None:
+        return _not_found(ctx, rtype, rid)
+    if not _in_compartment(ctx, who, resource) and not ctx.faults.active("compartment-leak-read"):
+        if ctx.faults.active("existence-oracle"):
+            return outcome(ctx, 403, "forbidden", f"{rtype}/{rid} belongs to another member")
+        return _not_found(ctx, rtype, rid)
+    return fhir_json(ctx, resource)
+
+
+def _ref_id(value: str, rtype: str) -> str:
+    """``pat-1``, ``Patient/pat-1`` or an absolute URL → ``pat-1``."""
+    marker = f"{rtype}/"
+    return value.rsplit(marker, 1)[1] if marker in value else value
+
+
+def _int_param(ctx: Context, params: Any, name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if name == "_count" and ctx.faults.active("error-stack-trace"):
+        try:
+            return int(raw)
+        except Exception:  # the defect: an unhandled error rendered with its traceback
+            raise Refused(PlainTextResponse(traceback.format_exc(), status_code=500)) from None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise Refused(outcome(ctx, 400, "invalid", f"{name} must be a non-negative integer"))
+    return int(raw)
+
+
+def _search(ctx: Context, request: Request, who: Principal, rtype: str, params: Any) -> Response:
+    _require_scope(ctx, who, rtype, "s")
+    allowed = SEARCH_PARAMS[rtype]
+    chains = {name: chain for name in params.keys() if name not in allowed and (chain := _chain(name, allowed))}
+    for name in params.keys():
+        base = name.split(":", 1)[0]
+        if name not in allowed and name not in COMMON_PARAMS and base != "access_token" and name not in chains:
+            raise Refused(outcome(ctx, 400, "not-supported", f"unknown search parameter {name!r} for {rtype}"))
+    for name in params.keys():
+        if name in allowed and len(params.getlist(name)) > 1:
+            raise Refused(outcome(ctx, 400, "not-supported", f"{name} may appear only once"))
+    count = min(_int_param(ctx, params, "_count", DEFAULT_COUNT), MAX_COUNT)
+    offset = _int_param(ctx, params, "_offset", 0)
+    includes = _parse_includes(ctx, params.getlist("_include"), rtype, reverse=False)
+    revincludes = _parse_includes(ctx, params.getlist("_revinclude"), rtype, reverse=True)
+
+    leak = ctx.faults.active("compartment-leak-search")
+    chain_leak = bool(chains) and ctx.faults.active("compartment-leak-chained")
+    # Either fault: every resource of the type matches (the paging one only past the first page).
+    unfiltered = ctx.faults.active("search-unfiltered") or (
+        offset > 0 and ctx.faults.active("paging-leaks-other-members"))
+    matches = []
+    for resource in ctx.data.all(rtype):
+        if unfiltered:
+            matches.append(resource)
+            continue
+        if not (_in_compartment(ctx, who, resource) or (leak and _names_patient(params, allowed)) or chain_leak):
+            continue
+        if "_id" in params and resource["id"] not in params["_id"].split(","):
+            continue
+        if not all(_matches_ref(resource, allowed[n], params[n]) for n in params.keys()
+                   if n in allowed and allowed[n]):
+            continue
+        if not all(_matches_chain(ctx, resource, path, leaf, params[n]) for n, (path, leaf) in chains.items()):
+            continue
+        matches.append(resource)
+    page = matches[offset:offset + count]
+    extra = _included(ctx, who, page, includes, revincludes)
+    bundle = _bundle(ctx, rtype, params, matches, page, extra, offset, count)
+    return fhir_json(ctx, bundle)
+
+
+def _chain(name: str, allowed: dict[str, str | None]) -> tuple[str, str] | None:
+    """``patient.identifier`` → (element, 'identifier') when ``patient`` is a reference parameter of the type."""
+    ref, _, leaf = name.partition(".")
+    path = allowed.get(ref)
+    return (path, leaf) if path and leaf in ("identifier", "name") else None
+
+
+def _matches_chain(ctx: Context, resource: Resource, path: str, leaf: str, value: str) -> bool:
+    """The referenced Patient matches ``identifier`` (system|value or value) or ``name`` (starts-with, any part)."""
+    wanted = value.lower()
+    for ref in _refs(resource, path):
+        patient = ctx.data.get("Patient", _ref_id(ref, "Patient")) if ref.startswith("Patient/") else None
+        if patient is None:
+            continue
+        for ident in (patient.get("identifier") or []) if leaf == "identifier" else []:
+            full = f"{ident.get('system', '')}|{ident.get('value', '')}".lower()
+            if wanted in (full, str(ident.get("value", "")).lower()):
+                return True
+        for name in (patient.get("name") or []) if leaf == "name" else []:
+            parts = [name.get("family", ""), *name.get("given", []), name.get("text", "")]
+            if any(str(p).lower().startswith(wanted) for p in parts if p):
+                return True
+    return False
+
+
+def _names_patient(params: Any, allowed: dict[str, str | None]) -> bool:
+    return any(params.get(n) for n in ("patient", "beneficiary") if n in allowed)
+
+
+def _matches_ref(resource: Resource, path: str | None, value: str) -> bool:
+    wanted = {f"Patient/{_ref_id(v, 'Patient')}" for v in value.split(",")}
+    return bool(path) and any(ref in wanted for ref in _refs(resource, path or ""))
+
+
+def _parse_includes(ctx: Context, values: list[str], rtype: str, *, reverse: bool) -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        src, _, param = value.partition(":")
+        param = param.split(":", 1)[0]
+        spec = INCLUDES.get((src, param))
+        ok = spec is not None and ((spec[1] == rtype) if reverse else (src == rtype))
+        if not ok:
+            kind = "_revinclude" if reverse else "_include"
+            raise Refused(outcome(ctx, 400, "not-supported", f"unsupported {kind} {value!r} for {rtype}"))
+        out.append((src, param))
+    return out
+
+
+def _included(ctx: Context, who: Principal, page: list[Resource], includes: list[tuple[str, str]],
+              revincludes: list[tuple[str, str]]) -> list[Resource]:
+    """Resources pulled in by _include/_revinclude, filtered by scope and by the patient compartment."""
+    seen = {(r["resourceType"], r["id"]) for r in page}
+    found: list[Resource] = []
+    for src, param in includes:
+        path, target = INCLUDES[(src, param)]
+        for resource in page:
+            for ref in _refs(resource, path):
+                kind, _, rid = ref.partition("/")
+                hit = ctx.data.get(kind, rid) if kind == target else None
+                if hit is not None:
+                    found.append(hit)
+    page_refs = {f"{r['resourceType']}/{r['id']}" for r in page}
+    for src, param in revincludes:
+        path, _target = INCLUDES[(src, param)]
+        for candidate in ctx.data.all(src):
+            if any(ref in page_refs for ref in _refs(candidate, path)):
+                found.append(candidate)
+    out = []
+    leak = ctx.faults.active("compartment-leak-include")
+    for resource in found:
+        key = (resource["resourceType"], resource["id"])
+        if key in seen or not who.can(resource["resourceType"], "r"):
+            continue
+        if not leak and not _in_compartment(ctx, who, resource):
+            continue
+        seen.add(key)
+        out.append(resource)
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bundle(ctx: Context, rtype: str, params: Any, matches: list[Resource], page: list[Resource],
+            extra: list[Resource], offset: int, count: int) -> dict[str, Any]:
+    kept = [(k, v) for k, v in params.multi_items() if k not in ("_offset", "_count", "access_token")]
+
+    def link(relation: str, at: int) -> dict[str, str]:
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
+        return {"relation": relation, "url": f"{ctx.fhir_base}/{rtype}?{query}"}
+
+    links = [link("self", offset)]
+    if offset + count < len(matches) and count > 0:
+        links.append(link("next", offset + count))
+    if offset > 0:
+        links.append(link("previous", max(0, offset - count)))
+    entries = [_entry(ctx, r, "match") for r in page] + [_entry(ctx, r, "include") for r in extra]
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": _now()},
+            "type": "searchset", "total": len(matches), "link": links, "entry": entries}
+
+
+def _entry(ctx: Context, resource: Resource, mode: str) -> dict[str, Any]:
+    return {"fullUrl": f"{ctx.fhir_base}/{resource['resourceType']}/{resource['id']}", "resource": resource,
+            "search": {"mode": mode}}
+
+
+def _everything(ctx: Context, who: Principal, patient_id: str) -> Response:
+    _require_scope(ctx, who, "Patient", "r")
+    patient = ctx.data.get("Patient", patient_id)
+    if patient is None:
+        return _not_found(ctx, "Patient", patient_id)
+    if patient_id != who.patient and not ctx.faults.active("compartment-leak-everything"):
+        return _not_found(ctx, "Patient", patient_id)
+    members = [r for rtype in SUPPORTED_TYPES for r in ctx.data.all(rtype) if ctx.data.patient_of(r) == patient_id]
+    shared: list[Resource] = []
+    for resource in members:
+        for path in ("insurer", "provider", "careTeam.provider", "payor"):
+            for ref in _refs(resource, path):
+                kind, _, rid = ref.partition("/")
+                hit = ctx.data.get(kind, rid)
+                if hit is not None and hit not in shared:
+                    shared.append(hit)
+    visible = [r for r in members + shared if who.can(r["resourceType"], "r")]
+    bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": _now()},
+              "type": "searchset", "total": len(visible),
+              "link": [{"relation": "self", "url": f"{ctx.fhir_base}/Patient/{patient_id}/$everything"}],
+              "entry": [_entry(ctx, r, "match") for r in visible]}
+    return fhir_json(ctx, bundle)

@@ -1,0 +1,227 @@
+"""Run the reference payer server: ``with ReferenceServer(faults=[...]) as srv:`` or ``serve-reference``.
+
+uvicorn runs in a daemon thread with its own event loop, serving two listeners bound before start-up (so the
+ports are known and connections queue even before the loop runs): HTTPS for everything, and plain HTTP that only
+redirects to HTTPS (unless the plaintext-http-served fault is on). Everything binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from smart_conformance.reference import certs
+from smart_conformance.reference.app import build_app, build_plain_app
+from smart_conformance.reference.context import Context
+from smart_conformance.reference.data import Dataset, load
+from smart_conformance.reference.faults import ActiveFaults
+from smart_conformance.reference.keys import KeySet
+from smart_conformance.reference.store import Store
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 15.0
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class ReferenceServer:
+    """The embedded reference payer, started on enter and stopped on exit."""
+
+    def __init__(self, faults: Iterable[str] = (), state_dir: str | Path | None = None, port: int = 0,
+                 plain_port: int = 0, cors_origins: Iterable[str] = ()) -> None:
+        self.faults = ActiveFaults(faults)  # raises ValueError on unknown names, before anything starts
+        self._state_arg = Path(state_dir) if state_dir is not None else None
+        self._port, self._plain_port = port, plain_port
+        self._cors = frozenset(cors_origins)
+        self._thread: threading.Thread | None = None
+        self._servers: list[uvicorn.Server] = []
+        self._error: BaseException | None = None
+        self._tmp: Path | None = None
+        self.state_dir: Path = Path()
+        self.port = 0
+        self.plain_port = 0
+        self.dataset: Dataset | None = None
+        self.startup_seconds = 0.0
+
+    # --- public API ------------------------------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def fhir_base_url(self) -> str:
+        return self.origin + "/fhir"
+
+    @property
+    def issuer(self) -> str:
+        return self.origin + "/auth"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.state_dir / "ca.pem"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting only this server's test CA."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def target_env(self) -> dict[str, str]:
+        """The variables fixtures/targets/reference.yaml interpolates."""
+        assert self.dataset is not None, "the server is not running"
+        clients = list(self.dataset.clients.values())
+        members = self.dataset.members
+        env = {
+            "SMART_REFERENCE_FHIR_BASE_URL": self.fhir_base_url,
+            "SMART_REFERENCE_CA_BUNDLE": str(self.ca_path),
+            "SMART_REFERENCE_CLIENT_ID": clients[0].client_id,
+            "SMART_REFERENCE_CLIENT_SECRET": clients[0].client_secret,
+            "SMART_REFERENCE_OTHER_CLIENT_ID": clients[1].client_id,
+            "SMART_REFERENCE_OTHER_CLIENT_SECRET": clients[1].client_secret,
+            "SMART_REFERENCE_MEMBER_USERNAME": "alice",
+            "SMART_REFERENCE_MEMBER_PASSWORD": members["alice"].password,
+            "SMART_REFERENCE_OTHER_MEMBER_USERNAME": "bob",
+            "SMART_REFERENCE_OTHER_MEMBER_PASSWORD": members["bob"].password,
+            "SMART_REFERENCE_REP_USERNAME": "carol",
+            "SMART_REFERENCE_REP_PASSWORD": members["carol"].password,
+        }
+        if self.plain_port:
+            env["SMART_REFERENCE_PLAIN_HTTP_PORT"] = str(self.plain_port)
+        return env
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def __enter__(self) -> ReferenceServer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        began = time.perf_counter()
+        if self._state_arg is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="smart-reference-"))
+            self.state_dir = self._tmp
+        else:
+            self.state_dir = self._state_arg
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(began)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, began: float) -> None:
+        pki = certs.issue(self.state_dir, self.faults)
+        tls = certs.server_context(pki, self.faults)
+        secure_sock, plain_sock = _bind(self._port), _bind(self._plain_port)
+        self.port, self.plain_port = secure_sock.getsockname()[1], plain_sock.getsockname()[1]
+        self.dataset = load()
+        store = Store(self.state_dir / "state.sqlite3")
+        store.seed(self.dataset)
+        ctx = Context(origin=self.origin, faults=self.faults, store=store, keys=KeySet(self.state_dir),
+                      data=self.dataset, cors_origins=self._cors)
+        app = build_app(ctx)
+        common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_graceful_shutdown": 2,
+                  "proxy_headers": False, "server_header": False}
+        secure = uvicorn.Server(uvicorn.Config(app, ssl_context_factory=lambda config, default: tls, **common))
+        plain = uvicorn.Server(uvicorn.Config(build_plain_app(ctx, app), **common))
+        for server in (secure, plain):
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the owner handles signals
+        self._servers = [secure, plain]
+        self._thread = threading.Thread(target=self._run, args=([secure_sock], [plain_sock]),
+                                        name=f"reference-server-{self.port}", daemon=True)
+        self._thread.start()
+        self._wait_ready()
+        self.startup_seconds = time.perf_counter() - began
+
+    def _run(self, secure_socks: list[socket.socket], plain_socks: list[socket.socket]) -> None:
+        async def both() -> None:
+            await asyncio.gather(self._servers[0].serve(sockets=secure_socks),
+                                 self._servers[1].serve(sockets=plain_socks))
+
+        try:
+            asyncio.run(both())
+        except BaseException as exc:  # surfaced by _wait_ready / stop
+            self._error = exc
+        finally:
+            for sock in (*secure_socks, *plain_socks):
+                sock.close()
+
+    def _wait_ready(self) -> None:
+        """Poll until both uvicorn servers report started (or the thread died)."""
+        assert self._thread is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(s.started for s in self._servers):
+            if not self._thread.is_alive() or self._error is not None:
+                raise RuntimeError(f"reference server failed to start: {self._error!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"reference server did not start within {START_TIMEOUT}s")
+            self._thread.join(0.005)  # yields to the server thread; returns at once if it ends
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        self._servers = []
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def serve(port: int = 0, faults: Sequence[str] | None = None, state_dir: str | Path | None = None,
+          plain_port: int = 0) -> int:
+    """Serve until Ctrl-C, printing what a target file or shell needs (the CLI's ``serve-reference``)."""
+    server = ReferenceServer(faults=faults or (), state_dir=state_dir, port=port or 0, plain_port=plain_port)
+    with server:
+        print(f"Reference payer FHIR base URL: {server.fhir_base_url}")
+        print(f"Test CA (trust this for TLS):   {server.ca_path}")
+        print(f"Plain-http listener:            http://{HOST}:{server.plain_port}/"
+              f"{'  (FAULT: serves data)' if server.faults.active('plaintext-http-served') else '  (redirects)'}")
+        if server.faults.names:
+            print(f"Faults on: {', '.join(sorted(server.faults.names))}")
+        print(f"Started in {server.startup_seconds:.2f}s. Environment for fixtures/targets/reference.yaml:")
+        for name, value in server.target_env().items():
+            print(f"export {name}={value}")
+        print("Serving until Ctrl-C.", flush=True)
+        try:
+            while server._thread is not None and server._thread.is_alive():
+                server._thread.join(0.5)
+        except KeyboardInterrupt:
+            print("\nStopping.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smart_conformance.reference",
+                                     description="Serve the embedded reference payer server.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--plain-port", type=int, default=0)
+    parser.add_argument("--fault", action="append", default=[], metavar="NAME")
+    parser.add_argument("--state-dir", default=None)
+    args = parser.parse_args(argv)
+    try:
+        return serve(port=args.port, faults=args.fault, state_dir=args.state_dir, plain_port=args.plain_port)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

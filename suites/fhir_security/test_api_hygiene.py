@@ -1,0 +1,184 @@
+"""FHIR API errors, input handling and headers
+
+FHIR R4 http.html and security.html with the Safety Checklist: errors come back as OperationOutcome JSON with a 4xx
+status and nothing of the server's internals; junk, injection-shaped, very long and non-ASCII input is refused
+cleanly (never a 5xx) and never echoed as live HTML; unsupported methods get 405/501; resources are served as
+``application/fhir+json`` with ``X-Content-Type-Options: nosniff`` and no software banner. CORS never hands an
+arbitrary origin the member's credentials, and preflights are answered sanely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import expect
+from smart_conformance.config import Target
+from smart_conformance.fhir import Reply, call, disclosure
+from smart_conformance.http import RecordingClient
+
+EVIL_ORIGIN = "https://smart-conformance-attacker.example"
+SCRIPT = "<script>alert(1)</script>"
+JUNK: dict[str, tuple[str, dict[str, str]]] = {
+    "non-numeric _count": ("ExplanationOfBenefit", {"_count": "abc"}),
+    "SQL-shaped _count": ("ExplanationOfBenefit", {"_count": "1' OR '1'='1"}),
+    "SQL-shaped patient": ("ExplanationOfBenefit", {"patient": "x' OR '1'='1"}),
+    "script in _id": ("Patient", {"_id": SCRIPT}),
+    "script as a parameter name": ("ExplanationOfBenefit", {SCRIPT: "1"}),
+    "script in _include": ("ExplanationOfBenefit", {"_include": SCRIPT}),
+    "8 KB patient value": ("ExplanationOfBenefit", {"patient": "A" * 8192}),
+    "8 KB _count": ("ExplanationOfBenefit", {"_count": "9" * 8192}),
+    "unicode and control characters": ("Patient", {"_id": "\u202e\U0001d54f\u2603\u0000\ufeff"}),
+}
+
+
+def _media(reply: Reply) -> str:
+    return reply.response.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_outcome_json(reply: Reply) -> bool:
+    return _media(reply) in ("application/fhir+json", "application/json") and reply.resource_type == "OperationOutcome"
+
+
+@pytest.mark.requirement("SAFETY-41", "SAFETY-39", "FHIR-HTTP-02", "CARIN-SEC-08", "FHIR-SEC-03")
+@pytest.mark.parametrize("case", ["bad _count", "unknown parameter (strict)", "malformed id"])
+def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: Target, launch: Any) -> None:
+    """A bad _count, an unknown search parameter under handling=strict and a malformed id get a 4xx OperationOutcome."""
+    base, pid = target.fhir_base_url, target.member.patient_id
+    headers: dict[str, str] = {}
+    if case == "bad _count":
+        url, params = f"{base}/ExplanationOfBenefit", {"patient": pid, "_count": "abc"}
+    elif case == "malformed id":
+        url, params = f"{base}/Patient/$$not..a-valid~id$$", {}
+    else:
+        url, params = f"{base}/ExplanationOfBenefit", {"patient": pid, "smart-conformance-unknown": "1"}
+        headers = {"Prefer": "handling=strict"}
+    reply = call(http, "GET", url, token=launch.token.access_token, params=params, headers=headers)
+    expect(400 <= reply.status < 500, expected=f"{case}: a 4xx refusal", actual=f"HTTP {reply.status}",
+           requirement=("FHIR-HTTP-02", "CARIN-SEC-08"), exchange=reply.exchange)
+    expect(_is_outcome_json(reply), expected=f"{case}: an OperationOutcome as FHIR JSON",
+           actual=f"{_media(reply) or '(no content type)'} {reply.resource_type or reply.response.text[:120]!r}",
+           requirement=("SAFETY-41", "SAFETY-39"), exchange=reply.exchange)
+    found = disclosure(reply)
+    expect(found is None, expected="no stack trace, framework or version in the error", actual=found,
+           requirement="FHIR-SEC-03", exchange=reply.exchange)
+
+
+@pytest.mark.requirement("FHIR-SEC-13", "SAFETY-35")
+def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launch: Any) -> None:
+    """Junk, injection-shaped, 8 KB and unicode search values are answered without a server error."""
+    for label, (rtype, params) in JUNK.items():
+        reply = call(http, "GET", f"{target.fhir_base_url}/{rtype}", token=launch.token.access_token, params=params)
+        expect(reply.status < 500, expected=f"{label}: a 2xx answer or a 4xx refusal, not a server error",
+               actual=f"HTTP {reply.status}", exchange=reply.exchange)
+
+
+@pytest.mark.requirement("HTTP-HYG-05", "FHIR-SEC-12")
+def test_input_not_reflected_as_html(http: RecordingClient, target: Target, launch: Any) -> None:
+    """Script-shaped input never comes back unescaped in a text/html response (search values, names, ids)."""
+    probes = [(f"{target.fhir_base_url}/{rtype}", params) for rtype, params in JUNK.values() if
+              any(SCRIPT in k or SCRIPT in v for k, v in params.items())]
+    probes.append((f"{target.fhir_base_url}/Patient/{SCRIPT}", {}))
+    for url, params in probes:
+        reply = call(http, "GET", url, token=launch.token.access_token, params=params)
+        expect(not (_media(reply) in ("text/html", "application/xhtml+xml") and SCRIPT in reply.response.text),
+               expected="input echoed only escaped or as JSON", actual=f"HTTP {reply.status} {_media(reply)} "
+                                                                    f"with {SCRIPT} live in the page",
+               exchange=reply.exchange)
+
+
+@pytest.mark.requirement("HTTP-HYG-04", "SAFETY-41")
+@pytest.mark.parametrize("method,path", [("TRACE", "Patient/{pid}"), ("PROPFIND", "Patient/{pid}"),
+                                         ("DELETE", "metadata")])
+def test_unsupported_methods_refused(method: str, path: str, http: RecordingClient, target: Target,
+                                     launch: Any) -> None:
+    """TRACE, an unknown method and DELETE on metadata get 405/501 (or another 4xx) with an OperationOutcome."""
+    url = f"{target.fhir_base_url}/{path.format(pid=target.member.patient_id)}"
+    reply = call(http, method, url, token=launch.token.access_token)
+    expect(400 <= reply.status < 500 or reply.status == 501,
+           expected=f"{method} {path}: 405 (with Allow) or 501, at least a 4xx", actual=f"HTTP {reply.status}",
+           requirement="HTTP-HYG-04", exchange=reply.exchange)
+    if method != "TRACE" or reply.response.content:
+        expect(_is_outcome_json(reply), expected=f"{method} {path}: an OperationOutcome as FHIR JSON",
+               actual=f"{_media(reply) or '(no content type)'} {reply.response.text[:120]!r}",
+               requirement="SAFETY-41", exchange=reply.exchange)
+
+
+def _member_read(http: RecordingClient, target: Target, launch: Any, **headers: str) -> Reply:
+    return call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
+                token=launch.token.access_token, headers=headers or None)
+
+
+@pytest.mark.requirement("FHIR-HTTP-01", "SAFETY-38")
+def test_fhir_json_content_type(http: RecordingClient, target: Target, launch: Any) -> None:
+    """A read asking for application/fhir+json is served as application/fhir+json."""
+    reply = _member_read(http, target, launch)
+    expect(reply.status == 200 and _media(reply) == "application/fhir+json",
+           expected="HTTP 200 with Content-Type application/fhir+json",
+           actual=f"HTTP {reply.status}, Content-Type {reply.response.headers.get('content-type', '(none)')}",
+           exchange=reply.exchange)
+
+
+@pytest.mark.requirement("HTTP-HYG-01", "FHIR-SEC-12")
+def test_nosniff_on_api_responses(http: RecordingClient, target: Target, launch: Any,
+                                  smart_config: dict[str, Any]) -> None:
+    """FHIR reads and errors, discovery and token responses carry X-Content-Type-Options: nosniff."""
+    replies = [_member_read(http, target, launch),
+               call(http, "GET", f"{target.fhir_base_url}/Patient/{target.missing_patient_id}",
+                    token=launch.token.access_token),
+               call(http, "GET", f"{target.fhir_base_url}/.well-known/smart-configuration",
+                    headers={"Accept": "application/json"})]
+    if isinstance(smart_config.get("token_endpoint"), str):
+        replies.append(call(http, "POST", smart_config["token_endpoint"], headers={"Accept": "application/json"},
+                            data={"grant_type": "authorization_code", "code": "smart-conformance-none"}))
+    for reply in replies:
+        value = reply.response.headers.get("x-content-type-options", "")
+        expect(value.strip().lower() == "nosniff", expected="X-Content-Type-Options: nosniff",
+               actual=f"X-Content-Type-Options: {value or '(absent)'}", exchange=reply.exchange)
+
+
+@pytest.mark.requirement("FHIR-SEC-03")
+def test_no_server_banner(http: RecordingClient, target: Target, launch: Any) -> None:
+    """Successful responses name no server software version (Server, X-Powered-By, X-AspNet-Version)."""
+    for reply in (_member_read(http, target, launch),
+                  call(http, "GET", f"{target.fhir_base_url}/metadata")):
+        found = disclosure(reply)
+        expect(found is None, expected="no product/version banner in headers or body", actual=found,
+               exchange=reply.exchange)
+
+
+def _credentials_to(reply: Reply, origin: str) -> str | None:
+    allow = reply.response.headers.get("access-control-allow-origin", "")
+    creds = reply.response.headers.get("access-control-allow-credentials", "").strip().lower() == "true"
+    if creds and allow.strip() in ("*", origin):
+        return f"Access-Control-Allow-Origin: {allow} with Access-Control-Allow-Credentials: true"
+    return None
+
+
+@pytest.mark.requirement("HTTP-HYG-03", "SMART-SEC-01", "SAFETY-37")
+def test_cors_no_credentials_for_any_origin(http: RecordingClient, target: Target, launch: Any,
+                                            smart_config: dict[str, Any]) -> None:
+    """Neither '*' nor an arbitrary reflected Origin is combined with Access-Control-Allow-Credentials: true."""
+    replies = [_member_read(http, target, launch, Origin=EVIL_ORIGIN)]
+    if isinstance(smart_config.get("token_endpoint"), str):
+        replies.append(call(http, "POST", smart_config["token_endpoint"],
+                            headers={"Accept": "application/json", "Origin": EVIL_ORIGIN},
+                            data={"grant_type": "authorization_code", "code": "smart-conformance-none"}))
+    for reply in replies:
+        found = _credentials_to(reply, EVIL_ORIGIN)
+        expect(found is None, expected=f"no credentialed CORS grant to {EVIL_ORIGIN}", actual=found,
+               exchange=reply.exchange)
+
+
+@pytest.mark.requirement("HTTP-HYG-03", "SAFETY-37")
+def test_cors_preflight_sane(http: RecordingClient, target: Target) -> None:
+    """A preflight from an arbitrary origin gets 2xx or 4xx (not 5xx) and no credentialed grant to that origin."""
+    reply = call(http, "OPTIONS", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
+                 headers={"Origin": EVIL_ORIGIN, "Access-Control-Request-Method": "GET",
+                          "Access-Control-Request-Headers": "authorization"})
+    expect(reply.status < 500, expected="preflight answered 2xx/204 or 4xx", actual=f"HTTP {reply.status}",
+           exchange=reply.exchange)
+    found = _credentials_to(reply, EVIL_ORIGIN)
+    expect(found is None, expected=f"no credentialed CORS grant to {EVIL_ORIGIN} in the preflight", actual=found,
+           exchange=reply.exchange)

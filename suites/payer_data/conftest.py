@@ -1,0 +1,35 @@
+"""The member's own claims data, searched once with the shared launch's token and reused by the payer-data checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import could_not_check
+from smart_conformance.config import Target
+from smart_conformance.fhir import Reply, call
+from smart_conformance.http import RecordingClient
+
+
+@dataclass(frozen=True)
+class MemberData:
+    """The launch's patient and the first page of each of their searches (the reply, for evidence)."""
+
+    patient_id: str
+    patient: Reply
+    searches: dict[str, Reply]
+
+
+@pytest.fixture(scope="session")
+def member_data(http: RecordingClient, target: Target, launch: Any) -> MemberData:
+    patient_id = launch.token.patient
+    if not patient_id:
+        could_not_check("the shared launch's token response has no patient (see test_token_patient_context)")
+    token = launch.token.access_token
+    patient = call(http, "GET", f"{target.fhir_base_url}/Patient/{patient_id}", token=token)
+    searches = {rtype: call(http, "GET", f"{target.fhir_base_url}/{rtype}", token=token,
+                            params={"patient": patient_id})
+                for rtype in ("Coverage", "ExplanationOfBenefit")}
+    return MemberData(patient_id=str(patient_id), patient=patient, searches=searches)

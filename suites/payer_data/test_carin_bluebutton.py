@@ -1,0 +1,158 @@
+"""Payer data (CARIN Blue Button core)
+
+CARIN IG for Blue Button STU2 §Conformance and the c4bb CapabilityStatement, with FHIR R4 search: with the member's
+token, ExplanationOfBenefit and Coverage searches by the launch's patient return that member's resources and nothing
+else, page by page; every resource is valid FHIR R4; and each claim names the member as patient, an insurer that
+resolves to an Organization, and an outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from smart_conformance.checks import could_not_check, expect, fail, not_applicable
+from smart_conformance.compartment import entries, foreign, patients_of, ref_id
+from smart_conformance.config import Target
+from smart_conformance.fhir import Reply, call
+from smart_conformance.http import RecordingClient
+from smart_conformance.validation import FHIR_RELEASE, problems
+
+MemberData = Any  # suites/payer_data/conftest.py: MemberData (conftests are not importable)
+MAX_PAGES = 50
+
+
+def _matches(reply: Reply, rtype: str, label: str) -> list[dict[str, Any]]:
+    body = reply.json()
+    expect(reply.status == 200 and isinstance(body, dict) and body.get("resourceType") == "Bundle"
+           and body.get("type") == "searchset",
+           expected=f"{label}: HTTP 200 with a searchset Bundle", actual=f"HTTP {reply.status} {reply.resource_type}",
+           exchange=reply.exchange)
+    found = entries(body, mode="match")
+    others = [f"{r.get('resourceType')}/{r.get('id')}" for r in found if r.get("resourceType") != rtype]
+    expect(not others, expected=f"{label}: only {rtype} as search matches", actual=", ".join(others[:5]),
+           exchange=reply.exchange)
+    return found
+
+
+def _member_only(data: MemberData, rtype: str, element: str) -> None:
+    reply = data.searches[rtype]
+    label = f"GET {rtype}?patient={data.patient_id}"
+    found = _matches(reply, rtype, label)
+    if not found:
+        not_applicable(f"the member has no {rtype} (give members.primary a member with claims data)")
+    wrong = [f"{rtype}/{r.get('id')} {element}={patients_of(r) or '(none)'}" for r in found
+             if patients_of(r) != {data.patient_id}]
+    expect(not wrong, expected=f"{label}: every {rtype}.{element} is Patient/{data.patient_id}",
+           actual="; ".join(wrong[:5]), exchange=reply.exchange)
+
+
+@pytest.mark.requirement("CARIN-DATA-01", "SMART-FHIR-05")
+def test_eob_search_returns_member_claims_only(member_data: MemberData) -> None:
+    """ExplanationOfBenefit?patient={launch patient} returns only that member's claims."""
+    _member_only(member_data, "ExplanationOfBenefit", "patient")
+
+
+@pytest.mark.requirement("CARIN-DATA-02", "SMART-FHIR-05")
+def test_coverage_search_returns_member_coverage_only(member_data: MemberData) -> None:
+    """Coverage?patient={launch patient} returns only Coverage whose beneficiary is that member."""
+    _member_only(member_data, "Coverage", "beneficiary")
+
+
+def _next(body: Any) -> str | None:
+    for link in (body.get("link") or []) if isinstance(body, dict) else []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+@pytest.mark.requirement("FHIR-HTTP-03", "SMART-FHIR-05")
+def test_search_paging_consistent(http: RecordingClient, target: Target, launch: Any,
+                                  member_data: MemberData) -> None:
+    """_count=1 pages through the member's claims by next links: same set, no duplicates, total agrees, no leaks."""
+    unpaged = {str(r.get("id")) for r in entries(member_data.searches["ExplanationOfBenefit"].json(), mode="match")}
+    if len(unpaged) < 2:
+        not_applicable(f"the member has {len(unpaged)} ExplanationOfBenefit; paging needs at least 2")
+    origin = urlsplit(target.fhir_base_url)
+    url: str | None = f"{target.fhir_base_url}/ExplanationOfBenefit"
+    params: dict[str, str] | None = {"patient": member_data.patient_id, "_count": "1"}
+    seen: list[str] = []
+    total: Any = None
+    for page in range(MAX_PAGES):
+        reply = call(http, "GET", url or "", token=launch.token.access_token, params=params)
+        found = _matches(reply, "ExplanationOfBenefit", f"page {page + 1} of the member's claims")
+        leaked = foreign(found, {member_data.patient_id})
+        expect(not leaked, expected=f"page {page + 1}: only Patient/{member_data.patient_id}'s claims",
+               actual=", ".join(leaked[:5]), requirement="SMART-FHIR-05", exchange=reply.exchange)
+        expect(len(found) <= 1, expected="at most 1 match per page with _count=1", actual=f"{len(found)} matches",
+               requirement="FHIR-HTTP-03", exchange=reply.exchange)
+        if page == 0:
+            total = reply.json().get("total")
+            if _next(reply.json()) is None:
+                fail(expected="a next link on the first page (_count=1, several matches)", actual="no next link",
+                     requirement="FHIR-HTTP-03", exchange=reply.exchange)
+        seen += [str(r.get("id")) for r in found]
+        url, params = _next(reply.json()), None
+        if url is None:
+            break
+        parts = urlsplit(url)
+        expect(parts.scheme == origin.scheme and parts.netloc == origin.netloc,
+               expected=f"next link on the FHIR server's own origin ({origin.scheme}://{origin.netloc})",
+               actual=url, requirement="FHIR-HTTP-03", exchange=reply.exchange)
+    else:
+        fail(expected=f"the last page within {MAX_PAGES} pages", actual="next links kept coming",
+             requirement="FHIR-HTTP-03")
+    dupes = sorted({i for i in seen if seen.count(i) > 1})
+    expect(not dupes, expected="each claim on exactly one page", actual=f"repeated: {', '.join(dupes)}",
+           requirement="FHIR-HTTP-03")
+    expect(set(seen) == unpaged and (total is None or total == len(seen)),
+           expected=f"the pages hold the unpaged result ({len(unpaged)} claims; total {total})",
+           actual=f"{len(seen)} claims over the pages: {', '.join(sorted(set(seen))[:8])}",
+           requirement="FHIR-HTTP-03")
+
+
+@pytest.mark.requirement("SAFETY-10")
+def test_member_resources_valid_fhir(member_data: MemberData) -> None:
+    """The member's Patient, Coverage and ExplanationOfBenefit resources are structurally valid FHIR R4."""
+    checked: list[tuple[dict[str, Any], Reply]] = []
+    if member_data.patient.status == 200 and isinstance(member_data.patient.json(), dict):
+        checked.append((member_data.patient.json(), member_data.patient))
+    for reply in member_data.searches.values():
+        checked += [(r, reply) for r in entries(reply.json())]
+    if not checked:
+        could_not_check("the member's Patient, Coverage and ExplanationOfBenefit could not be fetched")
+    for resource, reply in checked:
+        found = problems(resource)
+        expect(not found, expected=f"{resource.get('resourceType')}/{resource.get('id')} valid against the FHIR "
+                                   f"{FHIR_RELEASE}", actual="; ".join(found), requirement="SAFETY-10",
+               exchange=reply.exchange)
+
+
+@pytest.mark.requirement("CARIN-DATA-03")
+def test_eob_carin_must_haves(http: RecordingClient, target: Target, launch: Any, member_data: MemberData) -> None:
+    """Each claim has patient = the member, an insurer that resolves to an Organization, and an outcome."""
+    reply = member_data.searches["ExplanationOfBenefit"]
+    claims = [r for r in entries(reply.json(), mode="match") if r.get("resourceType") == "ExplanationOfBenefit"]
+    if not claims:
+        not_applicable("the member has no ExplanationOfBenefit")
+    resolved: dict[str, Reply] = {}
+    for eob in claims:
+        name = f"ExplanationOfBenefit/{eob.get('id')}"
+        patient = ref_id((eob.get("patient") or {}).get("reference"), "Patient")
+        expect(patient == member_data.patient_id, expected=f"{name}.patient = Patient/{member_data.patient_id}",
+               actual=f"patient {eob.get('patient')!r}", exchange=reply.exchange)
+        expect(isinstance(eob.get("outcome"), str) and bool(eob["outcome"]), expected=f"{name}.outcome present",
+               actual=f"outcome {eob.get('outcome')!r}", exchange=reply.exchange)
+        insurer = (eob.get("insurer") or {}).get("reference")
+        if not isinstance(insurer, str) or not insurer:
+            fail(expected=f"{name}.insurer a reference to an Organization", actual=f"insurer {eob.get('insurer')!r}",
+                 exchange=reply.exchange)
+        url = insurer if insurer.startswith(("http://", "https://")) else f"{target.fhir_base_url}/{insurer}"
+        if url not in resolved:
+            resolved[url] = call(http, "GET", url, token=launch.token.access_token)
+        got = resolved[url]
+        expect(got.status == 200 and got.resource_type == "Organization",
+               expected=f"{name}.insurer ({insurer}) resolves to an Organization",
+               actual=f"HTTP {got.status} {got.resource_type or ''}".strip(), exchange=got.exchange)
