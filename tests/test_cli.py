@@ -99,3 +99,24 @@ def test_demo_run_against_reference_writes_summary(tmp_path: Path) -> None:
     assert any(p["name"] == "target" and "reference" in p["value"] for p in one.get("parameters", []))
     for extra in ("environment.properties", "categories.json", "executor.json"):
         assert (tmp_path / "r" / "allure-results" / extra).is_file()
+
+
+def test_wrong_selector_in_recipe_is_one_clear_broken_result(tmp_path: Path) -> None:
+    """A recipe that no longer matches the payer's page: broken (not failed), naming the step, page and screenshot."""
+    from smart_conformance.reference.server import ReferenceServer
+
+    recipe = paths.reference_target().read_text().replace('"#username"', '"#user-name"')
+    target = tmp_path / "changed-page.yaml"
+    target.write_text(recipe)
+    with ReferenceServer() as server:
+        proc = cli("run", "--target", str(target), "--suite", "launch", "--reports", str(tmp_path / "r"),
+                   "--", "-k", "test_standalone_launch_succeeds", env=server.target_env())
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    (finding,) = summary["targets"]["reference"]["findings"]
+    assert finding["outcome"] == "broken"
+    message = finding["message"]
+    assert "login step 1" in message and "#user-name" in message and "screenshot" in message, message
+    assert "Sign in" in message or "/auth/login" in message, message
+    attachments = list((tmp_path / "r" / "allure-results").glob("*-attachment.png"))
+    assert attachments, "the failing page's screenshot should be attached to the Allure result"

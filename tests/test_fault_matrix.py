@@ -22,6 +22,10 @@ CHECKED_FAULTS = sorted(name for name, fault in FAULTS.items() if fault.caught_b
 PROVEN_ELSEWHERE = {
     "test_tls_legacy_ssl_refused": "tests/tls/test_tls_suite.py (sslv3-simulated): no OpenSSL build here can serve "
                                    "SSL 3.0, so the scanner's verdict is simulated there",
+    "test_tls_certificate_signature_hash": "tests/tls/test_tls_suite.py (sha1-signature): a real local server with a "
+                                           "SHA-1 signed leaf (the reference CA key is EC)",
+    "test_expired_token_refused": "test_expired_token_check_with_short_lived_tokens below: it needs tokens that expire "
+                                  "within the run",
 }
 
 
@@ -57,3 +61,13 @@ def test_fault_is_caught_by_exactly_its_checks(fault: str, tmp_path: Path) -> No
     assert failing == declared, (
         f"{fault}: failing checks differ from caught_by\n  missed (declared, passed): {sorted(declared - failing)}\n"
         f"  unexpected (failed, not declared): {sorted(failing - declared)}\n{run.output}")
+
+
+@pytest.mark.parametrize("fault", [None, "expired-token-accepted"], ids=["clean", "expired-token-accepted"])
+def test_expired_token_check_with_short_lived_tokens(fault: str | None, tmp_path: Path) -> None:
+    """With 10-second access tokens the expiry check runs (not skipped): it passes clean and fails with the fault."""
+    run = run_suites(["fhir_security/test_authentication.py"], tmp_path, faults=(fault,) if fault else (),
+                     env={"SMART_REFERENCE_ACCESS_TOKEN_TTL": "10"})
+    assert not run.checks_with("broken"), run.output
+    assert run.checks_with("failed", "warning") == ({"test_expired_token_refused"} if fault else set()), run.output
+    assert run.totals().get("skipped", 0) == 0, run.output

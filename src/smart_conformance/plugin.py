@@ -41,6 +41,7 @@ class RunState:
     reference_env: dict[str, str] | None = None
     reachability: dict[str, str | None] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)
+    baseline: Any = None  # report.baseline.Baseline when --smart-baseline is given
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="SHOULD-level findings fail the run too.")
     group.addoption("--smart-reports", default=None, metavar="DIR",
                     help="write summary.json and summary.md (and Allure extras when --alluredir is set) here.")
+    group.addoption("--smart-baseline", default=None, metavar="FILE", dest="smart_baseline",
+                    help="YAML/JSON list of known failures {target, check, reason}: reported as expected, not gating.")
     group.addoption("--keep-traces", action="store_true", default=False,
                     help="keep the Playwright trace of every browser launch, not only of failed ones.")
 
@@ -72,6 +75,21 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     else:
         state.embedded = True
+        if state.faults:
+            from smart_conformance.reference.faults import FAULTS
+
+            unknown = [f for f in state.faults if f not in FAULTS]
+            if unknown:
+                raise pytest.UsageError(f"unknown reference fault(s) {', '.join(unknown)}; "
+                                        "list them with: smart-conformance serve-reference --list-faults")
+    baseline_file = config.getoption("smart_baseline", default=None)
+    if baseline_file:
+        from smart_conformance.report import baseline
+
+        try:
+            state.baseline = baseline.load(baseline_file)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.stash[_STATE_KEY] = state
 
 
@@ -383,12 +401,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if out:
         from smart_conformance.report import summary
 
-        summary.write_all(Path(out), collected_results(), strict=bool(config.getoption("smart_strict")))
+        summary.write_all(Path(out), collected_results(), strict=bool(config.getoption("smart_strict")),
+                          attestations=attestation_files(config), baseline=_state(config).baseline)
     alluredir = config.getoption("--alluredir", default=None)
     if alluredir:
         from smart_conformance.report import allure_labels
 
         allure_labels.write_run_files(Path(alluredir), target_names(config), _state(config))
+
+
+def attestation_files(config: pytest.Config) -> dict[str, Path | None]:
+    """Per target, its attestation file. The embedded reference's Target only exists in the processes that ran its
+    tests (it needs the server's env), so the controller reads the path from the raw reference target YAML."""
+    state = _state(config)
+    if state.embedded:
+        from smart_conformance.report.attestations import reference_attestations_path
+
+        return {REFERENCE_NAME: reference_attestations_path()}
+    return {name: t.attestations for name, t in state.targets.items()}
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -397,4 +427,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from smart_conformance.report import summary
 
     terminalreporter.write_sep("=", "smart-payer-conformance")
-    terminalreporter.write_line(summary.render_console(collected_results(), strict=bool(config.getoption("smart_strict"))))
+    terminalreporter.write_line(summary.render_console(collected_results(), strict=bool(config.getoption("smart_strict")),
+                                                       baseline=_state(config).baseline))

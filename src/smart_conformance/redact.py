@@ -70,8 +70,14 @@ def known_secrets() -> frozenset[str]:
         return frozenset(_known)
 
 
-def is_secret_field(name: str) -> bool:
+# Names that are secret only as OAuth parameters (query strings, forms); in FHIR JSON "code" is a coded value.
+PARAMETER_ONLY = frozenset({"code", "token"})
+
+
+def is_secret_field(name: str, *, in_json: bool = False) -> bool:
     lowered = name.lower()
+    if in_json and lowered in PARAMETER_ONLY:
+        return False
     return lowered in SECRET_FIELDS or lowered.endswith(("_secret", "_token", "password"))
 
 
@@ -116,7 +122,8 @@ def url(value: str) -> str:
 def data(value: Any) -> Any:
     """Scrub a JSON-like structure: secret keys masked, every string scrubbed as text."""
     if isinstance(value, Mapping):
-        return {k: (MASK if isinstance(k, str) and is_secret_field(k) and v not in (None, "") else data(v))
+        return {k: (MASK if isinstance(k, str) and is_secret_field(k, in_json=True) and isinstance(v, str) and v
+                    else data(v))
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [data(v) for v in value]
@@ -145,7 +152,7 @@ def learn(value: Any) -> None:
         register_secret(*(v for k, v in pairs if is_secret_field(k)))
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            if isinstance(key, str) and is_secret_field(key) and isinstance(item, str):
+            if isinstance(key, str) and is_secret_field(key, in_json=True) and isinstance(item, str):
                 register_secret(item)
             elif isinstance(item, Mapping | list):
                 learn(item)

@@ -41,3 +41,12 @@ def test_learn_registers_secret_fields() -> None:
 
 def test_basic_credentials_in_text() -> None:
     assert redact.text("Authorization: Basic YWJjOmRlZg==") == "Authorization: Basic ***"
+
+
+def test_fhir_codes_are_not_secrets() -> None:
+    """In FHIR JSON "code" is a coded value (read, plan…), not an authorization code: it must stay readable."""
+    body = '{"resourceType": "CapabilityStatement", "interaction": [{"code": "read"}], "status": {"code": "plan"}}'
+    redact.learn({"coding": [{"code": "plan"}]})
+    out = redact.body(body, "application/fhir+json")
+    assert '"code": "read"' in out and '"code": "plan"' in out
+    assert redact.text("ExplanationOfBenefit") == "ExplanationOfBenefit"

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
-from smart_conformance.reference.context import ACCESS_TOKEN_TTL, CODE_TTL, REFRESH_TOKEN_TTL, Context, ctx_of
+from smart_conformance.reference.context import CODE_TTL, REFRESH_TOKEN_TTL, Context, ctx_of
 from smart_conformance.reference.pages import error_page, esc, page
 from smart_conformance.reference.store import check_secret
 
@@ -299,7 +299,7 @@ def _finish(ctx: Context, params: dict[str, Any], username: str, granted: list[s
         grant_id = ctx.store.add_grant(client_id=params["client_id"], username=username, scope=scope,
                                        patient=patient_ctx)
         token, _ = _access_token(ctx, grant_id, params["client_id"], username, scope, patient_ctx)
-        fragment = {"access_token": token, "token_type": "Bearer", "expires_in": str(ACCESS_TOKEN_TTL),
+        fragment = {"access_token": token, "token_type": "Bearer", "expires_in": str(ctx.access_token_ttl),
                     "scope": scope, "state": params["state"]}
         return _redirect(params["redirect_uri"], fragment, fragment=True)
     code = ctx.store.add_code(client_id=params["client_id"], redirect_uri=params["redirect_uri"],
@@ -366,11 +366,11 @@ def _access_token(ctx: Context, grant_id: str, client_id: str, username: str, sc
     jti = secrets.token_urlsafe(24)
     claims: dict[str, Any] = {"iss": ctx.issuer, "sub": member["sub"] if member else username,
                               "aud": ctx.fhir_base, "client_id": client_id, "scope": scope, "jti": jti,
-                              "iat": int(now), "exp": int(now) + ACCESS_TOKEN_TTL}
+                              "iat": int(now), "exp": int(now) + ctx.access_token_ttl}
     if patient:
         claims["patient"] = patient
     ctx.store.add_access_token(jti=jti, grant_id=grant_id, client_id=client_id, scope=scope, patient=patient,
-                               username=username, iat=now, exp=now + ACCESS_TOKEN_TTL)
+                               username=username, iat=now, exp=now + ctx.access_token_ttl)
     return ctx.keys.sign(claims), now
 
 
@@ -379,7 +379,7 @@ def _id_token(ctx: Context, client_id: str, username: str, nonce: str | None, pa
     assert member is not None
     now = int(time.time())
     claims: dict[str, Any] = {"iss": ctx.issuer, "sub": member["sub"], "aud": client_id, "iat": now,
-                              "exp": now + ACCESS_TOKEN_TTL, "auth_time": now,
+                              "exp": now + ctx.access_token_ttl, "auth_time": now,
                               "fhirUser": f"{ctx.fhir_base}/{member['fhir_user']}"}
     if nonce:
         claims["nonce"] = nonce
@@ -412,7 +412,7 @@ def _issue(ctx: Context, *, grant_id: str, client_id: str, username: str, scope:
     """Build a token response for a grant (new code exchange or refresh)."""
     granted = scope.split()
     token, _ = _access_token(ctx, grant_id, client_id, username, scope, patient)
-    body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_TTL,
+    body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": ctx.access_token_ttl,
                             "scope": scope}
     if ctx.faults.active("expires-in-missing"):
         del body["expires_in"]

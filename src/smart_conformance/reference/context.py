@@ -24,6 +24,7 @@ class Context:
     keys: KeySet
     data: Dataset
     cors_origins: frozenset[str] = field(default_factory=frozenset)
+    access_token_ttl: int = ACCESS_TOKEN_TTL
 
     @property
     def fhir_base(self) -> str:

@@ -8,6 +8,7 @@ redirects to HTTPS (unless the plaintext-http-served fault is on). Everything bi
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import shutil
 import socket
@@ -24,7 +25,7 @@ import uvicorn
 
 from smart_conformance.reference import certs
 from smart_conformance.reference.app import build_app, build_plain_app
-from smart_conformance.reference.context import Context
+from smart_conformance.reference.context import ACCESS_TOKEN_TTL, Context
 from smart_conformance.reference.data import Dataset, load
 from smart_conformance.reference.faults import ActiveFaults
 from smart_conformance.reference.keys import KeySet
@@ -47,11 +48,14 @@ class ReferenceServer:
     """The embedded reference payer, started on enter and stopped on exit."""
 
     def __init__(self, faults: Iterable[str] = (), state_dir: str | Path | None = None, port: int = 0,
-                 plain_port: int = 0, cors_origins: Iterable[str] = ()) -> None:
+                 plain_port: int = 0, cors_origins: Iterable[str] = (), access_token_ttl: int | None = None) -> None:
+        """``access_token_ttl`` (seconds; default 3600, or $SMART_REFERENCE_ACCESS_TOKEN_TTL) lets expiry checks
+        watch a token die within a test run."""
         self.faults = ActiveFaults(faults)  # raises ValueError on unknown names, before anything starts
         self._state_arg = Path(state_dir) if state_dir is not None else None
         self._port, self._plain_port = port, plain_port
         self._cors = frozenset(cors_origins)
+        self.access_token_ttl = access_token_ttl or int(os.environ.get("SMART_REFERENCE_ACCESS_TOKEN_TTL", ACCESS_TOKEN_TTL))
         self._thread: threading.Thread | None = None
         self._servers: list[uvicorn.Server] = []
         self._error: BaseException | None = None
@@ -138,7 +142,7 @@ class ReferenceServer:
         store = Store(self.state_dir / "state.sqlite3")
         store.seed(self.dataset)
         ctx = Context(origin=self.origin, faults=self.faults, store=store, keys=KeySet(self.state_dir),
-                      data=self.dataset, cors_origins=self._cors)
+                      data=self.dataset, cors_origins=self._cors, access_token_ttl=self.access_token_ttl)
         app = build_app(ctx)
         common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_graceful_shutdown": 2,
                   "proxy_headers": False, "server_header": False}

@@ -7,27 +7,38 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from smart_conformance import __version__, redact, requirements
+from smart_conformance.report import baseline as baseline_mod
+from smart_conformance.report import checklist
+from smart_conformance.report.attestations import AttestationError, Attestations
+from smart_conformance.report.attestations import load as load_attestations
 
 OUTCOMES = ("passed", "failed", "warning", "broken", "skipped")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
 
 
-def exit_code(results: list[dict[str, Any]], *, strict: bool) -> int:
-    counts = Counter(r["outcome"] for r in results)
-    if counts["failed"] or (strict and counts["warning"]):
+def exit_code(results: list[dict[str, Any]], *, strict: bool, unmet_baseline: int = 0) -> int:
+    """Baselined (``expected``) failures do not count; a baseline entry that did not fail (stale) does."""
+    counts = Counter(r["outcome"] for r in results if not r.get("expected"))
+    if counts["failed"] or (strict and counts["warning"]) or unmet_baseline:
         return EXIT_FAILED
     if counts["broken"]:
         return EXIT_BROKEN
     return EXIT_OK
 
 
-def build(results: list[dict[str, Any]], *, strict: bool) -> dict[str, Any]:
+def build(results: list[dict[str, Any]], *, strict: bool, baseline: baseline_mod.Baseline | None = None,
+          attestations: Mapping[str, Attestations | str | None] | None = None,
+          previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary document. ``baseline``: known failures; ``attestations``: per target, its loaded attestations (or
+    the error text when its file could not be used); ``previous``: the last run's summary.json, for what changed."""
+    results, unmet = baseline_mod.apply(results, baseline)
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_target[r["target"]].append(r)
@@ -40,29 +51,79 @@ def build(results: list[dict[str, Any]], *, strict: bool) -> dict[str, Any]:
         findings = []
         for r in sorted(rows, key=lambda r: (OUTCOMES.index(r["outcome"]), r["area"], r["check"])):
             if r["outcome"] in ("failed", "warning", "broken"):
-                findings.append({
+                finding = {
                     "outcome": r["outcome"], "area": r["area"], "check": r["check"], "nodeid": r["nodeid"],
                     "title": r.get("doc", ""),
                     "requirements": [{"id": i, "level": catalog[i].level, "url": catalog[i].url, "text": catalog[i].text}
                                      for i in r.get("violated") or r["requirements"] if i in catalog],
                     "message": redact.text(r.get("message", "")),
-                })
+                }
+                if r.get("expected"):
+                    finding["expected"] = True
+                    finding["baseline_reason"] = r.get("baseline_reason", "")
+                findings.append(finding)
         totals = Counter(r["outcome"] for r in rows)
+        known_failures = Counter(r["outcome"] for r in rows if r.get("expected"))
+        target_unmet = [u for u in unmet if u["target"] == name]
         targets[name] = {
-            "verdict": _verdict(totals, strict),
-            "totals": {o: totals.get(o, 0) for o in OUTCOMES},
+            "verdict": _verdict(totals, strict, known_failures, len(target_unmet)),
+            "totals": {o: totals.get(o, 0) for o in OUTCOMES} | {"expected": sum(known_failures.values())},
             "areas": {a: {o: c.get(o, 0) for o in OUTCOMES} for a, c in sorted(areas.items())},
             "findings": findings,
             "requirements_checked": sorted({i for r in rows for i in r["requirements"]}),
+            "results": {r["nodeid"]: r["outcome"] for r in sorted(rows, key=lambda r: r["nodeid"])},
         }
-    return {"tool": "smart-payer-conformance", "version": __version__,
-            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "strict": strict,
-            "exit_code": exit_code(results, strict=strict), "targets": targets}
+        if baseline is not None:
+            targets[name]["baseline_unmet"] = target_unmet
+        att = (attestations or {}).get(name)
+        targets[name]["checklist"] = checklist.build(rows, att if isinstance(att, Attestations) else None)
+        if isinstance(att, str):
+            targets[name]["checklist"]["attestations_error"] = att
+        if previous is not None:
+            targets[name]["changes"] = _changes(name, rows, previous)
+    doc = {"tool": "smart-payer-conformance", "version": __version__,
+           "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "strict": strict,
+           "exit_code": exit_code(results, strict=strict, unmet_baseline=len(unmet)), "targets": targets}
+    if baseline is not None:
+        doc["baseline"] = {"file": str(baseline.file), "entries": len(baseline.entries),
+                           "expected_failures": sum(1 for r in results if r.get("expected")), "unmet": unmet}
+    if previous is not None:
+        doc["previous_run"] = previous.get("generated_at", "")
+    return doc
 
 
-def _verdict(totals: Counter[str], strict: bool) -> str:
-    if totals["failed"] or (strict and totals["warning"]):
+FAILING = ("failed", "warning", "broken")
+
+
+def _changes(name: str, rows: list[dict[str, Any]], previous: dict[str, Any]) -> dict[str, Any]:
+    """New failures and fixed ones against the previous run's summary.json, by test node id."""
+    before = (previous.get("targets") or {}).get(name)
+    if not isinstance(before, dict):
+        return {"previous": False, "new_failures": [], "fixed": []}
+    old: dict[str, str] = dict(before.get("results") or {})
+    for f in before.get("findings") or []:  # summaries written before per-test results were kept
+        old.setdefault(f.get("nodeid", ""), f.get("outcome", ""))
+    new_failures, fixed = [], []
+    for r in sorted(rows, key=lambda r: r["nodeid"]):
+        was = old.get(r["nodeid"])
+        if r["outcome"] in FAILING and was not in FAILING:
+            new_failures.append({"check": r["check"], "nodeid": r["nodeid"], "outcome": r["outcome"],
+                                 "previous": was or "not run"})
+        elif r["outcome"] == "passed" and was in FAILING:
+            fixed.append({"check": r["check"], "nodeid": r["nodeid"], "previous": was})
+    return {"previous": True, "new_failures": new_failures, "fixed": fixed}
+
+
+def _verdict(totals: Counter[str], strict: bool, known: Counter[str] | None = None, unmet: int = 0) -> str:
+    known = known or Counter()
+    failed = totals["failed"] - known["failed"]
+    warnings = totals["warning"] - known["warning"]
+    if failed or (strict and warnings):
         return "NOT CONFORMANT"
+    if totals["failed"] or (strict and totals["warning"]):
+        return f"NOT CONFORMANT (known failures only: {sum(known.values())} baselined)"
+    if unmet:
+        return "BASELINE STALE (expected failures did not happen)"
     if totals["broken"]:
         return "INCOMPLETE (could not check everything)"
     if totals["passed"] == 0:
@@ -84,10 +145,28 @@ def render_markdown(doc: dict[str, Any]) -> str:
         for area, c in t["areas"].items():
             out.append(f"| {area} | {c['passed']} | {c['failed']} | {c['warning']} | {c['broken']} | {c['skipped']} |")
         out.append("")
+        changes = t.get("changes")
+        if changes and changes["previous"]:
+            out += [f"### Changed since previous run ({doc.get('previous_run', '')})", ""]
+            if not changes["new_failures"] and not changes["fixed"]:
+                out.append("No new failures and nothing fixed.")
+            for c in changes["new_failures"]:
+                out.append(f"- **new {c['outcome']}** `{c['check']}` (was {c['previous']})")
+            for c in changes["fixed"]:
+                out.append(f"- **fixed** `{c['check']}` (was {c['previous']})")
+            out.append("")
+        if t.get("baseline_unmet"):
+            out += ["### Expected failure did not happen (baseline is stale)", ""]
+            for u in t["baseline_unmet"]:
+                out.append(f"- `{u['check']}` {u['outcome']}; baselined because: {u['reason']}. "
+                           "Remove it from the baseline file.")
+            out.append("")
         if t["findings"]:
             out += ["### Findings", ""]
             for f in t["findings"]:
                 label = {"failed": "FAILED", "warning": "WARNING (SHOULD)", "broken": "COULD NOT CHECK"}[f["outcome"]]
+                if f.get("expected"):
+                    label = f"EXPECTED {label} (baseline: {f['baseline_reason']})"
                 reqs = ", ".join(f"[{r['id']}]({r['url']}) ({r['level']})" for r in f["requirements"])
                 out.append(f"- **{label}** `{f['check']}` ({f['area']}){': ' + f['title'] if f['title'] else ''}  ")
                 if reqs:
@@ -99,11 +178,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 elif first:
                     out.append(f"  {first[0]}")
             out.append("")
+        if "checklist" in t:
+            if t["checklist"].get("attestations_error"):
+                out += [f"Attestations not used: {t['checklist']['attestations_error']}", ""]
+            out += checklist.render_markdown(t["checklist"])
     return "\n".join(out) + "\n"
 
 
-def render_console(results: list[dict[str, Any]], *, strict: bool) -> str:
-    doc = build(results, strict=strict)
+def render_console(results: list[dict[str, Any]], *, strict: bool,
+                   baseline: baseline_mod.Baseline | None = None) -> str:
+    doc = build(results, strict=strict, baseline=baseline)
     lines = []
     for name, t in doc["targets"].items():
         tot = t["totals"]
@@ -112,13 +196,54 @@ def render_console(results: list[dict[str, Any]], *, strict: bool) -> str:
         for f in t["findings"]:
             ids = ",".join(r["id"] for r in f["requirements"])
             first = f["message"].strip().splitlines()[0] if f["message"].strip() else ""
-            lines.append(f"  {f['outcome'].upper():8} {f['check']} [{ids}] {first if f['outcome'] == 'broken' else ''}".rstrip())
+            tag = "EXPECTED " if f.get("expected") else ""
+            lines.append(f"  {tag}{f['outcome'].upper():8} {f['check']} [{ids}] {first if f['outcome'] == 'broken' else ''}".rstrip())
+        for u in t.get("baseline_unmet", []):
+            lines.append(f"  EXPECTED FAILURE DID NOT HAPPEN {u['check']} ({u['outcome']}): remove it from the baseline")
     return "\n".join(lines)
 
 
-def write_all(folder: Path, results: list[dict[str, Any]], *, strict: bool) -> dict[str, Any]:
+PREVIOUS = "previous-summary.json"
+
+
+def read_previous(folder: Path) -> dict[str, Any] | None:
+    """The previous run's summary: ``previous-summary.json`` (the CLI moves it aside before cleaning), else a
+    ``summary.json`` still in the folder (plain pytest runs)."""
+    for name in (PREVIOUS, "summary.json"):
+        try:
+            doc = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("targets"), dict):
+            return doc
+    return None
+
+
+def load_attestations_for(files: Mapping[str, Path | None]) -> dict[str, Attestations | str | None]:
+    """Per target name, its attestations; the one-line error instead when the file cannot be used."""
+    out: dict[str, Attestations | str | None] = {}
+    for name, file in files.items():
+        if file is None:
+            out[name] = None
+            continue
+        try:
+            out[name] = load_attestations(file, target=name)
+        except AttestationError as exc:
+            out[name] = str(exc)
+    return out
+
+
+def write_all(folder: Path, results: list[dict[str, Any]], *, strict: bool,
+              attestations: Mapping[str, Path | None] | None = None,
+              baseline: baseline_mod.Baseline | None = None) -> dict[str, Any]:
+    """summary.json, summary.md and results.sarif. ``attestations``: per target name, its attestation file."""
     folder.mkdir(parents=True, exist_ok=True)
-    doc = build(results, strict=strict)
+    from smart_conformance.report import sarif
+
+    previous = read_previous(folder)
+    doc = build(results, strict=strict, baseline=baseline, attestations=load_attestations_for(attestations or {}),
+                previous=previous)
     (folder / "summary.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
     (folder / "summary.md").write_text(render_markdown(doc), encoding="utf-8")
+    sarif.write(folder, baseline_mod.apply(results, baseline)[0])
     return doc
