@@ -25,6 +25,7 @@ from smart_conformance.smart.idtoken import decode_unverified
 from smart_conformance.smart.token import introspect, refresh, revoke
 
 REFUSAL_WAIT_S = 10.0
+REFUSAL_POLL_S = 0.25
 
 
 def _endpoint(smart_config: dict[str, Any], name: str) -> str:
@@ -104,7 +105,7 @@ def _wait_for_refusal(http: RecordingClient, url: str, token: str) -> tuple[floa
         reply = call(http, "GET", url, token=token)
         if reply.status in (401, 403):
             return time.monotonic() - started, reply
-        time.sleep(0.25)  # polling the target's behaviour, not waiting for a server to start
+        time.sleep(REFUSAL_POLL_S)  # polling the target's behaviour, not waiting for a server to start
     return None, reply
 
 
