@@ -58,7 +58,6 @@ class Launcher:
         self.keep_traces = keep_traces
         self._shared: LaunchResult | None = None
         self._count = 0
-        self.seconds: list[float] = []
 
     @property
     def authorization_endpoint(self) -> str:
@@ -115,7 +114,6 @@ class Launcher:
             if evidence is not None and exc.trace:
                 evidence.files.append(("playwright trace", Path(exc.trace)))
             raise CouldNotCheck(str(exc)) from None
-        self.seconds.append(result.browser_seconds + (result.token_seconds or 0.0))
         if result.code:
             redact.register_secret(result.code)
         if result.token is not None:

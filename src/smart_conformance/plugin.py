@@ -25,8 +25,6 @@ from smart_conformance.smart import discovery
 REFERENCE_NAME = "reference"
 _STATE_KEY = pytest.StashKey["RunState"]()
 
-# What outcome a raised exception means. Anything else that is not an AssertionError is "broken" too.
-BROKEN_TYPES: tuple[type[BaseException], ...] = (checks.CouldNotCheck, httpx.TransportError, ConfigError)
 
 
 @dataclass
@@ -40,7 +38,6 @@ class RunState:
     stack: ExitStack = field(default_factory=ExitStack)
     reference_env: dict[str, str] | None = None
     reachability: dict[str, str | None] = field(default_factory=dict)
-    results: list[dict[str, Any]] = field(default_factory=list)
     baseline: Any = None  # report.baseline.Baseline when --smart-baseline is given
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
+from smart_conformance.checks import could_not_check, describe, expect, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
