@@ -271,8 +271,7 @@ def check_name(item: pytest.Item) -> str:
 
 def area_of(item: pytest.Item) -> str:
     """The suite folder a check lives in (suites/<area>/test_*.py) is its area."""
-    path = Path(str(item.path))
-    return path.parent.name if path.parent.parent.name == "suites" else path.parent.name
+    return Path(str(item.path)).parent.name
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -299,6 +298,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ---------------------------------------------------------------------------------------------------------------------
 # Running: evidence per test, requirement context for failure messages, Allure labels and attachments.
 
+_EVIDENCE_KEY = pytest.StashKey[Evidence]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     if not _is_suite_item(item):
@@ -311,8 +313,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
     checks.reset_cited(token)
 
-
-_EVIDENCE_KEY = pytest.StashKey[Evidence]()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -97,6 +97,15 @@ def test_introspection_requires_authentication(launch: Any, http: RecordingClien
            actual=f"HTTP {response.status_code} {describe(body)}", exchange=http.exchange_for(response))
 
 
+def _fresh_grant(launcher: Any, smart_config: dict[str, Any]) -> tuple[str, Any]:
+    """The revocation endpoint and a launch of its own (revoking must not touch the shared launch's tokens)."""
+    endpoint = _endpoint(smart_config, "revocation_endpoint")
+    result = launcher.launch()
+    if result.token is None:
+        could_not_check("no token to revoke: " + "; ".join(result.problems))
+    return endpoint, result
+
+
 def _revoke(http: RecordingClient, endpoint: str, target: Target, token: str, hint: str) -> None:
     """RFC 7009 §2.2: the revocation endpoint answers 200 (also for tokens it no longer knows)."""
     response = revoke(http, endpoint, token=token, client=credentials(target.client), token_type_hint=hint)
@@ -120,10 +129,7 @@ def _wait_for_refusal(http: RecordingClient, url: str, token: str) -> tuple[floa
 def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
                                       target: Target) -> None:
     """After revocation the FHIR API refuses the access token (the delay is measured) and it introspects inactive."""
-    endpoint = _endpoint(smart_config, "revocation_endpoint")
-    result = launcher.launch()
-    if result.token is None:
-        could_not_check("no token to revoke: " + "; ".join(result.problems))
+    endpoint, result = _fresh_grant(launcher, smart_config)
     token = result.token.access_token
     url = f"{target.fhir_base_url}/Patient/{target.member.patient_id}"
     before = call(http, "GET", url, token=token)
@@ -148,10 +154,7 @@ def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smar
 def test_revoked_refresh_token_stops_refresh(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
                                             target: Target) -> None:
     """After the refresh token is revoked it cannot refresh, and the grant's access token stops working."""
-    endpoint = _endpoint(smart_config, "revocation_endpoint")
-    result = launcher.launch()
-    if result.token is None:
-        could_not_check("no token from the launch: " + "; ".join(result.problems))
+    endpoint, result = _fresh_grant(launcher, smart_config)
     if not result.token.refresh_token:
         not_applicable("no refresh_token was issued (see test_refresh_token_issued)")
     _revoke(http, endpoint, target, result.token.refresh_token, "refresh_token")
