@@ -59,7 +59,8 @@ def suite_checks() -> dict[str, str]:
     return found
 
 
-def run_suites(suites: list[str], reports: Path, *, faults: tuple[str, ...] = (), extra: tuple[str, ...] = (),
+def run_suites(suites: list[str], reports: Path, *, faults: tuple[str, ...] = (), variants: tuple[str, ...] = (),
+               extra: tuple[str, ...] = (),
                targets: tuple[Path, ...] = (), env: dict[str, str] | None = None, timeout: float = 600) -> SuiteRun:
     """One pytest run of ``suites``: against ``targets`` (target YAML files) if given, else the embedded reference
     server with ``faults`` on. ``env`` adds variables (secrets the target files reference)."""
@@ -67,6 +68,7 @@ def run_suites(suites: list[str], reports: Path, *, faults: tuple[str, ...] = ()
             f"--rootdir={paths.suites_dir()}", f"--smart-reports={reports}", f"--alluredir={reports / 'allure-results'}",
             "-p", "no:cacheprovider", "-q", "-p", "no:randomly", *extra]
     args += [f"--reference-fault={f}" for f in faults]
+    args += [f"--reference-variant={v}" for v in variants]
     args += [f"--target={t}" for t in targets]
     run_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     run_env.update(env or {})

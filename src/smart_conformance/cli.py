@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", action="append", default=[], choices=SUITES, help="only these suites (repeatable)")
     run.add_argument("--reference-fault", action="append", default=[], metavar="NAME",
                      help="switch on a fault in the embedded reference server (see serve-reference --list-faults)")
+    run.add_argument("--reference-variant", action="append", default=[], metavar="NAME",
+                     help="switch on a legitimate variant in the embedded reference server (see serve-reference "
+                          "--list-variants)")
     run.add_argument("--reports", default="reports", metavar="DIR", help="output folder (default: reports)")
     run.add_argument("--strict", action="store_true", help="SHOULD-level findings fail the run too")
     run.add_argument("--baseline", default=None, metavar="FILE",
@@ -47,8 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve-reference", help="serve the embedded reference payer server until stopped")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--fault", action="append", default=[], metavar="NAME")
+    serve.add_argument("--variant", action="append", default=[], metavar="NAME")
     serve.add_argument("--state-dir", default=None)
     serve.add_argument("--list-faults", action="store_true", help="list the faults and the requirements they break")
+    serve.add_argument("--list-variants", action="store_true",
+                       help="list the legitimate variants and the spec text that allows each")
     return parser
 
 
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
                    "-q", "-rN", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     pytest_args += [f"--target={t}" for t in args.target]
     pytest_args += [f"--reference-fault={f}" for f in args.reference_fault]
+    pytest_args += [f"--reference-variant={v}" for v in args.reference_variant]
     if args.strict:
         pytest_args.append("--smart-strict")
     if args.baseline:
@@ -153,10 +160,16 @@ def serve_reference(args: argparse.Namespace) -> int:
         for fault in fault_catalog.FAULTS.values():
             print(f"{fault.name:38} {fault.area:16} breaks {', '.join(fault.breaks)}\n{'':38} {fault.summary}")
         return 0
+    if args.list_variants:
+        from smart_conformance.reference.variants import VARIANTS
+
+        for variant in VARIANTS.values():
+            print(f"{variant.name}\n  {variant.summary}\n  allowed by: {variant.allowed_by}\n  {variant.spec}")
+        return 0
     from smart_conformance.reference.server import serve
 
     try:
-        return serve(port=args.port, faults=args.fault, state_dir=args.state_dir)
+        return serve(port=args.port, faults=args.fault, state_dir=args.state_dir, variants=args.variant)
     except ValueError as exc:
         print(f"smart-conformance: {exc}", file=sys.stderr)
         return EXIT_USAGE

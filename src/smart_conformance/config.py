@@ -210,8 +210,25 @@ def _member(raw: Mapping[str, Any], file: Path, key: str) -> Member:
                   totp_secret=_secret(raw.get("totp_secret"), file, f"{key}.totp_secret"))
 
 
-def load_target(file: Path | str, env: Mapping[str, str] | None = None) -> Target:
-    """Read, validate and build one target. Raises :class:`ConfigError` only."""
+def merge(base: Mapping[str, Any], patch: Mapping[str, Any], *, delete: bool = True) -> dict[str, Any]:
+    """Deep-merge ``patch`` into ``base``: mappings merge, anything else replaces, ``None`` deletes the key
+    (with ``delete=False``, when combining patches, ``None`` is kept as the mark to delete later)."""
+    out = dict(base)
+    for key, value in patch.items():
+        if value is None and delete:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value, delete=delete)
+        else:
+            out[key] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def load_target(file: Path | str, env: Mapping[str, str] | None = None,
+                patch: Mapping[str, Any] | None = None) -> Target:
+    """Read, validate and build one target. Raises :class:`ConfigError` only.
+
+    ``patch`` (the embedded reference's variants): changes merged into the file's mapping before validation."""
     file = Path(file)
     env = os.environ if env is None else env
     try:
@@ -230,6 +247,8 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None) -> Targe
                           "fix the YAML syntax (indentation, quotes, a ':' after each key)") from None
     if not isinstance(raw, dict):
         raise ConfigError(file, "", "the file does not hold a mapping", "start from fixtures/targets/example-payer.yaml")
+    if patch:
+        raw = merge(raw, patch)
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(raw),
                     key=lambda e: (len(list(e.absolute_path)), e.validator != "additionalProperties"))
     if errors:

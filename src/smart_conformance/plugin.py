@@ -35,6 +35,7 @@ class RunState:
     targets: dict[str, Target] = field(default_factory=dict)
     embedded: bool = False
     faults: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
     stack: ExitStack = field(default_factory=ExitStack)
     reference_env: dict[str, str] | None = None
     reachability: dict[str, str | None] = field(default_factory=dict)
@@ -47,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="target YAML file or folder of them (repeatable). None: the embedded reference server.")
     group.addoption("--reference-fault", action="append", default=[], metavar="NAME",
                     help="switch a fault on in the embedded reference server (repeatable; for proving checks fail).")
+    group.addoption("--reference-variant", action="append", default=[], metavar="NAME",
+                    help="switch a legitimate variant on in the embedded reference server (repeatable; for proving "
+                         "checks fail only for real).")
     group.addoption("--smart-strict", action="store_true", default=False, dest="smart_strict",
                     help="SHOULD-level findings fail the run too.")
     group.addoption("--smart-reports", default=None, metavar="DIR",
@@ -61,10 +65,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): requirement ids from the catalog that this check proves")
     config.addinivalue_line("markers", "needs_launch: the check needs a browser launch against the target")
     files = config.getoption("--target") or []
-    state = RunState(target_files=[Path(f) for f in files], faults=tuple(config.getoption("--reference-fault") or ()))
+    state = RunState(target_files=[Path(f) for f in files], faults=tuple(config.getoption("--reference-fault") or ()),
+                     variants=tuple(config.getoption("--reference-variant") or ()))
     if files:
-        if state.faults:
-            raise pytest.UsageError("--reference-fault only applies to the embedded reference server (no --target)")
+        if state.faults or state.variants:
+            raise pytest.UsageError("--reference-fault and --reference-variant only apply to the embedded reference "
+                                    "server (no --target)")
         try:
             for target in load_targets(files):
                 state.targets[target.name] = target
@@ -79,6 +85,14 @@ def pytest_configure(config: pytest.Config) -> None:
             if unknown:
                 raise pytest.UsageError(f"unknown reference fault(s) {', '.join(unknown)}; "
                                         "list them with: smart-conformance serve-reference --list-faults")
+        if state.variants:
+            from smart_conformance.reference.variants import ActiveVariants
+
+            try:
+                ActiveVariants(state.variants)
+            except ValueError as exc:
+                raise pytest.UsageError(f"{exc}; list them with: smart-conformance serve-reference "
+                                        "--list-variants") from None
     baseline_file = config.getoption("smart_baseline", default=None)
     if baseline_file:
         from smart_conformance.report import baseline
@@ -117,7 +131,8 @@ def _start_embedded(state: RunState) -> dict[str, str]:
         from smart_conformance.reference.server import ReferenceServer
 
         try:
-            server = state.stack.enter_context(ReferenceServer(faults=list(state.faults)))
+            server = state.stack.enter_context(ReferenceServer(faults=list(state.faults),
+                                                               variants=list(state.variants)))
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
         state.reference_env = server.target_env()
@@ -129,8 +144,11 @@ def resolve_target(config: pytest.Config, name: str) -> Target:
     if name not in state.targets:
         if not state.embedded:
             raise checks.CouldNotCheck(f"unknown target {name!r}")
+        from smart_conformance.reference.variants import ActiveVariants
+
         env = {**os.environ, **_start_embedded(state)}
-        state.targets[name] = load_target(paths.reference_target(), env)
+        state.targets[name] = load_target(paths.reference_target(), env,
+                                          patch=ActiveVariants(state.variants).target_patch())
     return state.targets[name]
 
 

@@ -10,6 +10,7 @@ from smart_conformance.reference.data import Dataset
 from smart_conformance.reference.faults import ActiveFaults
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
+from smart_conformance.reference.variants import ActiveVariants
 
 ACCESS_TOKEN_TTL = 3600  # SMART: access tokens should live no longer than an hour
 CODE_TTL = 60  # SMART notes about a minute is typical for codes
@@ -25,6 +26,7 @@ class Context:
     data: Dataset
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     access_token_ttl: int = ACCESS_TOKEN_TTL
+    variants: ActiveVariants = field(default_factory=ActiveVariants)
 
     @property
     def fhir_base(self) -> str:

@@ -8,6 +8,7 @@ redirects to HTTPS (unless the plaintext-http-served fault is on). Everything bi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import asyncio
 import shutil
@@ -30,6 +31,7 @@ from smart_conformance.reference.data import Dataset, load
 from smart_conformance.reference.faults import ActiveFaults
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
+from smart_conformance.reference.variants import ActiveVariants
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
@@ -48,10 +50,12 @@ class ReferenceServer:
     """The embedded reference payer, started on enter and stopped on exit."""
 
     def __init__(self, faults: Iterable[str] = (), state_dir: str | Path | None = None, port: int = 0,
-                 plain_port: int = 0, cors_origins: Iterable[str] = (), access_token_ttl: int | None = None) -> None:
+                 plain_port: int = 0, cors_origins: Iterable[str] = (), access_token_ttl: int | None = None,
+                 variants: Iterable[str] = ()) -> None:
         """``access_token_ttl`` (seconds; default 3600, or $SMART_REFERENCE_ACCESS_TOKEN_TTL) lets expiry checks
-        watch a token die within a test run."""
+        watch a token die within a test run. ``variants``: legitimate behaviours other than the defaults."""
         self.faults = ActiveFaults(faults)  # raises ValueError on unknown names, before anything starts
+        self.variants = ActiveVariants(variants)
         self._state_arg = Path(state_dir) if state_dir is not None else None
         self._port, self._plain_port = port, plain_port
         self._cors = frozenset(cors_origins)
@@ -142,7 +146,8 @@ class ReferenceServer:
         store = Store(self.state_dir / "state.sqlite3")
         store.seed(self.dataset)
         ctx = Context(origin=self.origin, faults=self.faults, store=store, keys=KeySet(self.state_dir),
-                      data=self.dataset, cors_origins=self._cors, access_token_ttl=self.access_token_ttl)
+                      data=self.dataset, cors_origins=self._cors, access_token_ttl=self.access_token_ttl,
+                      variants=self.variants)
         app = build_app(ctx)
         common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_graceful_shutdown": 2,
                   "proxy_headers": False, "server_header": False}
@@ -194,9 +199,10 @@ class ReferenceServer:
 
 
 def serve(port: int = 0, faults: Sequence[str] | None = None, state_dir: str | Path | None = None,
-          plain_port: int = 0) -> int:
+          plain_port: int = 0, variants: Sequence[str] | None = None) -> int:
     """Serve until Ctrl-C, printing what a target file or shell needs (the CLI's ``serve-reference``)."""
-    server = ReferenceServer(faults=faults or (), state_dir=state_dir, port=port or 0, plain_port=plain_port)
+    server = ReferenceServer(faults=faults or (), state_dir=state_dir, port=port or 0, plain_port=plain_port,
+                             variants=variants or ())
     with server:
         print(f"Reference payer FHIR base URL: {server.fhir_base_url}")
         print(f"Test CA (trust this for TLS):   {server.ca_path}")
@@ -204,6 +210,11 @@ def serve(port: int = 0, faults: Sequence[str] | None = None, state_dir: str | P
               f"{'  (FAULT: serves data)' if server.faults.active('plaintext-http-served') else '  (redirects)'}")
         if server.faults.names:
             print(f"Faults on: {', '.join(sorted(server.faults.names))}")
+        if server.variants.names:
+            print(f"Variants on: {', '.join(sorted(server.variants.names))}")
+            patch = server.variants.target_patch()
+            if patch:
+                print(f"A target file for this server also says: {json.dumps(patch)}")
         print(f"Started in {server.startup_seconds:.2f}s. Environment for fixtures/targets/reference.yaml:")
         for name, value in server.target_env().items():
             print(f"export {name}={value}")
@@ -222,10 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--plain-port", type=int, default=0)
     parser.add_argument("--fault", action="append", default=[], metavar="NAME")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME")
     parser.add_argument("--state-dir", default=None)
     args = parser.parse_args(argv)
     try:
-        return serve(port=args.port, faults=args.fault, state_dir=args.state_dir, plain_port=args.plain_port)
+        return serve(port=args.port, faults=args.fault, state_dir=args.state_dir, plain_port=args.plain_port,
+                     variants=args.variant)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,174 @@
+"""The variant catalog: legitimate behaviours that differ from the reference server's defaults.
+
+Faults prove a check *can* fail; variants prove it fails *only for real*. Each variant is a behaviour some conformant
+payer really has (another refusal status, another page flow, another revocation policy…), with the spec text that
+allows it. Against the reference with any variant on, every suite must give 0 failed and no warning the variant does
+not deserve (tests/test_variant_matrix.py).
+
+A variant can also change the reference's target YAML (``target_patch``): a payer whose sign-in spans two pages
+writes a two-page recipe, a payer that only takes ``client_secret_post`` says so in ``client.auth_method``. The patch
+is what such a payer's QA engineer would write, nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from smart_conformance.config import merge
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One legitimate behaviour: what it does, the spec text that allows it, and what a target file says of it."""
+
+    name: str
+    summary: str
+    allowed_by: str  # the spec's words that make it conformant
+    spec: str  # where those words are (a URL)
+    target_patch: Mapping[str, Any] = field(default_factory=dict)
+    excludes: tuple[str, ...] = ()  # variants it cannot share a server with
+
+
+# Refusals a resource server may answer: RFC 6750 §3.1 (401 invalid_token, 403 insufficient_scope); FHIR and CARIN
+# let a server hide a resource's existence with 404.
+REFUSALS_AS_403 = "refusals-as-403"
+REFUSALS_AS_404 = "refusals-as-404"
+REVOKE_ALL_ON_REFRESH_REVOCATION = "revoke-all-on-refresh-revocation"
+ROTATING_REFRESH_TOKENS = "rotating-refresh-tokens"
+AUTHORIZE_REFUSAL_EMPTY_400 = "authorize-refusal-empty-400"
+IMPLICIT_ERROR_IN_FRAGMENT = "implicit-error-in-fragment"
+CONSENT_WITHOUT_SCOPE_CONTROLS = "consent-without-scope-controls"
+TWO_PAGE_SIGN_IN = "two-page-sign-in"
+SCRIPT_RENDERED_SIGN_IN = "script-rendered-sign-in"
+SPLIT_ORIGIN_AUTH_SERVER = "split-origin-auth-server"
+SMART_V1_DISCOVERY_ONLY = "smart-v1-discovery-only"
+JWT_ACCESS_TOKENS = "jwt-access-tokens"
+CLIENT_SECRET_POST_ONLY = "client-secret-post-only"
+TOKEN_401_WITHOUT_WWW_AUTHENTICATE = "token-401-without-www-authenticate"
+ONLY_REFRESH_TOKENS_REVOCABLE = "only-refresh-tokens-revocable"
+SHORT_LIVED_ACCESS_TOKENS = "short-lived-access-tokens"
+
+# The recipe a payer with a username page, then a password page, writes.
+_TWO_PAGE_STEPS = [
+    {"fill": {"selector": "#username", "value": "${member.username}"}},
+    {"click": "button[type=submit]"},
+    {"fill": {"selector": "#password", "value": "${member.password}"}},
+    {"click": "button[type=submit]"},
+]
+
+_CATALOG: tuple[Variant, ...] = (
+    Variant(REFUSALS_AS_403, "Every refused FHIR request (no token, a bad token, another member's data, a type "
+            "outside the scopes) is answered 403 with an OperationOutcome.",
+            "RFC 6750 §3.1: insufficient_scope 'SHOULD respond with the HTTP 403 (Forbidden)'; CARIN BB IG "
+            "(Security): 'return a 401, 403 or 404' for unauthorized requests.",
+            "https://hl7.org/fhir/us/carin-bb/STU2/Authorization_Authentication_and_Registration.html",
+            excludes=(REFUSALS_AS_404,)),
+    Variant(REFUSALS_AS_404, "Every refused FHIR request is answered 404 with an OperationOutcome, hiding whether "
+            "the resource exists.",
+            "FHIR R4 security.html: 'a server may choose to return 404 Not Found ... to avoid leaking which "
+            "resources exist'; CARIN BB IG allows 401, 403 or 404.",
+            "https://hl7.org/fhir/R4/security.html#AccessDenied", excludes=(REFUSALS_AS_403,)),
+    Variant(REVOKE_ALL_ON_REFRESH_REVOCATION, "Revoking a refresh token revokes every token the member holds for "
+            "that client.",
+            "RFC 7009 §2.1: 'If the particular token is a refresh token and the authorization server supports the "
+            "revocation of access tokens, then the authorization server SHOULD also invalidate all access tokens "
+            "based on the same authorization grant'; a server may invalidate more.",
+            "https://www.rfc-editor.org/rfc/rfc7009#section-2.1"),
+    Variant(ROTATING_REFRESH_TOKENS, "Every refresh issues a new refresh token and retires the one used.",
+            "SMART App Launch 2.2 (Refresh): 'The authorization server MAY issue a new refresh token'; RFC 9700 "
+            "§4.14.2: refresh token rotation.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#step-5-later-app-uses-a-refresh-token-to-obtain-a-new-access-token"),
+    Variant(AUTHORIZE_REFUSAL_EMPTY_400, "authorize refuses an untrusted client or redirect_uri with an empty-body "
+            "HTTP 400 instead of an error page.",
+            "RFC 6749 §4.1.2.1: the server 'SHOULD inform the resource owner of the error and MUST NOT "
+            "automatically redirect'; how it informs is not prescribed.",
+            "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1"),
+    Variant(IMPLICIT_ERROR_IN_FRAGMENT, "response_type=token is refused with the error in the redirect's fragment.",
+            "RFC 6749 §4.2.2.1: for the implicit flow the error parameters are added 'to the fragment component of "
+            "the redirection URI'.",
+            "https://www.rfc-editor.org/rfc/rfc6749#section-4.2.2.1"),
+    Variant(CONSENT_WITHOUT_SCOPE_CONTROLS, "The consent page has only Allow and Deny: no per-scope checkboxes, "
+            "except for offline access.",
+            "SMART App Launch 2.2 (Scopes): the server 'MAY grant a subset' of scopes; per-scope choice is not "
+            "required of the consent screen.",
+            "https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html",
+            target_patch={"login": {"consent": {"untick": None}}}),
+    Variant(TWO_PAGE_SIGN_IN, "The sign-in asks for the username on one page and the password on the next.",
+            "Sign-in pages are the server's own: SMART App Launch 2.2 leaves the user interaction to it.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code",
+            target_patch={"login": {"steps": _TWO_PAGE_STEPS}}),
+    Variant(SCRIPT_RENDERED_SIGN_IN, "The sign-in form is rendered by JavaScript after the page loads (a "
+            "single-page app).",
+            "Sign-in pages are the server's own: SMART App Launch 2.2 leaves the user interaction to it.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code"),
+    Variant(SPLIT_ORIGIN_AUTH_SERVER, "The authorization server (authorize, token, revoke, introspect, JWKS, pages) "
+            "lives on another origin than the FHIR API.",
+            "SMART App Launch 2.2 (Discovery): endpoints are absolute URLs published in the configuration; nothing "
+            "requires them to share the FHIR server's origin.",
+            "https://hl7.org/fhir/smart-app-launch/conformance.html"),
+    Variant(SMART_V1_DISCOVERY_ONLY, "No .well-known/smart-configuration: endpoints are published only in the "
+            "CapabilityStatement's oauth-uris extension (SMART App Launch 1.0).",
+            "SMART App Launch 1.0.0: the oauth-uris extension on CapabilityStatement.rest.security is how a server "
+            "'SHALL' convey its endpoints; the well-known document came with 2.0.",
+            "https://hl7.org/fhir/smart-app-launch/1.0.0/conformance/index.html",
+            target_patch={"smart_version": "v1"}),
+    Variant(JWT_ACCESS_TOKENS, "Access tokens are signed JWTs (RFC 9068) instead of opaque strings.",
+            "SMART App Launch 2.2: the access token's format is the server's choice; apps treat it as opaque.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5"),
+    Variant(CLIENT_SECRET_POST_ONLY, "The token endpoint authenticates confidential clients only by "
+            "client_secret_post.",
+            "RFC 6749 §2.3.1: the body parameters 'MAY' be used; OpenID Connect Discovery lists the methods a "
+            "server supports in token_endpoint_auth_methods_supported.",
+            "https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1",
+            target_patch={"client": {"auth_method": "client_secret_post"},
+                          "other_client": {"auth_method": "client_secret_post"}}),
+    Variant(TOKEN_401_WITHOUT_WWW_AUTHENTICATE, "A token request without client credentials gets 401 "
+            "invalid_client with no WWW-Authenticate header.",
+            "RFC 6749 §5.2: WWW-Authenticate is required 'If the client attempted to authenticate via the "
+            "\"Authorization\" request header field'.",
+            "https://www.rfc-editor.org/rfc/rfc6749#section-5.2"),
+    Variant(ONLY_REFRESH_TOKENS_REVOCABLE, "The revocation endpoint revokes refresh tokens only; an access token "
+            "gets unsupported_token_type and lives until it expires.",
+            "RFC 7009 §2.1: the server 'MUST support the revocation of refresh tokens and SHOULD support the "
+            "revocation of access tokens'; §2.2.1 defines unsupported_token_type.",
+            "https://www.rfc-editor.org/rfc/rfc7009#section-2.2.1"),
+    Variant(SHORT_LIVED_ACCESS_TOKENS, "Access tokens live 20 seconds, so expiry checks observe a token die.",
+            "SMART App Launch 2.2: access tokens 'SHOULD' have a lifetime of no more than one hour; shorter is "
+            "allowed.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5"),
+)
+
+VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}
+
+
+class ActiveVariants:
+    """The variants switched on for one server; ``active()`` refuses names not in the catalog to catch typos."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        names = list(names)
+        unknown = [name for name in names if name not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {', '.join(sorted(unknown))}; valid names: "
+                             f"{', '.join(sorted(VARIANTS))}")
+        for name in names:
+            clash = [other for other in VARIANTS[name].excludes if other in names]
+            if clash:
+                raise ValueError(f"variant {name} cannot be combined with {', '.join(clash)}")
+        self.names: frozenset[str] = frozenset(names)
+
+    def active(self, name: str) -> bool:
+        if name not in VARIANTS:
+            raise KeyError(f"variant {name!r} is not in the catalog")
+        return name in self.names
+
+    def target_patch(self) -> dict[str, Any]:
+        """The target-file changes of every active variant, combined (``None`` still marks a key to delete)."""
+        out: dict[str, Any] = {}
+        for name in sorted(self.names):
+            out = merge(out, VARIANTS[name].target_patch, delete=False)
+        return out
+
+    def __repr__(self) -> str:
+        return f"ActiveVariants({sorted(self.names)})"
