@@ -60,13 +60,16 @@ def suite_checks() -> dict[str, str]:
 
 
 def run_suites(suites: list[str], reports: Path, *, faults: tuple[str, ...] = (), variants: tuple[str, ...] = (),
-               extra: tuple[str, ...] = (),
+               extra: tuple[str, ...] = (), order_seed: int | None = None,
                targets: tuple[Path, ...] = (), env: dict[str, str] | None = None, timeout: float = 600) -> SuiteRun:
     """One pytest run of ``suites``: against ``targets`` (target YAML files) if given, else the embedded reference
-    server with ``faults`` on. ``env`` adds variables (secrets the target files reference)."""
+    server with ``faults`` (and legitimate ``variants``) on. ``env`` adds variables (secrets the target files
+    reference). ``order_seed``: run the checks in pytest-randomly's order for that seed instead of file order."""
     args = [sys.executable, "-m", "pytest", *[str(paths.suites_dir() / s) for s in suites],
             f"--rootdir={paths.suites_dir()}", f"--smart-reports={reports}", f"--alluredir={reports / 'allure-results'}",
-            "-p", "no:cacheprovider", "-q", "-p", "no:randomly", *extra]
+            "-p", "no:cacheprovider", "-q",
+            *(("-p", "randomly", f"--randomly-seed={order_seed}") if order_seed is not None else ("-p", "no:randomly")),
+            *extra]
     args += [f"--reference-fault={f}" for f in faults]
     args += [f"--reference-variant={v}" for v in variants]
     args += [f"--target={t}" for t in targets]

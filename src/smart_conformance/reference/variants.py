@@ -29,6 +29,10 @@ class Variant:
     spec: str  # where those words are (a URL)
     target_patch: Mapping[str, Any] = field(default_factory=dict)
     excludes: tuple[str, ...] = ()  # variants it cannot share a server with
+    # What the variant matrix accepts besides passes and not-applicable: checks that rightly warn (a SHOULD the
+    # variant does not meet, which the spec allows) and checks that honestly cannot run (what the target lacks).
+    warns: tuple[str, ...] = ()
+    lacks: tuple[str, ...] = ()
 
 
 # Refusals a resource server may answer: RFC 6750 §3.1 (401 invalid_token, 403 insufficient_scope); FHIR and CARIN

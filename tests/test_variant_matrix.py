@@ -1,0 +1,85 @@
+"""The variant matrix: every check fails only for real.
+
+Faults prove a check can fail (tests/test_fault_matrix.py). Variants prove the opposite: against the reference server
+behaving in a way the specs allow but its defaults do not (other refusal statuses, other page flows, split origins,
+other revocation policies…), the whole suite gives no failure and no warning the variant does not deserve. Only
+passes, not-applicable with a reason, the warnings a variant declares (a SHOULD it does not meet) and the checks it
+declares it takes away (``lacks``) are accepted.
+
+Variants that can coexist share a server, to keep CI within budget. Every run here goes in a seeded random order
+(pytest-randomly), so the matrix doubles as an order-independence check; the seed is in pytest's header line and in
+every failure message, and ``SMART_CONFORMANCE_ORDER_SEED=<seed>`` replays it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smart_conformance.reference import variants as v
+from smart_conformance.reference.variants import VARIANTS, ActiveVariants
+from tests.conftest import order_seed
+from tests.suite_runner import SuiteRun, run_suites, suite_checks
+
+# Each group: variants that one reference server can show at once. Every variant is in exactly one group.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "statuses-403-revoke-all-two-page-split-origin": (
+        v.REFUSALS_AS_403, v.REVOKE_ALL_ON_REFRESH_REVOCATION, v.AUTHORIZE_REFUSAL_EMPTY_400, v.TWO_PAGE_SIGN_IN,
+        v.SPLIT_ORIGIN_AUTH_SERVER, v.JWT_ACCESS_TOKENS),
+    "statuses-404-rotation-fragment-script-post": (
+        v.REFUSALS_AS_404, v.ROTATING_REFRESH_TOKENS, v.IMPLICIT_ERROR_IN_FRAGMENT, v.SCRIPT_RENDERED_SIGN_IN,
+        v.CLIENT_SECRET_POST_ONLY, v.TOKEN_401_WITHOUT_WWW_AUTHENTICATE, v.ONLY_REFRESH_TOKENS_REVOCABLE),
+    "v1-discovery-plain-consent-short-tokens": (
+        v.SMART_V1_DISCOVERY_ONLY, v.CONSENT_WITHOUT_SCOPE_CONTROLS, v.SHORT_LIVED_ACCESS_TOKENS),
+}
+
+
+def all_suites() -> list[str]:
+    return sorted({module.split("/")[0] for module in suite_checks().values()})
+
+
+def test_every_variant_is_in_exactly_one_group() -> None:
+    grouped = [name for group in GROUPS.values() for name in group]
+    assert sorted(grouped) == sorted(VARIANTS), "add the new variant to one group of GROUPS"
+    for group in GROUPS.values():
+        ActiveVariants(group)  # raises when two variants of a group exclude each other
+
+
+def test_every_variant_says_what_allows_it() -> None:
+    for variant in VARIANTS.values():
+        assert variant.allowed_by.strip() and variant.spec.startswith("https://"), variant.name
+        unknown = set(variant.warns) | set(variant.lacks)
+        assert unknown <= set(suite_checks()), f"{variant.name} names checks that do not exist: {unknown}"
+
+
+def _judge(run: SuiteRun, names: tuple[str, ...], seed: int) -> None:
+    deserved = {check for name in names for check in VARIANTS[name].warns}
+    lacking = {check for name in names for check in VARIANTS[name].lacks}
+    where = f"(variants {', '.join(names)}; random order seed {seed})\n{run.output}"
+    assert run.checks_with("failed") == set(), f"false failures {where}"
+    assert run.checks_with("warning") == deserved, f"warnings differ from the variants' deserved ones {where}"
+    assert run.checks_with("broken") == lacking, f"could-not-check differs from what the variants lack {where}"
+    assert run.totals().get("passed", 0) > 0, where
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_variants_give_no_false_findings(group: str, tmp_path: Path) -> None:
+    names, seed = GROUPS[group], order_seed()
+    _judge(run_suites(all_suites(), tmp_path, variants=names, order_seed=seed), names, seed)
+
+
+def test_random_order_gives_the_sequential_outcomes(tmp_path: Path) -> None:
+    """The clean reference passes everything in file order, and a seeded random order gives the same outcomes."""
+    sequential = run_suites(all_suites(), tmp_path / "sequential")
+    totals = sequential.totals()
+    assert totals.get("failed", 0) == 0 and totals.get("warning", 0) == 0, sequential.output
+    assert totals.get("broken", 0) == 0 and totals.get("passed", 0) > 0, sequential.output
+    assert sequential.returncode == 0, sequential.output
+    seed = order_seed()
+    shuffled = run_suites(all_suites(), tmp_path / "random", order_seed=seed)
+    before = sequential.summary["targets"]["reference"]["results"]
+    after = shuffled.summary["targets"]["reference"]["results"]
+    differ = {node: (before.get(node), after.get(node)) for node in set(before) | set(after)
+              if before.get(node) != after.get(node)}
+    assert not differ, f"random order (seed {seed}) changed outcomes (sequential, random): {differ}\n{shuffled.output}"
