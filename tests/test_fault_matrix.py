@@ -27,6 +27,9 @@ PROVEN_ELSEWHERE = {
                                            "SHA-1 signed leaf (the reference CA key is EC)",
     "test_expired_token_refused": "test_expired_token_check_with_short_lived_tokens below: it needs tokens that expire "
                                   "within the run",
+    "test_backend_token_refused_after_expiry": "tests/reference/test_backend.py::"
+                                               "test_backend_expiry_check_with_short_lived_tokens: it needs backend "
+                                               "tokens that expire within the run",
 }
 
 

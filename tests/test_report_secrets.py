@@ -35,6 +35,9 @@ def test_no_secret_in_any_report_file(tmp_path: Path) -> None:
     assert run.totals().get("failed", 0) > 0, run.output  # the fault produced failure reports to scan
     files = [f for f in tmp_path.rglob("*") if f.is_file()]
     assert any(f.suffix == ".png" for f in files), "screenshots were expected among the Allure attachments"
+    # Launch screenshots and (scrubbed) traces are kept under <reports>/artifacts/, so the scan below covers them.
+    kept = [f for f in files if "artifacts" in f.relative_to(tmp_path).parts]
+    assert any(f.suffix == ".png" for f in kept) and any(f.name.endswith("-trace.zip") for f in kept), kept
     assert any(f.name.endswith("-result.json") for f in files)
     problems = []
     secrets = reference_secrets()

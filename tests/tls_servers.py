@@ -50,8 +50,10 @@ class Pki:
         self._count = 0
 
     def issue(self, *names: str, key: Any = None, not_before: dt.datetime | None = None,
-              not_after: dt.datetime | None = None, sha1: bool = False) -> tuple[Path, Path]:
-        """A leaf for ``names`` (IPs become IP SANs); ``sha1=True`` signs it with sha1WithRSAEncryption."""
+              not_after: dt.datetime | None = None, sha1: bool = False,
+              critical_san: bool = False) -> tuple[Path, Path]:
+        """A leaf for ``names`` (IPs become IP SANs); ``sha1=True`` signs it with sha1WithRSAEncryption;
+        ``critical_san=True`` marks the SAN critical next to the non-empty subject, as trustme does."""
         key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = dt.datetime.now(dt.UTC)
         sans: list[x509.GeneralName] = []
@@ -72,7 +74,7 @@ class Pki:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_key.public_key()),
                            critical=False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=critical_san)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .sign(self._ca_key, hashes.SHA256())  # type: ignore[arg-type]

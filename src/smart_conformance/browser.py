@@ -480,6 +480,16 @@ class AuthorizationResult:
     steps_run: list[str]
     steps_skipped: list[str]
     seconds: float
+    # What the server was seen to decide (typed launch outcomes, smart/launch.py):
+    status: int | None = None  # HTTP status of the last main-frame document (3xx hops excluded)
+    document_url: str = ""  # redacted URL of that document (an empty-body 4xx leaves the page on chrome-error://)
+    steps_done: int = 0  # recipe steps completed (before the redirect, when there was one)
+    stopped_at: int | None = None  # negative launches: the 1-based step that did not match
+    stop_reason: str = ""
+    settled: bool = False  # the final page had loaded and the network had gone quiet
+    step_pages: list[str] = field(default_factory=list)  # origin + path where each completed step ran
+    page_key: str = ""  # origin + path of the final page
+    response_in: str = ""  # where the redirect's parameters were: query, fragment, query+fragment, form_post
 
     def _get(self, name: str) -> str | None:
         return self.params.get(name)
@@ -570,6 +580,7 @@ class _Capture:
     redirect_uri: str
     url: str | None = None
     post_data: str | None = None  # response_mode=form_post: the response is in the body
+    fragment: str | None = None  # Chromium never sends the fragment; CDP reports it as urlFragment
 
     def matches(self, url: str) -> bool:
         """Same scheme, host, port and path as the redirect_uri; any query (the response) is accepted."""
@@ -705,12 +716,18 @@ class BrowserSession:
                   form: Mapping[str, str] | None = None, keep_trace: bool = False,
                   step_timeout_ms: int | None = None, settle_ms: int = 500,
                   redact_url: Callable[[str], str] = _identity, redact_text: Callable[[str], str] = _identity,
-                  secrets: Iterable[str | None] = (), name: str = "authorize") -> AuthorizationResult:
+                  secrets: Iterable[str | None] = (), name: str = "authorize", negative: bool = False,
+                  control_pages: Sequence[str | None] | None = None) -> AuthorizationResult:
         """Open ``url`` (or POST ``form`` to it) in a fresh context, run ``steps``, capture the redirect.
 
-        ``expect_redirect=False`` is for negative tests: the pages are left to settle, and the result says whether
-        the browser reached the redirect_uri anyway, with the final page's URL, title and a text snippet.
-        A step that cannot proceed raises :class:`LoginStepError`; every other outcome is returned, to be judged.
+        ``expect_redirect=False`` is for negative tests: the result says whether the browser reached the
+        redirect_uri anyway, with the final page's URL, HTTP status, title and a text snippet.
+        The server's answer is taken as final as soon as it is: a redirect captured, or an error status (4xx/5xx,
+        an empty body included) on a loaded page with no redirect. ``negative``: a step that does not match ends the
+        authorization (``stopped_at``) instead of raising, early when the page is settled and is not the one the
+        positive control ran that step on (``control_pages``, origin + path per step); the launch judges it.
+        Otherwise a step that cannot proceed raises :class:`LoginStepError` (except before any step ran, when the
+        authorization request itself was answered with an error status: that is the server's refusal, returned).
         """
         if self._browser is None:
             raise RuntimeError("BrowserSession is not started (use it as a context manager)")
@@ -728,7 +745,7 @@ class BrowserSession:
         def attempt(tls_mode: TlsMode) -> AuthorizationResult:
             return self._attempt(url, redirect_uri, list(steps), resolved, values, directory, expect_redirect,
                                  method, form, keep_trace, timeout, settle_ms, redact_url, redact_text, hidden,
-                                 name, tls_mode)
+                                 name, tls_mode, negative, list(control_pages or ()))
 
         # An IdP may send the browser on to another origin of the private PKI (a separate login host): when a
         # certificate failed there, verify that origin in Python, pin it, and run the authorization again.
@@ -764,7 +781,8 @@ class BrowserSession:
                  values: Mapping[str, str], directory: Path, expect_redirect: bool, method: str,
                  form: Mapping[str, str] | None, keep_trace: bool, timeout: int, settle_ms: int,
                  redact_url: Callable[[str], str], redact_text: Callable[[str], str], hidden: set[str], name: str,
-                 mode: TlsMode) -> AuthorizationResult:
+                 mode: TlsMode, negative: bool = False,
+                 control_pages: Sequence[str | None] = ()) -> AuthorizationResult:
         started = time.perf_counter()
         context = self._browser.new_context(ignore_https_errors=(mode == "ignore-https-errors-after-python-verify"),
                                             viewport=self.viewport)
@@ -772,33 +790,59 @@ class BrowserSession:
         context.set_default_navigation_timeout(max(timeout, 15_000))
         context.tracing.start(screenshots=True, snapshots=True, sources=False)
         capture = _Capture(redirect_uri)
-        context.on("request", lambda request: capture.see(request.url))
+        net = _Network()
+
+        def requested(request: Any) -> None:
+            capture.see(request.url)
+            net.begin()
+
+        context.on("request", requested)
 
         def request_failed(request: Any) -> None:
+            net.end()
             if "ERR_CERT" in (request.failure or ""):
                 parts = urlsplit(request.url)
                 self._cert_failures.add(f"{parts.scheme}://{parts.netloc}")
 
         context.on("requestfailed", request_failed)
+        context.on("requestfinished", lambda request: net.end())
         page = context.new_page()
         fallback = mode == "ignore-https-errors-after-python-verify"
         self._intercept(context, page, capture, guard=self._verify if fallback else None)
         navigations = [0]
+        document: dict[str, Any] = {"status": None, "url": ""}
 
         def navigated(frame: Any) -> None:
             if frame == page.main_frame:
                 navigations[0] += 1
 
+        def responded(response: Any) -> None:
+            """The main frame's document status: how a server that answers without a redirect says no."""
+            try:
+                if not response.request.is_navigation_request() or response.frame != page.main_frame:
+                    return
+                status = int(response.status)
+            except Exception:
+                return
+            if not 300 <= status < 400:
+                document["status"], document["url"] = status, response.url
+
         page.on("framenavigated", navigated)
+        page.on("response", responded)
         shots: list[Screenshot] = []
         shot_at = [-1]
         run: list[str] = []
         skipped: list[str] = []
+        step_pages: list[str] = []
         failure: LoginStepError | None = None
         trace_path: Path | None = None
         completed = False
         retrying = False
         page_url = title = snippet = ""
+        last_done = 0
+        stopped_at: int | None = None
+        stop_reason = ""
+        undecided = False  # stopped by a step that timed out, not by an answer of the server: keep the trace
 
         def shoot(label: str, force: bool = False) -> Screenshot | None:
             if capture.url is not None and not force:
@@ -813,6 +857,61 @@ class BrowserSession:
             shots.append(shot)
             return shot
 
+        def loaded() -> bool:
+            if _safe_url(page).startswith("chrome-error:"):
+                return True  # Chromium's own page for a body-less error status: nothing more will load
+            try:
+                return page.evaluate("document.readyState") == "complete"
+            except Exception:
+                return False  # navigating
+
+        def settled(quiet: float = 0.5) -> bool:
+            return loaded() and net.quiet_for() >= quiet
+
+        def refused_status() -> bool:
+            status = document["status"]
+            return status is not None and status >= 400 and capture.url is None and loaded()
+
+        def off_path(number: int) -> bool:
+            """The page is not where the positive control ran this step (only known on a negative launch)."""
+            if not negative or number > len(control_pages) or not control_pages[number - 1]:
+                return False
+            return _page_key(_safe_url(page)) != control_pages[number - 1]
+
+        def await_target(step: Step, number: int) -> tuple[str, bool] | None:
+            """Wait for the step's element, watching for the server's answer meanwhile.
+
+            None: it is there (or the step has no element to wait for). Otherwise why the wait ended, and whether
+            that was the server deciding (an error status, another page than the control's) or just time running out.
+            """
+            locator, state = _step_locator(page, step)
+            if locator is None:
+                return None
+            limit = step.timeout_ms or timeout
+            deadline = time.monotonic() + limit / 1000
+            grace: float | None = None
+            while True:
+                if capture.url is not None:
+                    return "the redirect was captured", True
+                if refused_status():
+                    return f"the server answered HTTP {document['status']} without a redirect", True
+                if off_path(number) and settled():
+                    grace = grace or time.monotonic() + 1.0
+                    if time.monotonic() >= grace:
+                        return ("the page settled elsewhere than where the positive control found this step "
+                                f"({control_pages[number - 1]})"), True
+                else:
+                    grace = None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return _not_found(step, limit), False
+                try:
+                    locator.wait_for(state=state, timeout=max(1, int(min(0.25, remaining) * 1000)))
+                    return None
+                except Exception as exc:
+                    if not _is_timeout(exc):
+                        return None  # e.g. several matches: the step itself raises it with the usual words
+
         try:
             try:
                 self._open(page, url, method, form, mode)
@@ -820,28 +919,66 @@ class BrowserSession:
                 retrying = True
                 raise
             except Exception as exc:
-                shot = shoot("open-failed", force=True)
-                reason = _reason(exc, timeout, None) + self._tls_note()
-                failure = LoginStepError(0, f"open the authorization {'form POST' if method == 'POST' else 'URL'}",
-                                         "authorize", redact_url(url), redact_text(_safe_title(page)), reason,
-                                         shot.path if shot else None)
-                raise failure from None
+                status = document["status"]
+                if not (status is not None and status >= 400 and capture.url is None):
+                    shot = shoot("open-failed", force=True)
+                    reason = _reason(exc, timeout, None) + self._tls_note()
+                    failure = LoginStepError(0, f"open the authorization "
+                                             f"{'form POST' if method == 'POST' else 'URL'}", "authorize",
+                                             redact_url(url), redact_text(_safe_title(page)), reason,
+                                             shot.path if shot else None)
+                    raise failure from None
+                # An error status with no body makes Chromium raise: the server refused, and that is the answer.
             for number, (as_written, step) in enumerate(zip(written, steps, strict=True), start=1):
                 if capture.url is not None:
                     skipped.append(step.describe() + " (redirect already captured)")
+                    step_pages.append("")
                     continue
                 shoot(f"before-{number}-{step.action}")
+                waited = await_target(step, number)
+                if capture.url is not None:
+                    skipped.append(step.describe() + " (redirect already captured)")
+                    step_pages.append("")
+                    continue
+                if waited is not None:
+                    problem, decided = waited
+                    if step.optional and not decided:
+                        skipped.append(step.describe() + " (optional, not present)")
+                        step_pages.append("")
+                        continue
+                    if negative or (decided and last_done == 0 and document["status"] is not None
+                                    and document["status"] >= 400):
+                        stopped_at, stop_reason, undecided = number, problem, not decided
+                        shoot(f"stopped-{number}-{step.action}", force=True)
+                        break
+                    shot = shoot(f"failed-{number}-{step.action}", force=True)
+                    failure = LoginStepError(
+                        number, f"{step.where}: {as_written.as_written(hidden)}", step.where,
+                        redact_url(_safe_url(page)), redact_text(_safe_title(page)), problem + self._tls_note(),
+                        shot.path if shot else None)
+                    raise failure from None
+                here = _page_key(_safe_url(page))
                 try:
                     self._run_step(page, step, values, timeout)
                     run.append(step.describe())
+                    step_pages.append(redact_url(here))
+                    last_done = number
                     _settle(page)
                 except Exception as exc:
                     if capture.url is not None:
                         run.append(step.describe())  # the step's own action led to the redirect
+                        step_pages.append(redact_url(here))
+                        last_done = number
                         continue
                     if step.optional and _is_timeout(exc):
                         skipped.append(step.describe() + " (optional, not present)")
+                        step_pages.append("")
                         continue
+                    if negative:
+                        stopped_at, stop_reason = number, _reason(exc, step.timeout_ms or timeout, step)
+                        undecided = True
+                        shoot(f"stopped-{number}-{step.action}", force=True)
+                        break
                     shot = shoot(f"failed-{number}-{step.action}", force=True)
                     failure = LoginStepError(
                         number, f"{step.where}: {as_written.as_written(hidden)}", step.where,
@@ -849,30 +986,32 @@ class BrowserSession:
                         _reason(exc, step.timeout_ms or timeout, step) + self._tls_note(),
                         shot.path if shot else None)
                     raise failure from None
-            if expect_redirect:
+            if stopped_at is None:
                 deadline = time.monotonic() + timeout / 1000
-                while capture.url is None and time.monotonic() < deadline:
+                last_page = control_pages[len(steps) - 1] if negative and len(control_pages) >= len(steps) \
+                    and steps else None
+                while capture.url is None and time.monotonic() < deadline and not refused_status():
+                    if not expect_redirect and settled(settle_ms / 1000):
+                        here = _page_key(_safe_url(page))
+                        if not last_page or here != last_page:
+                            break  # nothing more is coming: the server showed its answer
                     page.wait_for_timeout(50)
-            else:
-                try:
-                    page.wait_for_load_state("networkidle", timeout=timeout)
-                except Exception:
-                    pass
-                if capture.url is None:
-                    page.wait_for_timeout(settle_ms)
             if capture.url is None:
                 shoot("final")
             completed = True
         finally:
             redirected = capture.url is not None
-            params = _response_params(capture.url, capture.post_data) if capture.url else []
-            failed = failure is not None or not completed or redirected != expect_redirect
+            located = _response_params_located(capture.url, capture.post_data, capture.fragment) \
+                if capture.url else []
+            params = [(k, v) for k, v, _ in located]
+            failed = failure is not None or not completed or redirected != expect_redirect or undecided
             if (failed or keep_trace) and not retrying:
                 directory.mkdir(parents=True, exist_ok=True)
                 trace_path = directory / f"{name}-trace.zip"
                 try:
                     context.tracing.stop(path=str(trace_path))
-                    scrub_trace(trace_path, hidden | {v for k, v in params if k == "code"})
+                    scrub_trace(trace_path, hidden | {v for k, v in params if k in ("code", "access_token",
+                                                                                     "id_token")})
                 except Exception:
                     trace_path = None
             else:
@@ -882,17 +1021,27 @@ class BrowserSession:
                     pass
             if failure is not None:
                 failure.trace = trace_path
+            is_settled = False
+            final_key = ""
             if completed:
                 page_url = redact_url(_safe_url(page))
                 title = redact_text(_safe_title(page))
                 snippet = "" if redirected else redact_text(_text_snippet(page))
+                is_settled = redirected or settled(0.0)
+                final_key = redact_url(_page_key(_safe_url(page)))
             context.close()
+        capture_url = capture.url
+        if capture_url and capture.fragment and "#" not in capture_url:
+            capture_url = f"{capture_url}#{capture.fragment}"
         return AuthorizationResult(
-            redirected=redirected, redirect_url=redact_url(capture.url) if capture.url else None,
+            redirected=redirected, redirect_url=redact_url(capture_url) if capture_url else None,
             params=dict(reversed(params)), param_list=params, page_url=page_url, title=title,
             text_snippet=snippet, screenshots=shots, trace_path=trace_path, tls_mode=mode,
             expect_redirect=expect_redirect, steps_run=run, steps_skipped=skipped,
-            seconds=time.perf_counter() - started)
+            seconds=time.perf_counter() - started, status=document["status"],
+            document_url=redact_url(_page_key(document["url"])) if document["url"] else "", steps_done=last_done,
+            stopped_at=stopped_at, stop_reason=stop_reason, settled=is_settled, step_pages=step_pages,
+            page_key=final_key, response_in=_response_location(located))
 
     def _intercept(self, context: Any, page: Any, capture: _Capture,
                    guard: Callable[[str], bool] | None = None) -> None:
@@ -914,6 +1063,8 @@ class BrowserSession:
             try:
                 request = event["request"]
                 if capture.see(request["url"]):
+                    if capture.fragment is None and request.get("urlFragment"):
+                        capture.fragment = str(request["urlFragment"]).lstrip("#")
                     if request.get("method") == "POST" and capture.post_data is None:
                         capture.post_data = request.get("postData") or ""
                     cdp.send("Fetch.fulfillRequest", {
@@ -1001,6 +1152,57 @@ class BrowserSession:
             raise RecipeError(step.where, action, "unknown action", "use one of: " + ", ".join(ACTIONS))
 
 
+class _Network:
+    """Requests in flight in one browser context, and when the last one started or ended: a page is settled
+    when it has loaded and nothing has moved on the network for a moment (a script-rendered form still fetching
+    is not settled)."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self._lock:
+            self.inflight += 1
+            self.last = time.monotonic()
+
+    def end(self) -> None:
+        with self._lock:
+            self.inflight = max(0, self.inflight - 1)
+            self.last = time.monotonic()
+
+    def quiet_for(self) -> float:
+        with self._lock:
+            return 0.0 if self.inflight > 0 else time.monotonic() - self.last
+
+
+def _page_key(url: str) -> str:
+    """Origin and path: which page this is, whatever per-request query (a session id) it carries."""
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("http"):
+        return f"{parts.scheme}:"
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path or '/'}"
+
+
+def _step_locator(page: Any, step: Step) -> tuple[Any, str]:
+    """The element a step waits for, and the state it waits for; (None, "") when the step waits for none."""
+    if step.action in _SELECTOR_ACTIONS:
+        state = "attached" if step.action in ("check", "uncheck", "select") else "visible"
+        return page.locator(step.target), state
+    if step.action == "wait_for" and step.wait_kind == "selector":
+        return page.locator(step.target).first, "visible"
+    if (step.action == "wait_for" and step.wait_kind == "text") or step.action == "expect_text":
+        return page.get_by_text(step.target).first, "visible"
+    return None, ""
+
+
+def _not_found(step: Step, timeout_ms: int) -> str:
+    if step.action == "expect_text" or step.wait_kind == "text":
+        return f"text {step.target!r} not on the page within {_seconds(timeout_ms)}"
+    return f"selector not found within {_seconds(timeout_ms)}"
+
+
 def _settle(page: Any) -> None:
     """Let a navigation a step started finish loading, so the next screenshot shows the new page."""
     try:
@@ -1023,15 +1225,38 @@ def _load_hook(step: Step) -> Callable[[Any, dict[str, str]], Any]:
     return fn
 
 
-def _response_params(url: str, post_data: str | None = None) -> list[tuple[str, str]]:
-    """Authorization response parameters: from a form_post body, else the query, else the fragment."""
+def _response_params(url: str, post_data: str | None = None,
+                     fragment: str | None = None) -> list[tuple[str, str]]:
+    """Authorization response parameters: a form_post body, else the query *and* the fragment.
+
+    The code flow answers in the query (RFC 6749 §4.1.2), the implicit flow, its errors included, in the fragment
+    (§4.2.2.1): both are read. The query comes first, so where both name a parameter the query's value is the one
+    ``params`` keeps; the fragment is only read when it looks like parameters (``#/route`` is an app's, not ours).
+    """
+    return [(k, v) for k, v, _ in _response_params_located(url, post_data, fragment)]
+
+
+def _response_params_located(url: str, post_data: str | None = None,
+                             fragment: str | None = None) -> list[tuple[str, str, str]]:
     if post_data:
-        return parse_qsl(post_data, keep_blank_values=True)
+        return [(k, v, "form_post") for k, v in parse_qsl(post_data, keep_blank_values=True)]
     parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not pairs and "=" in parts.fragment:
-        pairs = parse_qsl(parts.fragment, keep_blank_values=True)
-    return pairs
+    frag = parts.fragment or (fragment or "").lstrip("#")
+    out = [(k, v, "query") for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    if "=" in frag:
+        out += [(k, v, "fragment") for k, v in parse_qsl(frag, keep_blank_values=True)]
+    return out
+
+
+_RESPONSE_KEYS = frozenset({"code", "state", "error", "error_description", "error_uri", "iss", "access_token",
+                            "id_token", "token_type", "expires_in", "scope"})
+
+
+def _response_location(located: Sequence[tuple[str, str, str]]) -> str:
+    """Where the OAuth response parameters came (the redirect_uri's own query parameters do not count)."""
+    places = [where for where in ("query", "fragment", "form_post")
+              if any(k in _RESPONSE_KEYS and w == where for k, _, w in located)]
+    return "+".join(places)
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -44,7 +44,7 @@ class ConformanceFailure(AssertionError):
         super().__init__(self._render(detail))
 
     def _render(self, detail: str | None) -> str:
-        tag = "[SHOULD] " if self.warning else ""
+        tag = f"[{self.level}] " if self.warning else ""
         lines = [f"{tag}{', '.join(self.requirement_ids) or 'uncited'} ({self.level})"]
         for req in self.requirements:
             lines.append(f"  Requirement: {req.id} — {req.text}")
@@ -61,6 +61,14 @@ class ConformanceFailure(AssertionError):
         return "\n".join(lines)
 
 
+class MixedLevels(Exception):
+    """A harness bug, not a finding: an expectation left un-narrowed in a check that cites ids of different levels.
+
+    Taking the strongest cited level would turn a SHOULD-only violation into a SHALL failure (this happened for CORS
+    with credentials), so such an expectation must say which id it breaks with ``requirement=``. Reported as broken.
+    """
+
+
 class CouldNotCheck(Exception):
     """The harness could not reach a verdict (network, configuration, a page that changed): reported as broken."""
 
@@ -70,7 +78,13 @@ class CouldNotCheck(Exception):
 
 def _resolve_ids(requirement: str | Sequence[str] | None) -> tuple[str, ...]:
     if requirement is None:
-        return _cited.get()
+        cited = _cited.get()
+        levels = {requirements.LEVEL_RANK.get(r.level) for r in requirements.lookup(cited)}
+        if len(levels) > 1:
+            raise MixedLevels(f"this check cites requirements of different levels "
+                              f"({', '.join(r.cite().split(':')[0] for r in requirements.lookup(cited))}) and an "
+                              "expectation did not say which one it breaks: pass requirement='ID' to expect()/fail()")
+        return cited
     if isinstance(requirement, str):
         return (requirement,)
     return tuple(requirement)

@@ -16,7 +16,8 @@ from smart_conformance import paths
 from smart_conformance.config import ConfigError, Target, load_targets
 from smart_conformance.report.summary import EXIT_BROKEN, EXIT_USAGE
 
-SUITES = ("discovery", "launch", "tokens", "scopes", "fhir_security", "payer_data", "tls")
+SUITES = ("discovery", "launch", "tokens", "scopes", "fhir_security", "payer_data", "tls", "backend_services",
+          "bulk_export")
 
 
 def _parser() -> argparse.ArgumentParser:

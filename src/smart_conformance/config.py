@@ -23,7 +23,7 @@ import yaml
 from smart_conformance import paths, redact
 
 _ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
-SECRET_KEYS = frozenset({"client_secret", "password", "totp_secret"})
+SECRET_KEYS = frozenset({"client_secret", "password", "totp_secret", "private_key"})
 
 
 class ConfigError(Exception):
@@ -76,6 +76,28 @@ class Login:
 
 
 @dataclass(frozen=True)
+class BackendClient:
+    """A SMART Backend Services client: client_credentials authenticated by an assertion signed with ``private_key``."""
+
+    client_id: str
+    private_key: str = field(repr=False)  # PEM or private JWK text; registered as a secret when read
+    alg: str = "RS384"
+    kid: str = ""
+    scopes: str = ""
+    jwks_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """Bulk Data export settings: the Group to export, the types expected, how long to wait for a job."""
+
+    group_id: str
+    resource_types: tuple[str, ...] = ()
+    max_wait_s: float = 60.0
+    other_client: BackendClient | None = None  # another backend client: must not see this client's jobs
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     source: Path
@@ -92,6 +114,9 @@ class Target:
     other_patient_ids: tuple[str, ...] = ()
     missing_patient_id: str = "smart-conformance-no-such-patient"
     attestations: Path | None = None
+    smart_configuration_url: str | None = None  # discovery.smart_configuration_url: where discovery lives if elsewhere
+    backend_client: BackendClient | None = None  # backend_client: SMART Backend Services (None: not applicable)
+    bulk: Bulk | None = None  # bulk: Bulk Data export of the backend client
 
     @property
     def member(self) -> Member:
@@ -204,6 +229,16 @@ def _client(raw: Mapping[str, Any], file: Path, key: str) -> Client:
                   auth_method=raw.get("auth_method", "client_secret_basic"))
 
 
+def _check_fhir_user(fhir_user: str | None, fhir_base_url: str, file: Path, key: str) -> None:
+    """fhir_user may be relative (``Patient/123``) or the absolute URL copied from the id_token's claim, but then
+    under fhir_base_url: the harness sends the member's token nowhere else."""
+    from smart_conformance.smart.idtoken import fhir_user_reference
+
+    if fhir_user and fhir_user_reference(fhir_user, fhir_base_url) is None:
+        raise ConfigError(file, key, f"{fhir_user!r} is not under fhir_base_url {fhir_base_url!r}",
+                          "write it relative to the FHIR base (e.g. Patient/123) or as the absolute URL under it")
+
+
 def _member(raw: Mapping[str, Any], file: Path, key: str) -> Member:
     return Member(username=raw["username"], password=_secret(raw["password"], file, f"{key}.password") or "",
                   patient_id=raw["patient_id"], fhir_user=raw.get("fhir_user"),
@@ -259,6 +294,8 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
         raise ConfigError(file, "fhir_base_url", f"{data['fhir_base_url']!r} is not an absolute URL",
                           "write the full base, e.g. https://fhir.example.org/r4")
     members = {role: _member(m, file, f"members.{role}") for role, m in data["members"].items()}
+    for role, member in members.items():
+        _check_fhir_user(member.fhir_user, data["fhir_base_url"], file, f"members.{role}.fhir_user")
     tls_raw = data.get("tls") or {}
     port_raw = tls_raw.get("plain_http_port")
     try:
@@ -279,6 +316,7 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
     ig = data.get("ig") or {}
     carin = ig.get("carin_version", "STU2")
     statuses = tuple(ig.get("unauthorized_statuses") or ((401,) if carin == "STU1" else (401, 403, 404)))
+    discovery_url = _discovery_url(data.get("discovery") or {}, file)
     isolation = data.get("isolation") or {}
     others = tuple(isolation.get("other_patient_ids") or ())
     if not others and "other" in members:
@@ -290,8 +328,63 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
         members=members, scopes=dict(data.get("scopes") or {"full": "launch/patient openid fhirUser patient/*.read"}),
         tls=tls, unauthorized_statuses=statuses, carin_version=carin, login=login, other_patient_ids=others,
         missing_patient_id=isolation.get("missing_patient_id", "smart-conformance-no-such-patient"),
-        attestations=_resolve_path(data.get("attestations"), file),
+        attestations=_resolve_path(data.get("attestations"), file), smart_configuration_url=discovery_url,
+        backend_client=_backend_client(data.get("backend_client"), file),
+        bulk=_bulk(data.get("bulk"), file, data.get("backend_client")),
     )
+
+
+def _backend_client(raw: Mapping[str, Any] | None, file: Path, key: str = "backend_client") -> BackendClient | None:
+    """``backend_client``: the key must load and fit ``alg`` (RS384: RSA; ES384: EC P-384), checked here so a wrong
+    file is a configuration error, not a failed conformance check."""
+    if not raw:
+        return None
+    from smart_conformance.smart.assertion import key_matches_alg, load_private_key
+
+    key_text = _secret(raw["private_key"], file, f"{key}.private_key") or ""
+    try:
+        private = load_private_key(key_text)
+    except ValueError as exc:
+        raise ConfigError(file, f"{key}.private_key", str(exc),
+                          "point private_key at the client's PEM (PKCS#8 or traditional) or private JWK") from None
+    if not key_matches_alg(private, raw["alg"]):
+        raise ConfigError(file, f"{key}.alg", f"the private key does not fit {raw['alg']}",
+                          "use RS384 with an RSA key, ES384 with an EC P-384 key")
+    scopes = str(raw["scopes"]).split()
+    if not scopes or not all(s.startswith("system/") for s in scopes):
+        raise ConfigError(file, f"{key}.scopes", "every scope must be a system/ scope",
+                          "list the client's registered scopes, e.g. 'system/Patient.rs system/Coverage.rs'")
+    jwks_url = raw.get("jwks_url") or None
+    if jwks_url is not None and not re.match(r"^https://[^/\s?#]+", str(jwks_url)):
+        raise ConfigError(file, f"{key}.jwks_url", f"{jwks_url!r} is not an absolute https URL",
+                          "give the TLS-protected URL the client's JWK Set is registered under")
+    return BackendClient(client_id=raw["client_id"], private_key=key_text, alg=raw["alg"], kid=raw["kid"],
+                         scopes=" ".join(scopes), jwks_url=jwks_url)
+
+
+def _bulk(raw: Mapping[str, Any] | None, file: Path, backend: Any) -> Bulk | None:
+    if not raw:
+        return None
+    if not backend:
+        raise ConfigError(file, "bulk", "bulk export needs a backend_client",
+                          "add a backend_client section (the export runs with its system/ token)")
+    return Bulk(group_id=raw["group_id"], resource_types=tuple(raw.get("resource_types") or ()),
+                max_wait_s=float(raw.get("max_wait_s", 60)),
+                other_client=_backend_client(raw.get("other_client"), file, "bulk.other_client"))
+
+
+def _discovery_url(raw: Mapping[str, Any], file: Path) -> str | None:
+    """``discovery.smart_configuration_url``: the SMART configuration of a payer that serves it somewhere other than
+    ``{fhir_base_url}/.well-known/smart-configuration`` (an authorization server on its own host). Absolute https
+    only: the harness reads endpoints from it and sends tokens to them."""
+    url = raw.get("smart_configuration_url")
+    if url in (None, ""):
+        return None
+    if not re.match(r"^https://[^/\s?#]+(/[^\s#]*)?$", str(url)):
+        raise ConfigError(file, "discovery.smart_configuration_url", f"{url!r} is not an absolute https URL",
+                          "write the full URL of the JSON document, e.g. "
+                          "https://auth.example.org/.well-known/smart-configuration")
+    return str(url)
 
 
 def target_files(paths_or_dirs: Iterable[str | Path]) -> list[Path]:

@@ -1,16 +1,20 @@
-"""Small FHIR REST helpers for checks: bearer calls through the recording client, and readers of refusals."""
+"""Small FHIR REST helpers for checks: bearer calls through the recording client, readers of refusals, and the
+positive controls every refusal verdict rests on."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from smart_conformance.http import Exchange, RecordingClient
+from smart_conformance.checks import could_not_check
+from smart_conformance.http import Exchange, RecordingClient, current_evidence
 
 FHIR_JSON = "application/fhir+json"
 
@@ -89,3 +93,94 @@ def unsigned_jwt(claims: dict[str, Any]) -> str:
     """A JWT with ``alg: none``: a server that accepts it accepts anyone."""
     header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     return f"{header}.{b64url(json.dumps(claims).encode())}."
+
+
+def echoed_credential(reply: Reply, credential: str) -> str | None:
+    """Where a refusal repeats the token it refused (body or a header): the echo lands in logs and proxies."""
+    if len(credential) < 8:
+        return None
+    needles = {credential, credential[-24:]}  # the tail: a token's signature end, unique to it
+    for name, value in reply.response.headers.items():
+        if any(n in value for n in needles):
+            return f"header {name} repeats the refused token"
+    text = reply.response.text[:200000]
+    if any(n in text for n in needles):
+        return "the response body repeats the refused token"
+    return None
+
+
+# --- positive controls ------------------------------------------------------------------------------------------
+# A refusal only means something when the same request with valid credentials succeeds, in the same run: a URL that
+# answers 404 to everything "refuses" every token. Controls are made once per recording client (one per target and
+# worker) and attached, with their exchange, as evidence to every check that relies on them.
+
+@dataclass(frozen=True)
+class Control:
+    """One request made with valid credentials, and why it does not count as a success (None when it does)."""
+
+    label: str
+    reply: Reply
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+_CONTROLS: weakref.WeakKeyDictionary[RecordingClient, dict[tuple[Any, ...], Control]] = weakref.WeakKeyDictionary()
+
+
+def _succeeded(reply: Reply, path: str) -> str | None:
+    """None when ``reply`` is the success ``GET path`` must give: the resource itself for a read, a Bundle otherwise."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    got = f"HTTP {reply.status} {reply.resource_type or reply.response.headers.get('content-type', '(no body)')}"
+    if reply.status != 200:
+        return got
+    body = reply.json()
+    if len(parts) == 2 and not parts[1].startswith(("$", "_")):
+        if reply.resource_type != parts[0] or not isinstance(body, dict) or str(body.get("id")) != parts[1]:
+            return f"{got} instead of {parts[0]}/{parts[1]}"
+        return None
+    if reply.resource_type != "Bundle":
+        return f"{got} instead of a Bundle"
+    return None
+
+
+def attach(control: Control) -> None:
+    """Put a control's exchange (made by whichever check asked first) into the running check's evidence."""
+    evidence = current_evidence()
+    if evidence is None:
+        return
+    exchange = control.reply.exchange
+    if exchange is not None and not any(e is exchange for e in evidence.exchanges):
+        evidence.exchanges.insert(0, exchange)
+    note = f"positive control: {control.label} -> {control.problem or f'HTTP {control.reply.status} (succeeded)'}"
+    if note not in evidence.notes:
+        evidence.notes.append(note)
+
+
+def control(http: RecordingClient, base: str, path: str, token: str, *, params: dict[str, str] | None = None,
+            who: str = "the member's own token") -> Control:
+    """``GET {base}/{path}`` with a valid token, made once per client and reused; attached to the running check."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    key = (base, path, tuple(sorted((params or {}).items())), digest)
+    cache = _CONTROLS.setdefault(http, {})
+    if key not in cache:
+        reply = call(http, "GET", f"{base}/{path}", token=token, params=params)
+        query = "&".join(f"{k}={v}" for k, v in (params or {}).items())
+        cache[key] = Control(f"GET {path}{'?' + query if query else ''} with {who}", reply, _succeeded(reply, path))
+    found = cache[key]
+    attach(found)
+    return found
+
+
+def require(*controls: Control, verdict: str) -> None:
+    """Could-not-check unless every control succeeded: ``verdict`` (e.g. "a refusal without a token") needs them."""
+    for ctl in controls:
+        attach(ctl)
+    failed = [c for c in controls if not c.ok]
+    if failed:
+        first = failed[0]
+        could_not_check(f"no positive control for {verdict}: {first.label} answered {first.problem}, so a refusal "
+                        "of the same request proves nothing (is fhir_base_url the FHIR API, and can the member read "
+                        "their own data?)")

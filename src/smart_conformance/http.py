@@ -7,6 +7,7 @@ variable the pytest plugin sets per test), so a session-wide client still attach
 from __future__ import annotations
 
 import contextvars
+import itertools
 import shlex
 import ssl
 import time
@@ -39,6 +40,9 @@ class Exchange:
     elapsed_ms: float
     tls_version: str | None
     started_at: str
+    cacert: str | None = None  # the target's private CA bundle: curl must trust it too to reproduce the request
+    insecure: bool = False  # the target is configured without certificate verification (tls.insecure)
+    seq: int = 0  # order of recording in this process, so evidence inherited from fixtures reads in time order
 
     def header(self, name: str) -> str | None:
         for key, value in self.response_headers:
@@ -47,19 +51,27 @@ class Exchange:
         return None
 
     def to_curl(self) -> str:
-        """A shell-quoted curl that reproduces the request, with secrets left as placeholders."""
-        parts = ["curl", "-i", "-X", self.method]
+        """A curl command that runs as printed: secrets are left as shell variables (``$TOKEN``,
+        ``$CLIENT_CREDENTIALS``) in double quotes so the shell expands them, and a private-CA target gets
+        ``--cacert`` so curl trusts what the harness trusted."""
+        parts = [shlex.quote(p) for p in ("curl", "-i", "-X", self.method)]
+        if self.insecure:
+            parts.append("-k")
+        elif self.cacert:
+            parts += ["--cacert", shlex.quote(self.cacert)]
         for name, value in self.request_headers:
             if name.lower() in {"host", "content-length", "accept-encoding", "connection", "user-agent"}:
                 continue
             if name.lower() == "authorization":
                 scheme = value.split(" ", 1)[0]
-                value = f"{scheme} $TOKEN" if scheme.lower() == "bearer" else f"{scheme} $CLIENT_CREDENTIALS"
-            parts += ["-H", f"{name}: {value}"]
+                variable = "$TOKEN" if scheme.lower() == "bearer" else "$CLIENT_CREDENTIALS"
+                parts += ["-H", _double_quoted(f"{name}: {scheme} ", then_variable=variable)]
+                continue
+            parts += ["-H", shlex.quote(f"{name}: {value}")]
         if self.request_body:
-            parts += ["--data-raw", self.request_body]
-        parts.append(self.url)
-        return " ".join(shlex.quote(p) for p in parts)
+            parts += ["--data-raw", shlex.quote(self.request_body)]
+        parts.append(shlex.quote(self.url))
+        return " ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +101,23 @@ class Evidence:
     def last(self) -> Exchange | None:
         return self.exchanges[-1] if self.exchanges else None
 
+    def inherit(self, *bundles: Evidence) -> None:
+        """Add what shared (session) fixtures saw to this test's evidence, in the order it happened: a check that
+        judges a document a fixture fetched shows that fetch, whichever test happened to make it first. Nothing is
+        added twice."""
+        exchanges: list[Exchange] = []
+        files: list[tuple[str, Path]] = []
+        notes: list[str] = []
+        for bundle in bundles:
+            exchanges += [e for e in bundle.exchanges if e not in exchanges and e not in self.exchanges]
+            files += [f for f in bundle.files if f not in files and f not in self.files]
+            notes += [n for n in bundle.notes if n not in notes and n not in self.notes]
+        self.exchanges[:] = sorted(self.exchanges + exchanges, key=lambda e: e.seq)
+        self.files += files
+        self.notes += notes
+
+
+_SEQUENCE = itertools.count(1)
 
 _current: contextvars.ContextVar[Evidence | None] = contextvars.ContextVar("smart_conformance_evidence", default=None)
 
@@ -104,6 +133,13 @@ def collecting(evidence: Evidence) -> Iterator[Evidence]:
         yield evidence
     finally:
         _current.reset(token)
+
+
+def _double_quoted(text: str, *, then_variable: str = "") -> str:
+    """``text`` in double quotes, everything the shell would interpret there escaped, followed by a shell variable
+    left unescaped so it expands (``"Authorization: Bearer $TOKEN"``)."""
+    escaped = "".join("\\" + ch if ch in '\\"$`' else ch for ch in text)
+    return f'"{escaped}{then_variable}"'
 
 
 def _decode(content: bytes, content_type: str | None) -> str:
@@ -161,8 +197,12 @@ def ssl_context(ca_bundle: Path | None = None, client_cert: Path | None = None,
 class RecordingClient(httpx.Client):
     """httpx.Client whose every hop is recorded as a redacted :class:`Exchange`."""
 
-    def __init__(self, *, verify: ssl.SSLContext | bool = True, timeout: float = 15.0, **kwargs: Any) -> None:
+    def __init__(self, *, verify: ssl.SSLContext | bool = True, timeout: float = 15.0,
+                 cacert: Path | str | None = None, **kwargs: Any) -> None:
+        """``cacert``: the private CA bundle ``verify`` trusts, named in every curl so the reproduction trusts it."""
         self.log: list[Exchange] = []
+        self.cacert = str(cacert) if cacert else None
+        self.insecure = verify is False
         self._started: dict[int, tuple[float, str]] = {}
         super().__init__(verify=verify, timeout=timeout, follow_redirects=False,
                          event_hooks={"request": [self._on_request], "response": [self._on_response]},
@@ -190,6 +230,9 @@ class RecordingClient(httpx.Client):
             elapsed_ms=(time.perf_counter() - started) * 1000,
             tls_version=tls,
             started_at=started_at,
+            cacert=self.cacert,
+            insecure=self.insecure,
+            seq=next(_SEQUENCE),
         )
         self.log.append(exchange)
         evidence = _current.get()

@@ -6,8 +6,9 @@ a launch of their own (deny, untick, PKCE negatives…) ask the :class:`Launcher
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +16,26 @@ from smart_conformance import redact
 from smart_conformance.browser import BrowserSession, LoginStepError, RecipeError, compose_steps, parse_recipe
 from smart_conformance.checks import CouldNotCheck
 from smart_conformance.config import Target
-from smart_conformance.http import RecordingClient, current_evidence
-from smart_conformance.smart.launch import LaunchResult, LaunchSpec, run_launch
-from smart_conformance.smart.token import ClientCredentials
+from smart_conformance.fhir import call
+from smart_conformance.http import Evidence, RecordingClient, collecting, current_evidence
+from smart_conformance.smart.launch import LaunchOutcome, LaunchResult, LaunchSpec, control_proves, run_launch
+from smart_conformance.smart.token import ClientCredentials, TokenResponse, introspect
 
 
-TOLERANT_STEP_MS = 1500
+# The shared launch is renewed this long before its access token expires (at most half its lifetime), so a check
+# never starts with a token that dies while it runs.
+SHARED_RENEW_MARGIN_S = 30.0
 
 
-@dataclass
-class RefreshChain:
-    """The newest refresh token of one grant: servers may rotate refresh tokens on every use (SMART-REFRESH-05)."""
-
-    refresh_token: str
-    scope: str
-
-    def advance(self, body: Any) -> None:
-        """Follow a rotated refresh token so later checks use the live one."""
-        if isinstance(body, dict) and isinstance(body.get("refresh_token"), str):
-            self.refresh_token = body["refresh_token"]
+def control_pages(control: LaunchResult, spec: LaunchSpec) -> list[str | None]:
+    """Per step of ``spec``, the page (origin + path) on which the positive control ran the same step, if it did."""
+    if control.outcome is not LaunchOutcome.TOKENS:
+        return []
+    pages: list[str | None] = []
+    for number, step in enumerate(spec.steps, start=1):
+        pages.append(control.browser.step_pages[number - 1] or None if control_proves(control, spec, number)
+                     else None)
+    return pages
 
 
 def credentials(client: Any) -> ClientCredentials:
@@ -57,7 +59,14 @@ class Launcher:
         self.artifacts = artifacts
         self.keep_traces = keep_traces
         self._shared: LaunchResult | None = None
+        self._shared_at = 0.0  # time.monotonic() when the shared launch's token was issued
+        self._shared_checked_in: Evidence | None = None  # the test whose use of the shared launch was last checked
+        self._shared_evidence = Evidence()  # what the shared launch's own making saw: evidence for every user of it
+        self._grant_check_trusted = True  # False once a brand-new token failed its own check (see _renew_shared)
         self._count = 0
+        self._control: LaunchResult | None = None
+        self._control_problem: str | None = None
+        self._control_files: list[tuple[str, Path]] = []
 
     @property
     def authorization_endpoint(self) -> str:
@@ -76,9 +85,12 @@ class Launcher:
     def spec(self, *, scope: str | None = None, member: str = "primary",
              scenario: str | tuple[str, Sequence[str]] = "approve", client: Any = None, tolerant: bool = False,
              **overrides: Any) -> LaunchSpec:
-        """A launch spec from the target's config. ``tolerant``: for requests the server should refuse, the recipe's
-        steps become optional (short timeout), so an error page ends the launch instead of breaking the check, while
-        a server that wrongly accepts the request is still driven through sign-in and consent."""
+        """A launch spec from the target's config.
+
+        ``tolerant`` (or ``negative=True``): a request the server should refuse. The recipe runs as written; a step
+        that does not match ends the launch instead of breaking the check, and the launch's outcome is judged
+        against the positive control (:meth:`control`): a refusal counts only when the server was seen deciding.
+        """
         if member not in self.target.members:
             raise CouldNotCheck(f"target '{self.target.name}' names no '{member}' member (members.{member})")
         who = self.target.members[member]
@@ -88,8 +100,8 @@ class Launcher:
         except RecipeError as exc:
             raise CouldNotCheck(f"{self.target.source}: {exc}") from None
         if tolerant:
-            steps = [replace(step, optional=True, timeout_ms=min(step.timeout_ms or TOLERANT_STEP_MS, TOLERANT_STEP_MS))
-                     for step in steps]
+            overrides.setdefault("negative", True)
+        if overrides.get("negative"):
             overrides.setdefault("expect_redirect", False)
         self._count += 1
         spec = LaunchSpec(authorization_endpoint=self.authorization_endpoint, token_endpoint=self.token_endpoint,
@@ -100,14 +112,42 @@ class Launcher:
                           redact_text=redact.text, name=f"launch-{self._count:02d}")
         return replace(spec, **overrides) if overrides else spec
 
-    def launch(self, **kwargs: Any) -> LaunchResult:
-        """Run one launch; a recipe step that cannot proceed makes the check *broken*, with its screenshot."""
-        spec = self.spec(**kwargs)
+    def control(self) -> tuple[LaunchResult | None, str | None]:
+        """The positive control of every negative launch: the shared launch (the same recipe, valid input, this
+        run). Made once; if it could not run, why (its screenshot goes to every negative that needed it)."""
+        if self._control is None and self._control_problem is None:
+            evidence = current_evidence()
+            before = len(evidence.files) if evidence is not None else 0
+            try:
+                self._control = self.shared(require_token=False)
+            except CouldNotCheck as exc:
+                self._control_problem = str(exc)
+                self._control_files = list(evidence.files[before:]) if evidence is not None else []
         evidence = current_evidence()
+        if evidence is not None and self._control is not None and self._control is self._shared:
+            evidence.inherit(self._shared_evidence)  # every verdict that leans on the control shows it
+        return self._control, self._control_problem
+
+    def launch(self, **kwargs: Any) -> LaunchResult:
+        """Run one launch; a recipe step that cannot proceed makes the check *broken*, with its screenshot.
+
+        A negative launch (``tolerant=True``) never raises for a step: its ``outcome`` says what the server was seen
+        to decide, or ``inconclusive`` with ``why`` (the checks turn that into *could not check*)."""
+        spec = self.spec(**kwargs)
+        control: LaunchResult | None = None
+        control_problem: str | None = None
+        evidence = current_evidence()
+        if spec.negative:
+            control, control_problem = self.control()
+            if control_problem and evidence is not None:
+                evidence.files.extend(f for f in self._control_files if f not in evidence.files)
+            if control is not None:
+                spec = replace(spec, control_pages=control_pages(control, spec))
         folder = self.artifacts / spec.name
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            result = run_launch(spec, self.http, self.browser, folder)
+            result = run_launch(spec, self.http, self.browser, folder, control=control,
+                                control_problem=control_problem)
         except LoginStepError as exc:
             if evidence is not None and exc.screenshot:
                 evidence.files.append((f"login step {exc.index} failed", Path(exc.screenshot)))
@@ -124,14 +164,120 @@ class Launcher:
             if result.browser.trace_path:
                 evidence.files.append((f"{spec.name}: playwright trace", result.browser.trace_path))
             evidence.notes.append(f"{spec.name}: browser {result.browser_seconds:.2f}s, TLS mode "
-                                  f"{result.browser.tls_mode}, steps {', '.join(result.browser.steps_run)}")
+                                  f"{result.browser.tls_mode}, steps {', '.join(result.browser.steps_run)}; "
+                                  f"outcome: {result.outcome} ({result.why})")
         return result
 
     def shared(self, *, require_token: bool = True) -> LaunchResult:
-        """The full-scope launch of the primary member, made once and reused by checks that only need its token."""
+        """The full-scope launch of the primary member, reused by checks that only need its token.
+
+        No check changes it (revoking, replaying or refreshing checks make their own: :meth:`fresh_grant`), yet a
+        conformant server may still end it: tokens expire, and revoking one refresh token may revoke every grant the
+        member gave the client. So it is checked before each test uses it (introspection when offered, else a read of
+        the member's own Patient); a grant found invalid is replaced by a new launch, once, and the test's evidence
+        says so. A later check must never fail for what an earlier one did."""
+        evidence = current_evidence()
         if self._shared is None:
-            self._shared = self.launch()
+            self._renew_shared(None)
+        elif self._shared.token is not None and (evidence is None or evidence is not self._shared_checked_in):
+            reason = self._shared_invalid()
+            if reason:
+                self._renew_shared(reason)
+        self._shared_checked_in = evidence
+        if evidence is not None:
+            evidence.inherit(self._shared_evidence)
+        assert self._shared is not None
         if require_token and self._shared.token is None:
             raise CouldNotCheck("the shared launch produced no token: " + "; ".join(self._shared.problems)
                                 + " (see test_standalone_launch_succeeds)")
         return self._shared
+
+    def shared_launch(self) -> SharedLaunch:
+        """A read-only handle on the shared launch for the ``launch`` fixture: each test that reads it gets the
+        launch as checked for that test (see :meth:`shared`)."""
+        self.shared()
+        return SharedLaunch(self)
+
+    def fresh_grant(self, why: str, **kwargs: Any) -> LaunchResult:
+        """A launch of the check's own, for checks that revoke, replay or refresh: they must not touch the shared
+        grant. No token is could-not-check, naming the check's need."""
+        result = self.launch(**kwargs)
+        if result.token is None:
+            raise CouldNotCheck(f"the launch for {why} produced no token: " + "; ".join(result.problems))
+        return result
+
+    def _renew_shared(self, reason: str | None) -> None:
+        old = self._shared.spec.name if self._shared is not None else None
+        self._shared_evidence = Evidence()
+        try:
+            with collecting(self._shared_evidence):
+                self._shared = self.launch()
+        finally:  # the test that made it sees it too, also when it failed (screenshot of the step that broke)
+            outer = current_evidence()
+            if outer is not None:
+                outer.inherit(self._shared_evidence)
+        self._shared_at = time.monotonic()
+        evidence = current_evidence()
+        if reason and evidence is not None:
+            evidence.notes.append(f"shared launch {old} was no longer valid ({reason}); it was replaced, once, by "
+                                  f"the new shared launch {self._shared.spec.name}")
+        if self._shared.token is not None and self._grant_check_trusted:
+            problem = self._grant_check(self._shared.token)
+            if problem:  # a brand-new token fails the check: the check says nothing about this server's tokens
+                self._grant_check_trusted = False
+                if evidence is not None:
+                    evidence.notes.append(f"the shared grant cannot be checked on this target ({problem} for a "
+                                          "token just issued); it is renewed only before it expires")
+
+    def _shared_invalid(self) -> str | None:
+        """Why the shared grant can no longer be used, or None."""
+        assert self._shared is not None and self._shared.token is not None
+        lifetime = self._shared.token.expires_in
+        if lifetime:
+            left = lifetime - (time.monotonic() - self._shared_at)
+            if left < min(SHARED_RENEW_MARGIN_S, lifetime / 2):
+                return f"its access token expires in {max(left, 0):.0f}s (expires_in {lifetime})"
+        return self._grant_check(self._shared.token) if self._grant_check_trusted else None
+
+    def _grant_check(self, token: TokenResponse) -> str | None:
+        """Is the grant still live? Introspection when the target offers it, else an authorized read of the member's
+        own Patient. Returns the problem seen, or None (also when the answer says nothing either way). The exchanges
+        stay out of the test's evidence unless they found a problem: they are the harness's bookkeeping."""
+        evidence = current_evidence()
+        mark = len(evidence.exchanges) if evidence is not None else 0
+        problem = None
+        endpoint = self.config.get("introspection_endpoint")
+        verdict: bool | None = None
+        if isinstance(endpoint, str) and token.access_token:
+            response = introspect(self.http, endpoint, token=token.access_token, client=credentials(self.target.client))
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if response.status_code == 200 and isinstance(body, dict) and isinstance(body.get("active"), bool):
+                verdict = body["active"]
+                problem = None if verdict else "introspection: active false"
+        if verdict is None and token.access_token:
+            patient = token.patient or self.target.member.patient_id
+            reply = call(self.http, "GET", f"{self.target.fhir_base_url}/Patient/{patient}", token=token.access_token)
+            if reply.status in (401, *self.target.unauthorized_statuses) and reply.status != 200:
+                problem = f"GET Patient/{patient}: HTTP {reply.status}"
+        if problem is None and evidence is not None:
+            del evidence.exchanges[mark:]
+        return problem
+
+
+class SharedLaunch:
+    """Read-only view of the launcher's shared launch: attributes come from the launch as checked for the running
+    test, so a test never sees a grant an earlier test (or the server's expiry) ended, nor a half-renewed one."""
+
+    __slots__ = ("_launcher",)
+
+    def __init__(self, launcher: Launcher) -> None:
+        object.__setattr__(self, "_launcher", launcher)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._launcher.shared(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("the shared launch is read-only; make a launch of your own (launcher.fresh_grant)")

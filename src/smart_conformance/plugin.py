@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pytest
 
 from smart_conformance import checks, paths, redact, requirements
 from smart_conformance.config import ConfigError, Target, load_target, load_targets
-from smart_conformance.http import Evidence, RecordingClient, collecting, ssl_context
+from smart_conformance.http import Evidence, RecordingClient, collecting, current_evidence, ssl_context
 from smart_conformance.smart import discovery
 
 REFERENCE_NAME = "reference"
@@ -161,7 +162,7 @@ def target(request: pytest.FixtureRequest) -> Target:
 def build_client(target: Target) -> RecordingClient:
     verify: Any = False if target.tls.insecure else ssl_context(target.tls.ca_bundle, target.tls.client_cert,
                                                                   target.tls.client_key)
-    return RecordingClient(verify=verify)
+    return RecordingClient(verify=verify, cacert=target.tls.ca_bundle)
 
 
 @pytest.fixture(scope="session")
@@ -180,7 +181,7 @@ def http(request: pytest.FixtureRequest, target: Target) -> Iterator[RecordingCl
 
 
 def _probe(client: RecordingClient, target: Target) -> str | None:
-    url = discovery.smart_configuration_url(target.fhir_base_url)
+    url = target.smart_configuration_url or discovery.smart_configuration_url(target.fhir_base_url)
     try:
         client.get(url, timeout=10.0)
     except httpx.ConnectError as exc:
@@ -199,25 +200,54 @@ def _reason(exc: Exception) -> str:
 
 @pytest.fixture(scope="session")
 def smart_configuration(http: RecordingClient, target: Target) -> discovery.Document:
-    """``{fhir}/.well-known/smart-configuration`` as the target serves it to a JSON-accepting client."""
-    return discovery.fetch_json(http, discovery.smart_configuration_url(target.fhir_base_url))
+    """The SMART configuration as the target serves it to a JSON-accepting client: at the target file's
+    ``discovery.smart_configuration_url`` when it names one, else ``{fhir}/.well-known/smart-configuration``."""
+    url = target.smart_configuration_url or discovery.smart_configuration_url(target.fhir_base_url)
+    return discovery.fetch_json(http, url)
+
+
+def declares_v1(target: Target) -> bool:
+    """The target file says the server implements SMART v1 (``smart_version: "1"``), not just that it was detected."""
+    return target.smart_version == "1"
 
 
 @pytest.fixture(scope="session")
-def smart_config_raw(smart_configuration: discovery.Document) -> dict[str, Any]:
+def smart_discovery(request: pytest.FixtureRequest, target: Target,
+                    smart_configuration: discovery.Document) -> discovery.Discovery:
+    """Where a SMART client finds the endpoints: the SMART configuration, else (SMART v1) the CapabilityStatement's
+    oauth-uris. A missing SMART configuration is its own finding (test_smart_configuration_served), not a reason
+    for every later check to go unchecked."""
+    statement = None if smart_configuration.ok else request.getfixturevalue("capability_statement")
+    found = discovery.discover(smart_configuration, statement)
+    if found is None:
+        meta = f"HTTP {statement.status}" if statement is not None else "not fetched"
+        raise checks.CouldNotCheck(
+            f"{smart_configuration.url} did not give a JSON object (HTTP {smart_configuration.status}) and the "
+            f"CapabilityStatement ({meta}) has no oauth-uris extension; checks that build on discovery cannot run")
+    return found
+
+
+@pytest.fixture(scope="session")
+def smart_config_raw(target: Target, smart_configuration: discovery.Document) -> dict[str, Any]:
     """The SMART configuration exactly as served, for the checks that judge the document itself."""
     if not smart_configuration.ok:
+        if declares_v1(target):
+            checks.not_applicable(
+                f"the target declares SMART v1 (smart_version: \"1\") and serves no SMART configuration at "
+                f"{smart_configuration.url} (HTTP {smart_configuration.status}); its endpoints come from the "
+                "CapabilityStatement's oauth-uris, and this check judges the SMART configuration document")
         raise checks.CouldNotCheck(
             f"{smart_configuration.url} did not give a JSON object (HTTP {smart_configuration.status}); "
-            "checks that build on discovery cannot run")
+            "the checks that judge that document cannot run")
     return smart_configuration.json
 
 
 @pytest.fixture(scope="session")
-def smart_config(smart_config_raw: dict[str, Any], smart_configuration: discovery.Document) -> dict[str, Any]:
-    """The SMART configuration as a tolerant client reads it (relative endpoint URLs resolved against the document),
-    so one defect in the document fails its own check instead of making every later check impossible."""
-    return discovery.resolved(smart_config_raw, smart_configuration.url)
+def smart_config(smart_discovery: discovery.Discovery) -> dict[str, Any]:
+    """The endpoints and capabilities as a tolerant client reads them (relative endpoint URLs resolved against the
+    document; SMART v1: from the CapabilityStatement's oauth-uris), so one defect in the document fails its own
+    check instead of making every later check impossible."""
+    return smart_discovery.config
 
 
 @pytest.fixture(scope="session")
@@ -226,17 +256,57 @@ def smart_version(target: Target, smart_config: dict[str, Any]) -> str:
     return target.smart_version if target.smart_version in ("1", "2") else discovery.detect_smart_version(smart_config)
 
 
+def _issuer_from_id_token(request: pytest.FixtureRequest) -> str | None:
+    """SMART v1 discovery names no issuer: an OpenID client learns it from the id_token's ``iss`` (OpenID Connect
+    Discovery §2 starts from the issuer). Only the claim is read here; the id_token checks verify the token."""
+    import jwt
+
+    launch = request.getfixturevalue("launch")
+    id_token = getattr(getattr(launch, "token", None), "id_token", None)
+    if not isinstance(id_token, str):
+        return None
+    try:
+        iss = jwt.decode(id_token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+    return iss if isinstance(iss, str) and iss.startswith("https://") else None
+
+
 @pytest.fixture(scope="session")
-def openid_configuration(http: RecordingClient, smart_config: dict[str, Any]) -> discovery.Document:
-    issuer = smart_config.get("issuer")
+def openid_configuration(request: pytest.FixtureRequest, http: RecordingClient,
+                         smart_discovery: discovery.Discovery) -> discovery.Document:
+    issuer = smart_discovery.config.get("issuer")
+    if (not isinstance(issuer, str) or not issuer) and smart_discovery.source == discovery.CAPABILITY_STATEMENT:
+        issuer = _issuer_from_id_token(request)
+        if issuer is None:
+            checks.not_applicable("SMART v1 discovery (CapabilityStatement oauth-uris) names no issuer and the "
+                                  "member's launch gave no id_token with an https iss (OpenID Connect not offered)")
     if not isinstance(issuer, str) or not issuer:
         checks.not_applicable("smart-configuration advertises no issuer (sso-openid-connect not offered)")
     return discovery.fetch_json(http, discovery.openid_configuration_url(issuer))
 
 
 @pytest.fixture(scope="session")
+def advertised_issuer(request: pytest.FixtureRequest, smart_discovery: discovery.Discovery) -> str | None:
+    """The issuer a client learned in discovery, for comparing with an id_token's iss: smart-configuration's, or on
+    SMART v1 discovery (which names none) the issuer of the OpenID configuration (OpenID Connect Core §3.1.3.7: the
+    issuer is "typically obtained during Discovery"). None when neither says."""
+    issuer = smart_discovery.config.get("issuer")
+    if isinstance(issuer, str) and issuer:
+        return issuer
+    if smart_discovery.source != discovery.CAPABILITY_STATEMENT:
+        return None
+    try:
+        oidc = request.getfixturevalue("openid_configuration")
+    except pytest.skip.Exception:
+        return None
+    found = oidc.json.get("issuer") if oidc.ok else None
+    return found if isinstance(found, str) and found else None
+
+
+@pytest.fixture(scope="session")
 def capability_statement(http: RecordingClient, target: Target) -> discovery.Document:
-    return discovery.fetch_json(http, target.fhir_base_url + "/metadata", accept="application/fhir+json")
+    return discovery.fetch_json(http, discovery.metadata_url(target.fhir_base_url), accept="application/fhir+json")
 
 
 @pytest.fixture(scope="session")
@@ -255,18 +325,43 @@ def browser_session(request: pytest.FixtureRequest, target: Target) -> Iterator[
 
 @pytest.fixture(scope="session")
 def launcher(request: pytest.FixtureRequest, target: Target, http: RecordingClient, browser_session: Any,
-             smart_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+             smart_config: dict[str, Any]) -> Any:
     """Makes SMART standalone launches against the target, driven by its login recipe."""
     from smart_conformance.launcher import Launcher
 
-    return Launcher(target, http, browser_session, smart_config, tmp_path_factory.mktemp(f"launches-{target.name}"),
+    return Launcher(target, http, browser_session, smart_config, artifacts_dir(request.config, target.name),
                     keep_traces=bool(request.config.getoption("--keep-traces")))
+
+
+def artifacts_dir(config: pytest.Config, target: str) -> Path:
+    """Where a launcher's screenshots and traces go: under the run's reports folder (``--smart-reports``, else
+    ``reports/``): ``artifacts/<target>/<worker>/<launch>/``, so the paths printed in findings still exist after the
+    run, unlike a pytest temp folder that rotates away. One folder per worker (parallel launches never share a file),
+    and a new one each time this process builds a launcher again for the target (a random test order can tear a
+    session fixture down and set it up again), so a later launcher never overwrites what an earlier finding cites."""
+    reports = Path(config.getoption("--smart-reports") or "reports")
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    root = (reports / "artifacts" / _safe(target)).resolve()
+    uses = _ARTIFACT_FOLDERS.setdefault(root / worker, 0) + 1
+    _ARTIFACT_FOLDERS[root / worker] = uses
+    folder = root / (worker if uses == 1 else f"{worker}-{uses}")
+    shutil.rmtree(folder, ignore_errors=True)  # a previous run's screenshots must not pass for this run's
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+_ARTIFACT_FOLDERS: dict[Path, int] = {}
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "target"
 
 
 @pytest.fixture(scope="session")
 def launch(launcher: Any) -> Any:
-    """The primary member's full-scope launch, shared by every check that only needs a token from it."""
-    return launcher.shared()
+    """The primary member's full-scope launch, shared by every check that only needs a token from it: a read-only
+    handle, checked before each test uses it and renewed once if the server ended it (Launcher.shared)."""
+    return launcher.shared_launch()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -333,11 +428,44 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 
+_FIXTURE_EVIDENCE: dict[Any, Evidence] = {}  # per shared fixture definition: what its current value's setup saw
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Iterator[None]:
+    """A shared fixture's exchanges (discovery, the shared launch, a token exchange...) go to a bundle of its own, not
+    to whichever test asked first; every test that uses the fixture inherits the bundle (see pytest_runtest_call)."""
+    outer = current_evidence()
+    if fixturedef.scope == "function" or outer is None:
+        yield
+        return
+    bundle = Evidence()
+    _FIXTURE_EVIDENCE[fixturedef] = bundle
+    with collecting(bundle):
+        yield
+    outer.inherit(bundle)  # the test (or fixture) that asked for it now, also when asked with getfixturevalue
+
+
+def _fixture_bundles(item: pytest.Item) -> list[Evidence]:
+    """The bundles of the shared fixtures the item declares (directly or through other fixtures)."""
+    info = getattr(item, "_fixtureinfo", None)
+    found: list[Evidence] = []
+    for name in getattr(item, "fixturenames", ()):
+        defs = info.name2fixturedefs.get(name) if info is not None else None
+        bundle = _FIXTURE_EVIDENCE.get(defs[-1]) if defs else None
+        if bundle is not None:
+            found.append(bundle)
+    return found
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if _is_suite_item(item):
         from smart_conformance.report import allure_labels
 
+        evidence = item.stash.get(_EVIDENCE_KEY, None)
+        if evidence is not None:
+            evidence.inherit(*_fixture_bundles(item))
         allure_labels.label_test(item, _target_param(item), area_of(item), check_name(item), cited_ids(item))
     yield
     if _is_suite_item(item):
@@ -364,7 +492,7 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
     return "broken"
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: Allure has read the real outcome before we relabel it
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
@@ -393,6 +521,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "message": message, "doc": (item.obj.__doc__ or "").strip().splitlines()[0] if getattr(item, "obj", None)
             and item.obj.__doc__ else "",
         })))
+        _junit_outcome(item, report, verdict, message)
+
+
+def _junit_outcome(item: pytest.Item, report: pytest.TestReport, verdict: str, message: str) -> None:
+    """What pytest (and so junit.xml, and every CI dashboard reading it) counts, kept in line with the exit code.
+
+    A SHOULD finding is not a failure unless ``--smart-strict``: the report is relabelled *passed*, with the warning
+    kept as testcase properties ``smart_outcome=warning`` and ``smart_warning=<finding>``. Passed rather than skipped,
+    because the check did run and the target did meet every SHALL it cites; a skip would read as "not run" and merge
+    with not-applicable. Allure keeps the real outcome (this wrapper runs after Allure's) and files it under "SHOULD
+    findings". Item properties are used because junit.xml writes those of the teardown report."""
+    item.user_properties.append(("smart_outcome", verdict))
+    if verdict == "warning" and not item.config.getoption("smart_strict"):
+        item.user_properties.append(("smart_warning", message))
+        report.outcome = "passed"
+        report.longrepr = None
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -142,7 +144,10 @@ class CertificateSummary:
 
     ``chain_valid`` is sslyze's verdict (in sslyze 6 that includes the hostname). ``hostname_ok`` is our own SAN match,
     and ``trusted_ignoring_hostname`` re-runs the same trust store against a name the leaf does carry -- together they
-    separate "wrong name" from "untrusted/expired/malformed".
+    separate "wrong name" from "untrusted/expired/malformed". sslyze 6 validates with cryptography's strict RFC 5280
+    profile, which rejects chains every client accepts (a critical subjectAltName next to a non-empty subject), so
+    whether the chain is *valid* is ``client_valid``: a real handshake with Python's default client context and the
+    same trust anchor. The strict verdict is reported apart, as a profile lint.
     """
 
     subject: str
@@ -161,6 +166,15 @@ class CertificateSummary:
     hostname_ok: bool
     trusted_ignoring_hostname: bool
     chain_length: int
+    # What a client decides (Python's default ssl context: OpenSSL's verifier, as curl and most HTTP clients use it):
+    # True accepted, False rejected (``client_error`` says why), None could not be asked (``client_error`` says why).
+    client_valid: bool | None = None
+    client_error: str | None = None
+
+    @property
+    def strict_profile_ok(self) -> bool:
+        """cryptography's strict RFC 5280 / CA/B Forum verifier (sslyze 6) accepts the chain, host name aside."""
+        return self.trusted_ignoring_hostname
 
 
 @dataclass(frozen=True)
@@ -461,6 +475,7 @@ def _certificate(endpoint: Endpoint, info: Any, settings: TlsScanSettings) -> tu
     if good is None and chosen is not None and not hostname_ok and (san_dns or san_ip):
         trusted_ignoring_hostname = _verifies_for_own_name(chosen.trust_store, deployment, san_dns, san_ip)
 
+    client_valid, client_error = client_verifies(endpoint, settings)
     not_before = leaf.not_valid_before_utc
     not_after = leaf.not_valid_after_utc
     key_type, key_size = _key(leaf)
@@ -482,7 +497,38 @@ def _certificate(endpoint: Endpoint, info: Any, settings: TlsScanSettings) -> tu
         hostname_ok=hostname_ok,
         trusted_ignoring_hostname=trusted_ignoring_hostname,
         chain_length=len(chain),
+        client_valid=client_valid,
+        client_error=client_error,
     ), None
+
+
+def client_verifies(endpoint: Endpoint, settings: TlsScanSettings) -> tuple[bool | None, str | None]:
+    """Does a client accept the chain this endpoint serves? One handshake with Python's default client context
+    (OpenSSL's verifier, as curl and most HTTP clients use it) trusting the target's CA bundle, or the system store
+    without one. The host name is not judged here (it has its own check): only path, anchor, validity, signatures
+    and extensions. Returns (verdict, why); verdict None when the handshake failed for another reason.
+    """
+    try:
+        context = ssl.create_default_context(cafile=str(settings.ca_bundle) if settings.ca_bundle else None)
+        context.check_hostname = False  # the chain alone; test_tls_certificate_hostname_matches judges the name
+        # OpenSSL security level 1, whatever the distribution's default: SHA-1 signatures are rejected (as browsers
+        # do), while a short key is left to its own check (key strength) instead of a level that varies by platform.
+        context.set_ciphers("DEFAULT:@SECLEVEL=1")
+        if settings.client_cert:
+            context.load_cert_chain(str(settings.client_cert),
+                                    str(settings.client_key) if settings.client_key else None)
+    except (OSError, ssl.SSLError) as exc:
+        return None, f"the client context could not be set up: {exc}"
+    address = endpoint.ip_address or endpoint.host
+    server_name = None if _is_ip(endpoint.host) else endpoint.host
+    try:
+        with socket.create_connection((address, endpoint.port), timeout=settings.timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=server_name):
+            return True, None
+    except ssl.SSLCertVerificationError as exc:
+        return False, exc.verify_message or str(exc)
+    except (OSError, ssl.SSLError) as exc:  # refused, reset, timeout, no common protocol: no verdict on the chain
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _verifies_for_own_name(store: Any, deployment: Any, san_dns: tuple[str, ...], san_ip: tuple[str, ...]) -> bool:
@@ -658,9 +704,12 @@ def certificate_findings(scan_: TlsScan, now: datetime | None = None, *, expiry_
         findings.append(Finding("cert-hostname-mismatch", "fail",
                                 f"{where}: certificate names {', '.join(names) or '(no SAN)'}, not "
                                 f"{scan_.endpoint.host}", names))
-    if not cert.trusted_ignoring_hostname:
-        findings.append(Finding("cert-untrusted", "fail", f"{where}: path validation against "
-                                f"{cert.trust_store or 'the trust stores'} failed: {cert.validation_error}"))
+    if cert.client_valid is False or (cert.client_valid is None and not cert.trusted_ignoring_hostname):
+        findings.append(Finding("cert-untrusted", "fail", f"{where}: a client rejects the chain: "
+                                f"{cert.client_error or cert.validation_error}"))
+    elif cert.client_valid and not cert.strict_profile_ok:
+        findings.append(Finding("cert-strict-profile", "warn", f"{where}: clients accept the chain, but the strict "
+                                f"RFC 5280 verifier rejects it: {cert.validation_error}"))
     weak_key = ((cert.key_type == "RSA" and (cert.key_size or 0) < min_rsa_bits)
                 or (cert.key_type == "EC" and (cert.key_size or 0) < min_ec_bits)
                 or cert.key_type == "DSA")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, not_applicable
+from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
 from smart_conformance.smart.discovery import Document
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -65,22 +65,28 @@ def test_security_service_smart_on_fhir(capability_statement: Document) -> None:
 
 
 @pytest.mark.requirement("SMART-DISC-15")
-def test_oauth_uris_match_well_known(capability_statement: Document, smart_config_raw: dict[str, Any],
+def test_oauth_uris_match_well_known(capability_statement: Document, smart_configuration: Document,
                                      smart_version: str) -> None:
-    """The oauth-uris extension gives the same endpoints as smart-configuration (required in SMART 1)."""
+    """The oauth-uris extension gives the authorize and token endpoints (required in SMART v1, where it is the
+    discovery) and, when the server also serves smart-configuration, the same endpoints as that document."""
     security = _security(_statement(capability_statement))
     ext = next((e for e in security.get("extension") or [] if e.get("url") == OAUTH_URIS), None)
+    well_known = smart_configuration.json if smart_configuration.ok else None
     if ext is None:
-        if smart_version == "2":
+        if smart_version == "2" and well_known is not None:
             not_applicable("SMART 2 deprecates the oauth-uris extension and this server omits it")
-        expect(False, expected="rest.security.extension oauth-uris with authorize and token",
-               actual="no oauth-uris extension", exchange=capability_statement.exchange)
+        fail(expected="rest.security.extension oauth-uris with authorize and token",
+             actual="no oauth-uris extension" + ("" if well_known is not None else
+                                                 f", and no SMART configuration (HTTP {smart_configuration.status})"),
+             exchange=capability_statement.exchange)
     given = {e.get("url"): e.get("valueUri") for e in ext.get("extension") or []}
-    if smart_version == "1":
+    if smart_version == "1" or well_known is None:
         missing = [k for k in ("authorize", "token") if not given.get(k)]
         expect(not missing, expected="oauth-uris authorize and token", actual=f"missing {missing}",
                exchange=capability_statement.exchange)
-    mismatched = {k: {"metadata": v, "well-known": smart_config_raw.get(WELL_KNOWN_FOR[k])}
-                  for k, v in given.items() if k in WELL_KNOWN_FOR and smart_config_raw.get(WELL_KNOWN_FOR[k]) != v}
+    if well_known is None:
+        return  # SMART v1 discovery: nothing to compare with (the missing document is test_smart_configuration_served)
+    mismatched = {k: {"metadata": v, "well-known": well_known.get(WELL_KNOWN_FOR[k])}
+                  for k, v in given.items() if k in WELL_KNOWN_FOR and well_known.get(WELL_KNOWN_FOR[k]) != v}
     expect(not mismatched, expected="oauth-uris values equal to the smart-configuration endpoints",
            actual=f"differ: {describe(mismatched)}", exchange=capability_statement.exchange)

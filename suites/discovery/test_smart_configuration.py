@@ -12,10 +12,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from smart_conformance.checks import describe, expect, fail, not_applicable
+from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
 from smart_conformance.http import RecordingClient
 from smart_conformance.config import Target
-from smart_conformance.smart.discovery import Document, fetch_json, smart_configuration_url
+from smart_conformance.plugin import declares_v1
+from smart_conformance.smart.discovery import (CAPABILITY_STATEMENT, Discovery, Document, fetch_json, metadata_url,
+                                               oauth_uris)
 
 ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "introspection_endpoint", "revocation_endpoint",
                    "management_endpoint", "registration_endpoint", "jwks_uri", "issuer")
@@ -28,11 +30,32 @@ STANDALONE_CONFIDENTIAL_CAPABILITIES = ("launch-standalone", "client-confidentia
 CARIN_RESOURCES = ("Patient", "Coverage", "ExplanationOfBenefit", "Organization", "Practitioner")
 
 
+def _v1_endpoints(http: RecordingClient, target: Target) -> str:
+    """What the CapabilityStatement offers instead (SMART v1 discovery), for the finding's text."""
+    statement = fetch_json(http, metadata_url(target.fhir_base_url), accept="application/fhir+json")
+    uris = oauth_uris(statement.json) if statement.ok else None
+    if not uris:
+        return "the CapabilityStatement has no oauth-uris extension either"
+    return f"the CapabilityStatement's oauth-uris give {describe(uris)} (SMART v1 discovery)"
+
+
 @pytest.mark.requirement("SMART-DISC-01", "CARIN-SEC-02")
-def test_smart_configuration_served(smart_configuration: Document) -> None:
-    """The well-known SMART configuration is served as a JSON object without authentication."""
-    expect(smart_configuration.status == 200, expected="HTTP 200 for an unauthenticated GET",
-           actual=f"HTTP {smart_configuration.status}", exchange=smart_configuration.exchange)
+def test_smart_configuration_served(smart_configuration: Document, http: RecordingClient, target: Target) -> None:
+    """The well-known SMART configuration is served as a JSON object without authentication.
+
+    SMART App Launch (1.0.0 and 2.x) makes it a SHALL. A server that publishes its endpoints only in the
+    CapabilityStatement (the SMART on FHIR v1 discovery that came before it) is judged by it only when the target file
+    does not declare ``smart_version: "1"``; every other check then runs from the oauth-uris."""
+    if smart_configuration.status != 200 and declares_v1(target):
+        not_applicable(f"the target declares SMART v1 (smart_version: \"1\"): no SMART configuration at "
+                       f"{smart_configuration.url} (HTTP {smart_configuration.status}), and "
+                       f"{_v1_endpoints(http, target)}; the well-known document is SMART App Launch's requirement, "
+                       "judged for targets that do not declare v1")
+    if smart_configuration.status != 200:
+        fail(expected=f"HTTP 200 and a JSON object for an unauthenticated GET of {smart_configuration.url}",
+             actual=f"HTTP {smart_configuration.status}; {_v1_endpoints(http, target)}. A SMART v1-only server is "
+                    "judged as such with smart_version: \"1\" in the target file",
+             exchange=smart_configuration.exchange)
     expect(isinstance(smart_configuration.json, dict), expected="a JSON object",
            actual=smart_configuration.parse_error or f"JSON {type(smart_configuration.json).__name__}",
            exchange=smart_configuration.exchange)
@@ -41,12 +64,13 @@ def test_smart_configuration_served(smart_configuration: Document) -> None:
 @pytest.mark.requirement("SMART-DISC-02")
 @pytest.mark.parametrize("accept", [None, "*/*", "application/fhir+json", "text/html"],
                          ids=["no-accept", "any", "fhir-json", "text-html"])
-def test_smart_configuration_json_whatever_accept(http: RecordingClient, target: Target, smart_version: str,
+def test_smart_configuration_json_whatever_accept(http: RecordingClient, smart_configuration: Document,
+                                                  smart_config_raw: dict[str, Any], smart_version: str,
                                                   accept: str | None) -> None:
     """The document is JSON (Content-Type application/json) whatever Accept header the client sends."""
     if smart_version == "1":
         not_applicable("SMART v1 does not require JSON regardless of the Accept header")
-    doc = fetch_json(http, smart_configuration_url(target.fhir_base_url), accept=accept)
+    doc = fetch_json(http, smart_configuration.url, accept=accept)
     media = doc.content_type.split(";")[0].strip().lower()
     expect(doc.status == 200 and media == "application/json" and isinstance(doc.json, dict),
            expected=f"HTTP 200, Content-Type application/json and a JSON object for Accept: {accept or '(none)'}",
@@ -84,12 +108,16 @@ def test_capabilities_is_array_of_strings(smart_configuration: Document, smart_c
 
 
 @pytest.mark.requirement("SMART-DISC-05")
-def test_token_endpoint_advertised_and_answers(smart_configuration: Document, smart_config_raw: dict[str, Any],
-                                               http: RecordingClient) -> None:
-    """token_endpoint is advertised, and an empty POST there gets an OAuth error, not a missing page."""
-    url = smart_config_raw.get("token_endpoint")
-    expect(isinstance(url, str) and url.startswith("https://"), expected="token_endpoint: an https URL",
-           actual=f"token_endpoint = {describe(url)}", exchange=smart_configuration.exchange)
+def test_token_endpoint_advertised_and_answers(smart_discovery: Discovery, http: RecordingClient) -> None:
+    """token_endpoint is advertised (SMART v1: the oauth-uris token), and an empty POST there gets an OAuth error,
+    not a missing page."""
+    if smart_discovery.source == CAPABILITY_STATEMENT:
+        name, url = "oauth-uris token", (oauth_uris(smart_discovery.document.json) or {}).get("token")
+    else:
+        name, url = "token_endpoint", smart_discovery.document.json.get("token_endpoint")  # as served, not resolved
+    expect(isinstance(url, str) and url.startswith("https://"), expected=f"{name}: an https URL",
+           actual=f"{name} = {describe(url)} (from the {smart_discovery.describe()})",
+           exchange=smart_discovery.exchange)
     response = http.post(url, data={})
     body: Any = None
     try:
@@ -103,14 +131,19 @@ def test_token_endpoint_advertised_and_answers(smart_configuration: Document, sm
 
 
 @pytest.mark.requirement("SMART-DISC-06", "CARIN-SEC-02")
-def test_authorization_endpoint_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
-    """authorization_endpoint is advertised (required with launch-standalone)."""
-    caps = smart_config_raw.get("capabilities") or []
+def test_authorization_endpoint_advertised(smart_discovery: Discovery) -> None:
+    """authorization_endpoint is advertised (required with launch-standalone; SMART v1: the oauth-uris authorize)."""
+    config = smart_discovery.config
+    if "capabilities" not in config and smart_discovery.source == CAPABILITY_STATEMENT:
+        could_not_check(f"no capabilities to judge by: the {smart_discovery.describe()} lists none and there is no "
+                        "SMART configuration")
+    caps = config.get("capabilities") or []
     if not {"launch-standalone", "launch-ehr"} & set(caps if isinstance(caps, list) else []):
-        not_applicable("neither launch-standalone nor launch-ehr is advertised")
-    url = smart_config_raw.get("authorization_endpoint")
+        not_applicable(f"neither launch-standalone nor launch-ehr is advertised (in the {smart_discovery.describe()})")
+    url = config.get("authorization_endpoint")
     expect(isinstance(url, str) and bool(url), expected="authorization_endpoint: a URL",
-           actual=f"authorization_endpoint = {describe(url)}", exchange=smart_configuration.exchange)
+           actual=f"authorization_endpoint = {describe(url)} (from the {smart_discovery.describe()})",
+           exchange=smart_discovery.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-07")
@@ -155,7 +188,8 @@ def test_scopes_supported_listed(smart_configuration: Document, smart_config_raw
     scopes = smart_config_raw.get("scopes_supported")
     expect(isinstance(scopes, list) and bool(scopes) and all(isinstance(s, str) and s and " " not in s for s in scopes),
            expected="scopes_supported: a non-empty array of single scope strings",
-           actual=f"scopes_supported = {describe(scopes)}", exchange=smart_configuration.exchange)
+           actual=f"scopes_supported = {describe(scopes)}", requirement=("SMART-DISC-11", "CARIN-SEC-02"),
+           exchange=smart_configuration.exchange)
 
 
 def _grants_read(scopes: set[str], context: str, resource: str) -> bool:
@@ -190,20 +224,27 @@ def test_response_types_supported(smart_configuration: Document, smart_config_ra
 
 
 @pytest.mark.requirement("SMART-DISC-14", "SMART-INTRO-01")
-def test_introspection_and_revocation_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
-    """introspection_endpoint and revocation_endpoint are advertised."""
-    missing = [f for f in ("introspection_endpoint", "revocation_endpoint") if not smart_config_raw.get(f)]
+def test_introspection_and_revocation_advertised(smart_discovery: Discovery) -> None:
+    """introspection_endpoint and revocation_endpoint are advertised (SMART v1: oauth-uris introspect and revoke)."""
+    missing = [f for f in ("introspection_endpoint", "revocation_endpoint") if not smart_discovery.config.get(f)]
     expect(not missing, expected="introspection_endpoint and revocation_endpoint",
-           actual=f"not advertised: {', '.join(missing)}", exchange=smart_configuration.exchange)
+           actual=f"not advertised in the {smart_discovery.describe()}: {', '.join(missing)}",
+           exchange=smart_discovery.exchange)
 
 
 @pytest.mark.requirement("CARIN-SEC-04", "SMART-CAP-01")
-def test_payer_standalone_capabilities(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
-    """The capabilities a payer member's standalone confidential app relies on are all advertised."""
-    caps = smart_config_raw.get("capabilities") or []
+def test_payer_standalone_capabilities(smart_discovery: Discovery) -> None:
+    """The capabilities a payer member's standalone confidential app relies on are all advertised (SMART v1: in the
+    CapabilityStatement's capabilities extensions)."""
+    config = smart_discovery.config
+    if "capabilities" not in config:
+        could_not_check(f"no capabilities to judge: the {smart_discovery.describe()} lists none (SMART v1's "
+                        "capabilities extension) and there is no SMART configuration")
+    caps = config.get("capabilities") or []
     missing = [c for c in STANDALONE_CONFIDENTIAL_CAPABILITIES if c not in caps]
     expect(not missing, expected=f"capabilities including {', '.join(STANDALONE_CONFIDENTIAL_CAPABILITIES)}",
-           actual=f"missing: {', '.join(missing)}", exchange=smart_configuration.exchange)
+           actual=f"missing: {', '.join(missing)}", requirement=("CARIN-SEC-04", "SMART-CAP-01"),
+           exchange=smart_discovery.exchange)
 
 
 @pytest.mark.requirement("SMART-SCOPE-01")

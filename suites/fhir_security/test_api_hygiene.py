@@ -2,9 +2,11 @@
 
 FHIR R4 http.html and security.html with the Safety Checklist: errors come back as OperationOutcome JSON with a 4xx
 status and nothing of the server's internals; junk, injection-shaped, very long and non-ASCII input is refused
-cleanly (never a 5xx) and never echoed as live HTML; unsupported methods get 405/501; resources are served as
+cleanly (never a 5xx) and never echoed as live HTML, whether it arrives in a parameter or in a path segment (an
+unknown resource type, an id, an operation name); unsupported methods get 405/501; resources are served as
 ``application/fhir+json`` with ``X-Content-Type-Options: nosniff`` and no software banner. CORS never hands an
-arbitrary origin the member's credentials, and preflights are answered sanely.
+arbitrary origin the member's credentials, and preflights are answered sanely. Each refusal is judged next to its
+positive control: the member's own read and search, with their valid token, succeed in the same run.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import expect
+from smart_conformance.checks import could_not_check, expect
 from smart_conformance.config import Target
-from smart_conformance.fhir import Reply, call, disclosure
+from smart_conformance.fhir import Reply, call, control, disclosure, require
 from smart_conformance.http import RecordingClient
 
 EVIL_ORIGIN = "https://smart-conformance-attacker.example"
 SCRIPT = "<script>alert(1)</script>"
+PATH_SCRIPT = "<svg onload=alert(1)>"  # no '/', so it stays one path segment
 JUNK: dict[str, tuple[str, dict[str, str]]] = {
     "non-numeric _count": ("ExplanationOfBenefit", {"_count": "abc"}),
     "SQL-shaped _count": ("ExplanationOfBenefit", {"_count": "1' OR '1'='1"}),
@@ -41,10 +44,19 @@ def _is_outcome_json(reply: Reply) -> bool:
     return _media(reply) in ("application/fhir+json", "application/json") and reply.resource_type == "OperationOutcome"
 
 
+def _controls(http: RecordingClient, target: Target, launch: Any, verdict: str) -> None:
+    """The member's own read and search succeed: without that, a 4xx to a bad request proves nothing."""
+    token, pid = launch.token.access_token, target.member.patient_id
+    require(control(http, target.fhir_base_url, f"Patient/{pid}", token),
+            control(http, target.fhir_base_url, "ExplanationOfBenefit", token, params={"patient": pid}),
+            verdict=verdict)
+
+
 @pytest.mark.requirement("SAFETY-41", "SAFETY-39", "FHIR-HTTP-02", "CARIN-SEC-08", "FHIR-SEC-03")
 @pytest.mark.parametrize("case", ["bad _count", "unknown parameter (strict)", "malformed id"])
 def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: Target, launch: Any) -> None:
     """A bad _count, an unknown search parameter under handling=strict and a malformed id get a 4xx OperationOutcome."""
+    _controls(http, target, launch, f"judging the answer to a {case}")
     base, pid = target.fhir_base_url, target.member.patient_id
     headers: dict[str, str] = {}
     if case == "bad _count":
@@ -68,6 +80,7 @@ def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: T
 @pytest.mark.requirement("FHIR-SEC-13", "SAFETY-35")
 def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launch: Any) -> None:
     """Junk, injection-shaped, 8 KB and unicode search values are answered without a server error."""
+    _controls(http, target, launch, "judging the answers to junk input")
     for label, (rtype, params) in JUNK.items():
         reply = call(http, "GET", f"{target.fhir_base_url}/{rtype}", token=launch.token.access_token, params=params)
         expect(reply.status < 500, expected=f"{label}: a 2xx answer or a 4xx refusal, not a server error",
@@ -76,15 +89,20 @@ def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launc
 
 @pytest.mark.requirement("HTTP-HYG-05", "FHIR-SEC-12")
 def test_input_not_reflected_as_html(http: RecordingClient, target: Target, launch: Any) -> None:
-    """Script-shaped input never comes back unescaped in a text/html response (search values, names, ids)."""
-    probes = [(f"{target.fhir_base_url}/{rtype}", params) for rtype, params in JUNK.values() if
+    """Script-shaped input never comes back unescaped in a text/html response: search values and names, and path
+    segments (an unknown resource type, an id, an operation name)."""
+    _controls(http, target, launch, "judging how input is echoed")
+    base, pid = target.fhir_base_url, target.member.patient_id
+    probes = [(f"{base}/{rtype}", params) for rtype, params in JUNK.values() if
               any(SCRIPT in k or SCRIPT in v for k, v in params.items())]
-    probes.append((f"{target.fhir_base_url}/Patient/{SCRIPT}", {}))
+    probes += [(f"{base}/Patient/{SCRIPT}", {}), (f"{base}/{PATH_SCRIPT}", {}), (f"{base}/{PATH_SCRIPT}/{pid}", {}),
+               (f"{base}/Patient/{PATH_SCRIPT}", {}), (f"{base}/Patient/{pid}/{PATH_SCRIPT}", {})]
     for url, params in probes:
         reply = call(http, "GET", url, token=launch.token.access_token, params=params)
-        expect(not (_media(reply) in ("text/html", "application/xhtml+xml") and SCRIPT in reply.response.text),
+        live = next((p for p in (SCRIPT, PATH_SCRIPT) if p in reply.response.text), None)
+        expect(not (_media(reply) in ("text/html", "application/xhtml+xml") and live),
                expected="input echoed only escaped or as JSON", actual=f"HTTP {reply.status} {_media(reply)} "
-                                                                    f"with {SCRIPT} live in the page",
+                                                                    f"with {live} live in the page",
                exchange=reply.exchange)
 
 
@@ -94,6 +112,7 @@ def test_input_not_reflected_as_html(http: RecordingClient, target: Target, laun
 def test_unsupported_methods_refused(method: str, path: str, http: RecordingClient, target: Target,
                                      launch: Any) -> None:
     """TRACE, an unknown method and DELETE on metadata get 405/501 (or another 4xx) with an OperationOutcome."""
+    _controls(http, target, launch, f"judging the answer to {method}")
     url = f"{target.fhir_base_url}/{path.format(pid=target.member.patient_id)}"
     reply = call(http, method, url, token=launch.token.access_token)
     expect(400 <= reply.status < 500 or reply.status == 501,
@@ -114,10 +133,11 @@ def _member_read(http: RecordingClient, target: Target, launch: Any, **headers: 
 def test_fhir_json_content_type(http: RecordingClient, target: Target, launch: Any) -> None:
     """A read asking for application/fhir+json is served as application/fhir+json."""
     reply = _member_read(http, target, launch)
-    expect(reply.status == 200 and _media(reply) == "application/fhir+json",
-           expected="HTTP 200 with Content-Type application/fhir+json",
+    if reply.status != 200:
+        could_not_check(f"the member's own read answered HTTP {reply.status}: no resource to judge the media type of")
+    expect(_media(reply) == "application/fhir+json", expected="HTTP 200 with Content-Type application/fhir+json",
            actual=f"HTTP {reply.status}, Content-Type {reply.response.headers.get('content-type', '(none)')}",
-           exchange=reply.exchange)
+           requirement="FHIR-HTTP-01", exchange=reply.exchange)
 
 
 @pytest.mark.requirement("HTTP-HYG-01", "FHIR-SEC-12")
@@ -159,7 +179,13 @@ def _credentials_to(reply: Reply, origin: str) -> str | None:
 @pytest.mark.requirement("HTTP-HYG-03", "SMART-SEC-01", "SAFETY-37")
 def test_cors_no_credentials_for_any_origin(http: RecordingClient, target: Target, launch: Any,
                                             smart_config: dict[str, Any]) -> None:
-    """Neither '*' nor an arbitrary reflected Origin is combined with Access-Control-Allow-Credentials: true."""
+    """Neither '*' nor an arbitrary reflected Origin is combined with Access-Control-Allow-Credentials: true.
+
+    A credentialed grant to any origin breaks HTTP-HYG-03 (SHOULD NOT) and SAFETY-37 (SHOULD): it is a warning.
+    SMART-SEC-01 (SHALL) asks a server that supports browser apps to *enable* CORS for registered origins; an
+    over-broad grant does not break it, so the finding never takes its level.
+    """
+    _controls(http, target, launch, "judging the CORS answer of the member's read")
     replies = [_member_read(http, target, launch, Origin=EVIL_ORIGIN)]
     if isinstance(smart_config.get("token_endpoint"), str):
         replies.append(call(http, "POST", smart_config["token_endpoint"],
@@ -168,7 +194,7 @@ def test_cors_no_credentials_for_any_origin(http: RecordingClient, target: Targe
     for reply in replies:
         found = _credentials_to(reply, EVIL_ORIGIN)
         expect(found is None, expected=f"no credentialed CORS grant to {EVIL_ORIGIN}", actual=found,
-               exchange=reply.exchange)
+               requirement=("HTTP-HYG-03", "SAFETY-37"), exchange=reply.exchange)
 
 
 @pytest.mark.requirement("HTTP-HYG-03", "SAFETY-37")

@@ -3,8 +3,10 @@
 SMART App Launch 2.2 §Access token use, RFC 6750 §3 and FHIR R4 security.html: the resource server validates the
 token on every request. A request with no token, a made-up token, an unsigned (``alg: none``) token, a token whose
 signature was altered or one whose lifetime has passed is refused with 401 and a ``WWW-Authenticate: Bearer``
-challenge, and the refusal carries no data and no server internals. A token is taken only from the Authorization
-header, never from the ``access_token`` query parameter (URLs end up in logs).
+challenge, and the refusal carries no data, no server internals and not the token it refused. Every refusal is
+judged only next to its positive control: the same request with the member's valid token succeeds in the same run
+(a URL that answers 404 to everything refuses every token too). A token in the ``access_token`` query parameter may
+be accepted by a resource server (RFC 6750 §2.3, MAY): that is reported as advice, never as a violation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ import pytest
 
 from smart_conformance.checks import could_not_check, expect, not_applicable
 from smart_conformance.config import Target
-from smart_conformance.fhir import Reply, call, disclosure, leaked_data, unsigned_jwt
+from smart_conformance.fhir import (
+    Control,
+    Reply,
+    call,
+    control,
+    disclosure,
+    echoed_credential,
+    leaked_data,
+    require,
+    unsigned_jwt,
+)
 from smart_conformance.http import RecordingClient
 
 
@@ -29,10 +41,16 @@ def _alg_none_token(target: Target, smart_config: dict[str, Any]) -> str:
                          "iat": now, "exp": now + 600, "jti": secrets.token_hex(8)})
 
 
-def _assert_refused(reply: Reply, target: Target, label: str) -> None:
+def _own_read(http: RecordingClient, target: Target, launch: Any) -> Control:
+    """The positive control of every refusal here: the member's own Patient, read with their valid token."""
+    return control(http, target.fhir_base_url, f"Patient/{target.member.patient_id}", launch.token.access_token)
+
+
+def _assert_refused(reply: Reply, target: Target, label: str, credential: str | None = None, *,
+                    rule: tuple[str, ...] = ("SMART-FHIR-01", "CARIN-SEC-07")) -> None:
     expect(reply.status == 401 or (reply.status in target.unauthorized_statuses and reply.status != 200),
            expected=f"HTTP 401 for {label} (or one of {list(target.unauthorized_statuses)} as the target's guide allows)",
-           actual=f"HTTP {reply.status}", requirement=("SMART-FHIR-01", "CARIN-SEC-07"), exchange=reply.exchange)
+           actual=f"HTTP {reply.status}", requirement=rule, exchange=reply.exchange)
     leak = leaked_data(reply)
     expect(leak is None, expected="no resource data in a refusal", actual=f"the refusal carried {leak}",
            requirement="SMART-FHIR-01", exchange=reply.exchange)
@@ -41,34 +59,44 @@ def _assert_refused(reply: Reply, target: Target, label: str) -> None:
         expect(challenge.lower().startswith("bearer"), expected="WWW-Authenticate: Bearer … on the 401",
                actual=f"WWW-Authenticate: {challenge or '(absent)'}", requirement="RFC6750-03",
                exchange=reply.exchange)
+    echo = echoed_credential(reply, credential) if credential else None
+    expect(echo is None, expected="a refusal that does not repeat the credential it refused", actual=echo,
+           requirement="FHIR-SEC-14", exchange=reply.exchange)
 
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03")
-def test_request_without_token_refused(http: RecordingClient, target: Target) -> None:
+def test_request_without_token_refused(http: RecordingClient, target: Target, launch: Any) -> None:
     """A read of the member's Patient without any token is refused with 401 and a Bearer challenge."""
+    require(_own_read(http, target, launch), verdict="a refusal of a request without a token")
     reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}")
     _assert_refused(reply, target, "a request without a token")
 
 
-@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03")
-def test_made_up_token_refused(http: RecordingClient, target: Target) -> None:
-    """A random bearer token is refused with 401 and a Bearer challenge."""
-    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
-                 token=secrets.token_urlsafe(32))
-    _assert_refused(reply, target, "a made-up token")
+@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03", "FHIR-SEC-14")
+def test_made_up_token_refused(http: RecordingClient, target: Target, launch: Any) -> None:
+    """A random bearer token is refused with 401 and a Bearer challenge, and the refusal does not repeat it."""
+    require(_own_read(http, target, launch), verdict="a refusal of a made-up token")
+    token = secrets.token_urlsafe(32)
+    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}", token=token)
+    _assert_refused(reply, target, "a made-up token", token)
 
 
-@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03", "JWTBCP-01")
-def test_unsigned_alg_none_token_refused(http: RecordingClient, target: Target, smart_config: dict[str, Any]) -> None:
+@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03", "JWTBCP-01", "FHIR-SEC-14")
+def test_unsigned_alg_none_token_refused(http: RecordingClient, target: Target, smart_config: dict[str, Any],
+                                         launch: Any) -> None:
     """An unsigned JWT (alg: none) claiming the member's patient is refused."""
-    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
-                 token=_alg_none_token(target, smart_config))
-    _assert_refused(reply, target, "an alg:none token")
+    require(_own_read(http, target, launch), verdict="a refusal of an alg:none token")
+    token = _alg_none_token(target, smart_config)
+    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}", token=token)
+    _assert_refused(reply, target, "an alg:none token", token)
 
 
 @pytest.mark.requirement("FHIR-SEC-03")
-def test_refusal_discloses_no_internals(http: RecordingClient, target: Target) -> None:
+def test_refusal_discloses_no_internals(http: RecordingClient, target: Target, launch: Any) -> None:
     """An unauthorized request's response reveals no stack trace, framework banner or software version."""
+    require(control(http, target.fhir_base_url, "ExplanationOfBenefit", launch.token.access_token,
+                    params={"patient": target.member.patient_id}),
+            verdict="judging the refusal of an unauthorized search")
     reply = call(http, "GET", f"{target.fhir_base_url}/ExplanationOfBenefit",
                  params={"patient": target.member.patient_id}, token="not-a-token'\"<x>")
     found = disclosure(reply)
@@ -86,12 +114,13 @@ def _tampered(token: str) -> str:
     return token[:-1] + ("A" if token[-1:] != "A" else "B")
 
 
-@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "JWTBCP-01")
+@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "JWTBCP-01", "RFC6750-03", "FHIR-SEC-14")
 def test_tampered_signature_refused(http: RecordingClient, target: Target, launch: Any) -> None:
     """The shared access token with one signature character altered is refused (opaque tokens: last character)."""
+    require(_own_read(http, target, launch), verdict="a refusal of an altered token")
     token = _tampered(launch.token.access_token)
     reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}", token=token)
-    _assert_refused(reply, target, "a token whose signature was altered")
+    _assert_refused(reply, target, "a token whose signature was altered", token)
 
 
 # Longest token lifetime this check will wait out (polling the target) to see an expired token refused.
@@ -100,7 +129,7 @@ EXPIRY_GRACE_S = 30  # clock skew the target may allow
 EXPIRY_POLL_S = 1.0
 
 
-@pytest.mark.requirement("SMART-FHIR-02")
+@pytest.mark.requirement("SMART-FHIR-02", "CARIN-SEC-07", "RFC6750-03", "SMART-FHIR-01", "FHIR-SEC-14")
 def test_expired_token_refused(http: RecordingClient, target: Target, launch: Any, launcher: Any) -> None:
     """A token is refused once its expires_in has passed (only where the target issues short-lived tokens)."""
     lifetime = launch.token.raw.get("expires_in")
@@ -113,19 +142,31 @@ def test_expired_token_refused(http: RecordingClient, target: Target, launch: An
     url = f"{target.fhir_base_url}/Patient/{target.member.patient_id}"
     expires = time.monotonic() + lifetime
     reply = call(http, "GET", url, token=result.token.access_token)
+    if reply.status != 200 or reply.resource_type != "Patient":  # the positive control: the live token works
+        could_not_check(f"no positive control for an expired-token refusal: the fresh token's own read answered "
+                        f"HTTP {reply.status} {reply.resource_type or ''}".rstrip())
     while reply.status == 200 and time.monotonic() < expires + EXPIRY_GRACE_S:
         time.sleep(EXPIRY_POLL_S)  # polling the target: its clock decides when the token expires
         reply = call(http, "GET", url, token=result.token.access_token)
-    _assert_refused(reply, target, f"a token {lifetime + EXPIRY_GRACE_S} s after issue (expires_in {lifetime})")
+    _assert_refused(reply, target, f"a token {lifetime + EXPIRY_GRACE_S} s after issue (expires_in {lifetime})",
+                    result.token.access_token, rule=("SMART-FHIR-02", "CARIN-SEC-07"))
 
 
-@pytest.mark.requirement("RFC6750-02", "SMART-FHIR-01")
+@pytest.mark.requirement("RFC6750-02")
 def test_token_in_query_not_accepted(http: RecordingClient, target: Target, launch: Any) -> None:
-    """A valid token sent only as ?access_token= (no Authorization header) gets no data."""
+    """A valid token sent only as ?access_token= (no Authorization header): advice if it is accepted.
+
+    RFC 6750 §2.3 lets a resource server accept it (MAY) while telling clients not to send it (SHOULD NOT); RFC 9700
+    §4.3.2 forbids clients to. A server that accepts it breaks no requirement, so the finding is MAY-level advice
+    (a warning that says so), never a failure: refusing it keeps tokens out of URLs and logs.
+    """
+    require(_own_read(http, target, launch), verdict="judging a token sent in the query string")
     reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
                  params={"access_token": launch.token.access_token})
     leak = leaked_data(reply)
     expect(reply.status != 200 and leak is None,
-           expected="the query-string token ignored: a refusal (401) without data",
-           actual=f"HTTP {reply.status}" + (f" with {leak}" if leak else ""), requirement="RFC6750-02",
+           expected="advice, not a violation (RFC 6750 §2.3: resource servers MAY accept it): the query-string "
+                    "token ignored, since clients must not send tokens in URLs (RFC 9700 §4.3.2) and URLs end up in "
+                    "logs",
+           actual=f"accepted: HTTP {reply.status}" + (f" with {leak}" if leak else ""), requirement="RFC6750-02",
            exchange=reply.exchange)

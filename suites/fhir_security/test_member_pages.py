@@ -129,7 +129,7 @@ def test_sign_in_pages_not_frameable(target: Target, smart_config: dict[str, Any
                    expected="X-Frame-Options DENY/SAMEORIGIN or Content-Security-Policy frame-ancestors",
                    actual=f"{response.url}: X-Frame-Options {response.headers.get('x-frame-options', '(absent)')}, "
                           f"CSP {response.headers.get('content-security-policy', '(absent)')}",
-                   exchange=client.exchange_for(response))
+                   requirement=("OAUTHBCP-04", "HTTP-HYG-02"), exchange=client.exchange_for(response))
 
 
 def _field_name(form: Form, selector: str) -> str | None:

@@ -3,7 +3,8 @@
 CARIN IG for Blue Button STU2 §Conformance and the c4bb CapabilityStatement, with FHIR R4 search: with the member's
 token, ExplanationOfBenefit and Coverage searches by the launch's patient return that member's resources and nothing
 else, page by page; every resource is valid FHIR R4; and each claim names the member as patient, an insurer that
-resolves to an Organization, and an outcome.
+resolves to an Organization, and an outcome. "Not applicable" only ever means the member's search succeeded and found
+nothing; a search that failed is a failure of its own check and makes the checks built on it could-not-check.
 """
 
 from __future__ import annotations
@@ -22,27 +23,43 @@ from smart_conformance.validation import FHIR_RELEASE, problems
 
 MemberData = Any  # suites/payer_data/conftest.py: MemberData (conftests are not importable)
 MAX_PAGES = 50
+SEARCH_CHECKS = {"ExplanationOfBenefit": "test_eob_search_returns_member_claims_only",
+                 "Coverage": "test_coverage_search_returns_member_coverage_only"}
 
 
-def _matches(reply: Reply, rtype: str, label: str) -> list[dict[str, Any]]:
+def _is_searchset(reply: Reply) -> bool:
     body = reply.json()
-    expect(reply.status == 200 and isinstance(body, dict) and body.get("resourceType") == "Bundle"
-           and body.get("type") == "searchset",
-           expected=f"{label}: HTTP 200 with a searchset Bundle", actual=f"HTTP {reply.status} {reply.resource_type}",
-           exchange=reply.exchange)
-    found = entries(body, mode="match")
+    return reply.status == 200 and isinstance(body, dict) and body.get("resourceType") == "Bundle" \
+        and body.get("type") == "searchset"
+
+
+def _matches(reply: Reply, rtype: str, label: str, requirement: str | None = None) -> list[dict[str, Any]]:
+    expect(_is_searchset(reply), expected=f"{label}: HTTP 200 with a searchset Bundle",
+           actual=f"HTTP {reply.status} {reply.resource_type}", requirement=requirement, exchange=reply.exchange)
+    found = entries(reply.json(), mode="match")
     others = [f"{r.get('resourceType')}/{r.get('id')}" for r in found if r.get("resourceType") != rtype]
     expect(not others, expected=f"{label}: only {rtype} as search matches", actual=", ".join(others[:5]),
-           exchange=reply.exchange)
+           requirement=requirement, exchange=reply.exchange)
     return found
+
+
+def _searched(data: MemberData, rtype: str, check: str) -> Reply:
+    """The member's own search, for a check built on it: could-not-check (never n/a) when the search failed."""
+    reply = data.searches[rtype]
+    if not _is_searchset(reply):
+        could_not_check(f"the member's own {rtype}?patient={data.patient_id} search failed (HTTP {reply.status} "
+                        f"{reply.resource_type or ''}); {check} needs it (judged by "
+                        f"{SEARCH_CHECKS.get(rtype, 'the search check')})")
+    return reply
 
 
 def _member_only(data: MemberData, rtype: str, element: str) -> None:
     reply = data.searches[rtype]
     label = f"GET {rtype}?patient={data.patient_id}"
     found = _matches(reply, rtype, label)
-    if not found:
-        not_applicable(f"the member has no {rtype} (give members.primary a member with claims data)")
+    if not found:  # _matches already failed the check unless the search itself succeeded
+        not_applicable(f"the member's {rtype} search succeeded and found none (give members.primary a member with "
+                       "claims data)")
     wrong = [f"{rtype}/{r.get('id')} {element}={patients_of(r) or '(none)'}" for r in found
              if patients_of(r) != {data.patient_id}]
     expect(not wrong, expected=f"{label}: every {rtype}.{element} is Patient/{data.patient_id}",
@@ -72,7 +89,8 @@ def _next(body: Any) -> str | None:
 def test_search_paging_consistent(http: RecordingClient, target: Target, launch: Any,
                                   member_data: MemberData) -> None:
     """_count=1 pages through the member's claims by next links: same set, no duplicates, total agrees, no leaks."""
-    unpaged = {str(r.get("id")) for r in entries(member_data.searches["ExplanationOfBenefit"].json(), mode="match")}
+    first = _searched(member_data, "ExplanationOfBenefit", "paging through the member's claims")
+    unpaged = {str(r.get("id")) for r in entries(first.json(), mode="match")}
     if len(unpaged) < 2:
         not_applicable(f"the member has {len(unpaged)} ExplanationOfBenefit; paging needs at least 2")
     origin = urlsplit(target.fhir_base_url)
@@ -82,7 +100,7 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
     total: Any = None
     for page in range(MAX_PAGES):
         reply = call(http, "GET", url or "", token=launch.token.access_token, params=params)
-        found = _matches(reply, "ExplanationOfBenefit", f"page {page + 1} of the member's claims")
+        found = _matches(reply, "ExplanationOfBenefit", f"page {page + 1} of the member's claims", "FHIR-HTTP-03")
         leaked = foreign(found, {member_data.patient_id})
         expect(not leaked, expected=f"page {page + 1}: only Patient/{member_data.patient_id}'s claims",
                actual=", ".join(leaked[:5]), requirement="SMART-FHIR-05", exchange=reply.exchange)
@@ -117,12 +135,14 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
 def test_member_resources_valid_fhir(member_data: MemberData) -> None:
     """The member's Patient, Coverage and ExplanationOfBenefit resources are structurally valid FHIR R4."""
     checked: list[tuple[dict[str, Any], Reply]] = []
-    if member_data.patient.status == 200 and isinstance(member_data.patient.json(), dict):
-        checked.append((member_data.patient.json(), member_data.patient))
-    for reply in member_data.searches.values():
+    patient = member_data.patient
+    if patient.status != 200 or patient.resource_type != "Patient":
+        could_not_check(f"the member's own Patient/{member_data.patient_id} read answered HTTP {patient.status}: "
+                        "it cannot be validated")
+    checked.append((patient.json(), patient))
+    for rtype in member_data.searches:
+        reply = _searched(member_data, rtype, "validating the member's resources")
         checked += [(r, reply) for r in entries(reply.json())]
-    if not checked:
-        could_not_check("the member's Patient, Coverage and ExplanationOfBenefit could not be fetched")
     for resource, reply in checked:
         found = problems(resource)
         expect(not found, expected=f"{resource.get('resourceType')}/{resource.get('id')} valid against the FHIR "
@@ -133,10 +153,11 @@ def test_member_resources_valid_fhir(member_data: MemberData) -> None:
 @pytest.mark.requirement("CARIN-DATA-03")
 def test_eob_carin_must_haves(http: RecordingClient, target: Target, launch: Any, member_data: MemberData) -> None:
     """Each claim has patient = the member, an insurer that resolves to an Organization, and an outcome."""
-    reply = member_data.searches["ExplanationOfBenefit"]
+    reply = _searched(member_data, "ExplanationOfBenefit", "checking each claim's CARIN elements")
     claims = [r for r in entries(reply.json(), mode="match") if r.get("resourceType") == "ExplanationOfBenefit"]
     if not claims:
-        not_applicable("the member has no ExplanationOfBenefit")
+        not_applicable("the member's ExplanationOfBenefit search succeeded and found no claims (give members.primary "
+                       "a member with claims data)")
     resolved: dict[str, Reply] = {}
     for eob in claims:
         name = f"ExplanationOfBenefit/{eob.get('id')}"

@@ -1,7 +1,9 @@
 """Launches and record ids shared by the scope and isolation checks: each launch is made once per target and worker.
 
 Record ids are never hard-coded: each member's Coverage and ExplanationOfBenefit ids are learned by searching with
-that member's own token, so the checks work against any payer whose test members have data.
+that member's own token, so the checks work against any payer whose test members have data. Those reads and searches
+are also the positive controls of the isolation and scope refusals: a refusal of another member's record counts only
+next to the same request, made with that member's own token, succeeding (fhir.control).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 from smart_conformance.checks import could_not_check, not_applicable
 from smart_conformance.compartment import entries, patients_of
 from smart_conformance.config import Target
-from smart_conformance.fhir import call
+from smart_conformance.fhir import Control, control, require
 from smart_conformance.http import RecordingClient
 
 RECORD_TYPES = ("Coverage", "ExplanationOfBenefit")
@@ -27,6 +29,11 @@ class MemberRecords:
     patient_id: str
     patient: dict[str, Any] = field(default_factory=dict)
     ids: dict[str, list[str]] = field(default_factory=dict)
+    controls: dict[str, Control] = field(default_factory=dict)  # "Patient/x", "Coverage?patient=x" → its control
+
+    def vouch(self, verdict: str) -> None:
+        """Attach these successful reads and searches to the running check as the positive control of ``verdict``."""
+        require(*self.controls.values(), verdict=verdict)
 
     def first(self, rtype: str) -> str | None:
         found = self.ids.get(rtype) or []
@@ -36,18 +43,25 @@ class MemberRecords:
 def records_of(http: RecordingClient, target: Target, token: str, patient_id: str) -> MemberRecords:
     """Search the member's own data with their token (the only honest way to learn real ids)."""
     records = MemberRecords(patient_id=patient_id)
-    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{patient_id}", token=token)
-    if reply.status != 200 or reply.resource_type != "Patient":
-        could_not_check(f"the member's own token could not read Patient/{patient_id} (HTTP {reply.status}); "
+    read = control(http, target.fhir_base_url, f"Patient/{patient_id}", token, who=f"Patient/{patient_id}'s own token")
+    records.controls[f"Patient/{patient_id}"] = read
+    if not read.ok:
+        could_not_check(f"the member's own token could not read Patient/{patient_id} ({read.problem}); "
                         "isolation checks need each member's own data")
-    records.patient = reply.json()
+    records.patient = read.reply.json()
     for rtype in RECORD_TYPES:
-        reply = call(http, "GET", f"{target.fhir_base_url}/{rtype}", token=token, params={"patient": patient_id})
-        if reply.status != 200:
+        found = control(http, target.fhir_base_url, rtype, token, params={"patient": patient_id},
+                        who=f"Patient/{patient_id}'s own token")
+        records.controls[f"{rtype}?patient={patient_id}"] = found
+        if not found.ok:
             could_not_check(f"the member's own token could not search {rtype}?patient={patient_id} "
-                            f"(HTTP {reply.status})")
-        records.ids[rtype] = [str(r.get("id")) for r in entries(reply.json(), mode="match")
+                            f"({found.problem})")
+        records.ids[rtype] = [str(r.get("id")) for r in entries(found.reply.json(), mode="match")
                               if r.get("resourceType") == rtype and patient_id in patients_of(r)]
+    for rtype, ids in records.ids.items():
+        for rid in ids[:1]:  # the first record of each type: read by id in the isolation probes
+            records.controls[f"{rtype}/{rid}"] = control(http, target.fhir_base_url, f"{rtype}/{rid}", token,
+                                                         who=f"Patient/{patient_id}'s own token")
     return records
 
 

@@ -4,7 +4,8 @@ SMART App Launch 2.2 §Patient-specific scopes, FHIR R4 security.html §Access C
 HRex: a patient-level token reaches only the in-context member's data, on every access path — read by id, search by
 patient or id, ``_include``/``_revinclude``, chained parameters, ``$everything`` and batch entries. A refusal of
 another member's real record looks exactly like the refusal of an id that does not exist, so it reveals nothing. An
-authorized representative reaches the member they represent and no-one else.
+authorized representative reaches the member they represent and no-one else. Each refusal counts only next to its
+positive control: the same reads and searches, made with the owning member's own token, succeed in the same run.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, expect, fail
-from smart_conformance.compartment import foreign, is_refusal, patients_of, reply_label, resources_in
+from smart_conformance.checks import could_not_check, expect, fail, not_applicable
+from smart_conformance.compartment import (
+    foreign,
+    is_refusal,
+    patients_of,
+    reply_label,
+    resources_in,
+)
 from smart_conformance.config import Target
-from smart_conformance.fhir import FHIR_JSON, Reply, call
+from smart_conformance.fhir import FHIR_JSON, Reply, call, control
 from smart_conformance.http import RecordingClient
 
 MemberRecords = Any  # suites/scopes/conftest.py: MemberRecords (conftests are not importable)
@@ -50,6 +57,7 @@ def _other_reads(other: MemberRecords) -> list[str]:
 def test_other_member_read_refused(http: RecordingClient, target: Target, launch: Any,
                                    other_records: MemberRecords) -> None:
     """The second member's Patient, Coverage and EOB, read by id with the first member's token, are refused."""
+    other_records.vouch("refusing the second member's records to the first member")
     for path in _other_reads(other_records):
         url = f"{target.fhir_base_url}/{path}"
         reply = call(http, "GET", url, token=launch.token.access_token)
@@ -62,6 +70,8 @@ def test_other_member_read_refused(http: RecordingClient, target: Target, launch
 def test_other_member_search_refused(http: RecordingClient, target: Target, launch: Any, capability_statement: Any,
                                      own_records: MemberRecords, other_records: MemberRecords) -> None:
     """Searches naming the second member (patient=, beneficiary=, _id=, batch entries) return none of their data."""
+    own_records.vouch("judging searches with the first member's token")
+    other_records.vouch("refusing the second member's data to the first member")
     token, other, mine = launch.token.access_token, other_records.patient_id, {own_records.patient_id}
     probes: list[tuple[str, dict[str, str]]] = [
         ("ExplanationOfBenefit", {"patient": other}),
@@ -82,6 +92,7 @@ def test_other_member_search_refused(http: RecordingClient, target: Target, laun
 def test_other_member_include_refused(http: RecordingClient, target: Target, launch: Any,
                                       own_records: MemberRecords) -> None:
     """_include and _revinclude pull in no other member's resources (e.g. Organization?_revinclude=EOB:insurer)."""
+    own_records.vouch("judging _include/_revinclude searches with the member's token")
     token, me = launch.token.access_token, own_records.patient_id
     probes: list[tuple[str, list[tuple[str, str]]]] = [
         ("Organization", [("_revinclude", "ExplanationOfBenefit:insurer")]),
@@ -114,6 +125,8 @@ def _family(patient: dict[str, Any]) -> str | None:
 def test_other_member_chained_search_refused(http: RecordingClient, target: Target, launch: Any,
                                              own_records: MemberRecords, other_records: MemberRecords) -> None:
     """Chained parameters naming the second member (patient.identifier=, patient.name=) find none of their data."""
+    own_records.vouch("judging chained searches with the first member's token")
+    other_records.vouch("refusing the second member's data to the first member")
     token, me = launch.token.access_token, own_records.patient_id
     ident, family = _identifier(other_records.patient), _family(other_records.patient)
     if ident is None and family is None:
@@ -130,9 +143,19 @@ def test_other_member_chained_search_refused(http: RecordingClient, target: Targ
 
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
-def test_other_member_everything_refused(http: RecordingClient, target: Target, launch: Any,
+def test_other_member_everything_refused(http: RecordingClient, target: Target, launch: Any, other_launch: Any,
                                          own_records: MemberRecords, other_records: MemberRecords) -> None:
-    """Patient/{other}/$everything with the first member's token returns none of the second member's data."""
+    """Patient/{other}/$everything with the first member's token returns none of the second member's data.
+
+    Positive control: the second member's own token runs the same $everything. A target where that is refused does
+    not offer the operation (not applicable); one where it errors cannot be judged."""
+    path = f"Patient/{other_records.patient_id}/$everything"
+    own = control(http, target.fhir_base_url, path, other_launch.token.access_token,
+                  who=f"Patient/{other_records.patient_id}'s own token")
+    if not own.ok and 400 <= own.reply.status < 500:
+        not_applicable(f"the second member's own token gets {own.problem} from {path}: $everything is not offered")
+    if not own.ok:
+        could_not_check(f"no positive control for $everything: {own.label} answered {own.problem}")
     _probe(http, target, launch.token.access_token, f"Patient/{other_records.patient_id}/$everything", None,
            {own_records.patient_id})
 
@@ -170,6 +193,7 @@ def _shape(reply: Reply, *ids: str) -> str:
 def test_refusal_same_for_existing_and_missing(http: RecordingClient, target: Target, launch: Any,
                                                other_records: MemberRecords) -> None:
     """Another member's real record and a nonexistent id are refused alike (no existence oracle)."""
+    other_records.vouch("comparing the refusal of the second member's records with a missing id")
     token, missing = launch.token.access_token, target.missing_patient_id
     pairs = [("Patient", other_records.patient_id)]
     pairs += [(rtype, ids[0]) for rtype, ids in other_records.ids.items() if ids]
@@ -186,6 +210,8 @@ def test_representative_reaches_only_represented_member(http: RecordingClient, t
                                                         representative_launch: Any, own_records: MemberRecords,
                                                         other_records: MemberRecords) -> None:
     """The representative sees the represented member's Patient, Coverage and EOB, and no other member's."""
+    own_records.vouch("refusing the primary member's records to the representative")
+    other_records.vouch("refusing the second member's records to the representative")
     token = representative_launch.token.access_token
     represented = target.members["representative"].patient_id
     expect(representative_launch.token.patient == represented,

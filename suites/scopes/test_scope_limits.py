@@ -4,7 +4,8 @@ SMART App Launch 2.2 §Scopes and launch context and FHIR R4 security.html: the 
 interaction only when the token's granted scopes cover it. A token limited to some types is refused for the others,
 by read and by search; a read-only grant never creates, updates or deletes anything (batch and transaction
 included); and the v1 (``patient/X.read``) and v2 (``patient/X.rs``) syntaxes each give access to exactly the type
-they name.
+they name. Every refusal is judged next to its positive control (the same request with the full-scope token
+succeeds), and every write probe is harmless even when a faulty server accepts it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from smart_conformance.http import RecordingClient
 from smart_conformance.oauth import covered_by, scope_set
 
 CLAIM_TYPES = ("Coverage", "ExplanationOfBenefit")
-# A write that is refused may be refused for scope (401/403), as not allowed (405), or as bad input (400, 404, 422):
-# none of these change anything, which the follow-up read proves for delete and update.
-WRITE_REFUSALS = (400, 401, 403, 404, 405, 409, 412, 422, 501)
+# A write refused for scope (401/403), as not supported by a read-only API (405/501), or with a status the target's
+# guide allows for refusals (ig.unauthorized_statuses, e.g. 404).
+SCOPE_REFUSALS = (401, 403, 405, 501)
+MISSING_ID = "smart-conformance-no-such-record"
 
 
 def _refused_without_data(reply: Reply, target: Target, label: str, requirement: Any = None) -> None:
@@ -44,13 +46,21 @@ def _types_outside(scope: str | None) -> list[str]:
 @pytest.mark.parametrize("interaction", ["read", "search"])
 def test_type_outside_scopes_refused(interaction: str, http: RecordingClient, target: Target,
                                      limited_launch: Any, own_records: Any) -> None:
-    """With scopes.limited, the member's own Coverage and EOB are refused by read and by search."""
-    outside = _types_outside(limited_launch.token.scope)
-    if not outside:
-        not_applicable(f"scopes.limited granted {limited_launch.token.scope!r}, which covers Coverage and "
-                       "ExplanationOfBenefit: nothing outside the grant to probe")
+    """With scopes.limited, the member's own Coverage and EOB are refused by read and by search.
+
+    The types probed are those outside what scopes.limited asks for; the positive control is the same read or search
+    with the full-scope token (own_records), which succeeds."""
+    asked = _types_outside(target.scopes.get("limited"))
+    if not asked:
+        not_applicable(f"scopes.limited {target.scopes.get('limited')!r} covers Coverage and ExplanationOfBenefit: "
+                       "nothing outside it to probe")
+    granted_anyway = [t for t in asked if t not in _types_outside(limited_launch.token.scope)]
+    if granted_anyway:
+        could_not_check(f"the server granted {limited_launch.token.scope!r} for scopes.limited, covering "
+                        f"{', '.join(granted_anyway)} that was not asked for (see test_granted_scope_within_requested)")
+    own_records.vouch("refusing types outside the limited grant")
     token = limited_launch.token.access_token
-    for rtype in outside:
+    for rtype in asked:
         if interaction == "read":
             rid = own_records.first(rtype)
             if rid is None:
@@ -62,66 +72,79 @@ def test_type_outside_scopes_refused(interaction: str, http: RecordingClient, ta
         _refused_without_data(reply, target, f"{reply_label('GET', url, target)} under {limited_launch.token.scope!r}")
 
 
-def _write_probe(kind: str, target: Target, own: Any) -> tuple[str, str, dict[str, str], Any]:
-    """(method, url, extra headers, JSON body) of one write a read-only grant must not be able to make."""
+def _bare(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource as a client would send it back: without server-maintained meta."""
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def _write_probe(kind: str, target: Target, own: Any, coverage: dict[str, Any]) -> tuple[str, str, dict[str, str], Any]:
+    """(method, url, extra headers, JSON body) of one write a read-only grant must not be able to make.
+
+    Every probe is built to change nothing even on a server that wrongly accepts it: a conditional create whose
+    condition matches an existing record, updates identical to the current resource, a delete of an id that does not
+    exist, and a transaction of those. No new, altered or deleted data, whatever the server does."""
     base, pid = target.fhir_base_url, own.patient_id
-    coverage = own.first("Coverage")
-    new_coverage = {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": f"Patient/{pid}"},
-                    "payor": [{"display": "smart-conformance write probe"}]}
-    if kind == "create":
-        return "POST", f"{base}/Coverage", {}, new_coverage
-    if kind == "conditional-create":
-        return "POST", f"{base}/Coverage", {"If-None-Exist": "identifier=smart-conformance|probe"}, new_coverage
-    if kind == "update":
-        return "PUT", f"{base}/Patient/{pid}", {}, {**own.patient, "gender": "unknown"}
-    if kind == "conditional-update":
-        return "PUT", f"{base}/Coverage?patient={pid}", {}, {**new_coverage, "status": "cancelled"}
-    if kind == "delete":
-        if coverage is None:
-            could_not_check("the member has no Coverage to try deleting")
-        return "DELETE", f"{base}/Coverage/{coverage}", {}, None
+    cid = str(coverage["id"])
+    if kind == "create":  # conditional create that matches the member's existing Coverage: nothing to create
+        body = {k: v for k, v in _bare(coverage).items() if k != "id"}
+        return "POST", f"{base}/Coverage", {"If-None-Exist": f"_id={cid}"}, body
+    if kind == "update":  # the member's Patient, exactly as read
+        return "PUT", f"{base}/Patient/{pid}", {}, _bare(own.patient)
+    if kind == "conditional-update":  # conditional update matching the existing Coverage, with its own content
+        return "PUT", f"{base}/Coverage?_id={cid}", {}, _bare(coverage)
+    if kind == "delete":  # an id that does not exist
+        return "DELETE", f"{base}/Coverage/{MISSING_ID}", {}, None
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": new_coverage, "request": {"method": "POST", "url": "Coverage"}},
-        {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]}
+        {"resource": _bare(own.patient), "request": {"method": "PUT", "url": f"Patient/{pid}"}},
+        {"request": {"method": "DELETE", "url": f"Coverage/{MISSING_ID}"}}]}
     return "POST", base, {}, bundle
+
+
+@pytest.mark.requirement("SMART-FHIR-06", "SMART-FHIR-03")
+@pytest.mark.parametrize("kind", ["create", "update", "conditional-update", "delete", "transaction"])
+def test_writes_refused_under_read_scopes(kind: str, http: RecordingClient, target: Target, launch: Any,
+                                          own_records: Any) -> None:
+    """Under the read-only full grant, a create, update, delete or transaction is refused and changes nothing.
+
+    Harmless by construction (see _write_probe): the probes are safe against a real payer's staging data even when
+    the server wrongly accepts them, so no target needs to opt in. A 2xx is the finding; a 4xx other than a scope
+    refusal (400, 409, 412, 422...) shows the server judged the content before the scope, which cannot be read as a
+    refusal for scope (could not check)."""
+    granted = scope_set(launch.token.scope)
+    if any(covered_by(f"patient/{t}.cud", granted) or covered_by(f"patient/{t}.c", granted)
+           for t in ("Coverage", "Patient")):
+        not_applicable(f"the full grant {launch.token.scope!r} includes write scopes")
+    own_records.vouch("judging a refused write")
+    cid = own_records.first("Coverage")
+    if cid is None:
+        could_not_check("the member has no Coverage: the harmless probes are built from an existing one")
+    watched = [f"Patient/{own_records.patient_id}", f"Coverage/{cid}"]
+    token = launch.token.access_token
+    before = {path: call(http, "GET", f"{target.fhir_base_url}/{path}", token=token) for path in watched}
+    if any(r.status != 200 for r in before.values()):
+        could_not_check("before the write probe: " + ", ".join(f"GET {p} HTTP {r.status}" for p, r in before.items()))
+    method, url, headers, body = _write_probe(kind, target, own_records, before[f"Coverage/{cid}"].json())
+    sent = {"Content-Type": FHIR_JSON, **headers} if body is not None else headers
+    reply = call(http, method, url, token=token, headers=sent,
+                 content=json.dumps(body).encode() if body is not None else None)
+    refused = reply.status in SCOPE_REFUSALS or is_refusal(reply, target)
+    expect(refused or 400 <= reply.status < 500,
+           expected=f"{kind} refused under read scopes (HTTP 401/403/405, never 2xx or 5xx)",
+           actual=f"HTTP {reply.status}", requirement="SMART-FHIR-06", exchange=reply.exchange)
+    for path, was in before.items():
+        after = call(http, "GET", f"{target.fhir_base_url}/{path}", token=token)
+        expect(after.status == 200 and after.json() == was.json(),
+               expected=f"after the {kind} probe, GET {path} unchanged (HTTP 200, same content and meta)",
+               actual=f"HTTP {after.status}, meta {_version(after.json())} (before: {_version(was.json())})",
+               requirement="SMART-FHIR-06", exchange=after.exchange)
+    if not refused:
+        could_not_check(f"{kind} answered HTTP {reply.status}: the server judged the request's content before (or "
+                        "instead of) the token's scopes, so this is not a refusal for scope")
 
 
 def _version(body: Any) -> tuple[Any, Any]:
     meta = body.get("meta") if isinstance(body, dict) else None
     return (meta or {}).get("versionId"), (meta or {}).get("lastUpdated")
-
-
-@pytest.mark.requirement("SMART-FHIR-06", "SMART-FHIR-03")
-@pytest.mark.parametrize("kind", ["create", "conditional-create", "update", "conditional-update", "delete",
-                                  "transaction"])
-def test_writes_refused_under_read_scopes(kind: str, http: RecordingClient, target: Target, launch: Any,
-                                          own_records: Any) -> None:
-    """Under the read-only full grant, a create, update, delete or transaction is refused and changes nothing."""
-    granted = scope_set(launch.token.scope)
-    if any(covered_by(f"patient/{t}.cud", granted) or covered_by(f"patient/{t}.c", granted)
-           for t in ("Coverage", "Patient")):
-        not_applicable(f"the full grant {launch.token.scope!r} includes write scopes")
-    token = launch.token.access_token
-    method, url, headers, body = _write_probe(kind, target, own_records)
-    before = None
-    if kind in ("delete", "update"):
-        watched = url if kind == "delete" else f"{target.fhir_base_url}/Patient/{own_records.patient_id}"
-        before = call(http, "GET", watched, token=token)
-        if before.status != 200:
-            could_not_check(f"GET {watched} answered HTTP {before.status} before the write probe")
-    sent = {"Content-Type": FHIR_JSON, **headers} if body is not None else headers
-    reply = call(http, method, url, token=token, headers=sent,
-                 content=json.dumps(body).encode() if body is not None else None)
-    expect(reply.status in WRITE_REFUSALS,
-           expected=f"{kind} refused under read scopes (HTTP 401/403/405/400, never 2xx)",
-           actual=f"HTTP {reply.status}", requirement="SMART-FHIR-06", exchange=reply.exchange)
-    if before is not None:
-        after = call(http, "GET", watched, token=token)
-        expect(after.status == 200 and _version(after.json()) == _version(before.json())
-               and after.json() == before.json(),
-               expected=f"after the refused {kind}, {reply_label('GET', watched, target)} unchanged (HTTP 200)",
-               actual=f"HTTP {after.status}, meta {_version(after.json())} (before: {_version(before.json())})",
-               requirement="SMART-FHIR-06", exchange=after.exchange)
 
 
 def _single_type_launch(launcher: Any, target: Target, smart_config: dict[str, Any], capability: str,
@@ -137,15 +160,18 @@ def _single_type_launch(launcher: Any, target: Target, smart_config: dict[str, A
     return result
 
 
-def _only_that_type(http: RecordingClient, target: Target, result: Any, scope: str) -> None:
-    """Coverage search works for the member; Patient read and EOB search do not."""
+def _only_that_type(http: RecordingClient, target: Target, result: Any, scope: str, own: Any,
+                    works: str | tuple[str, ...]) -> None:
+    """Coverage search works for the member (``works``: what its failure breaks); Patient read and EOB search do not
+    (their positive control: the same requests with the full-scope token, in ``own``)."""
+    own.vouch(f"refusing Patient and ExplanationOfBenefit under {scope!r}")
     token, pid = result.token.access_token, result.token.patient or target.member.patient_id
     url = f"{target.fhir_base_url}/Coverage"
     reply = call(http, "GET", url, token=token, params={"patient": pid})
     found = [r for r in entries(reply.json(), mode="match") if r.get("resourceType") == "Coverage"]
     expect(reply.status == 200 and bool(found) and all(pid in patients_of(r) for r in found),
            expected=f"{scope!r} lets the member search their Coverage (HTTP 200, their Coverage)",
-           actual=f"HTTP {reply.status}, {len(found)} Coverage", exchange=reply.exchange)
+           actual=f"HTTP {reply.status}, {len(found)} Coverage", requirement=works, exchange=reply.exchange)
     for method, path, params in (("GET", f"Patient/{pid}", None),
                                  ("GET", "ExplanationOfBenefit", {"patient": pid})):
         reply = call(http, method, f"{target.fhir_base_url}/{path}", token=token, params=params)
@@ -154,15 +180,17 @@ def _only_that_type(http: RecordingClient, target: Target, result: Any, scope: s
 
 @pytest.mark.requirement("SMART-SCOPE-01", "CARIN-SEC-05", "SMART-FHIR-03")
 def test_v1_scope_grants_only_its_type(launcher: Any, http: RecordingClient, target: Target,
-                                       smart_config: dict[str, Any]) -> None:
+                                       smart_config: dict[str, Any], own_records: Any) -> None:
     """patient/Coverage.read (v1) reads the member's Coverage and nothing else."""
     scope = "patient/Coverage.read"
-    _only_that_type(http, target, _single_type_launch(launcher, target, smart_config, "permission-v1", scope), scope)
+    _only_that_type(http, target, _single_type_launch(launcher, target, smart_config, "permission-v1", scope), scope,
+                    own_records, ("CARIN-SEC-05", "SMART-SCOPE-01"))
 
 
 @pytest.mark.requirement("SMART-FHIR-03", "SMART-SCOPE-02")
 def test_v2_scope_grants_only_its_type(launcher: Any, http: RecordingClient, target: Target,
-                                       smart_config: dict[str, Any]) -> None:
+                                       smart_config: dict[str, Any], own_records: Any) -> None:
     """patient/Coverage.rs (v2) reads the member's Coverage and nothing else."""
     scope = "patient/Coverage.rs"
-    _only_that_type(http, target, _single_type_launch(launcher, target, smart_config, "permission-v2", scope), scope)
+    _only_that_type(http, target, _single_type_launch(launcher, target, smart_config, "permission-v2", scope), scope,
+                    own_records, "SMART-FHIR-03")

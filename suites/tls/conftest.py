@@ -38,7 +38,8 @@ def _discovery(request: pytest.FixtureRequest, target: Target) -> dict[str, Any]
             pass
     try:
         with httpx.Client(verify=False, trust_env=False, timeout=10.0, follow_redirects=False) as client:
-            response = client.get(smart_configuration_url(target.fhir_base_url), headers={"Accept": "application/json"})
+            url = target.smart_configuration_url or smart_configuration_url(target.fhir_base_url)
+            response = client.get(url, headers={"Accept": "application/json"})
         document = response.json()
     except (httpx.HTTPError, ValueError):
         return None

@@ -10,9 +10,10 @@ served over plain http.
 Each check looks at all endpoints at once (one sslyze scan per host:port) and names every offending ``host:port`` in
 one failure. What the scanner could not find out is never counted as a pass or a refusal: an endpoint that could not be
 reached, or a protocol version that could not be tested, makes the check "could not check" unless another endpoint
-already fails it. The certificate chain check reports what a strict client (cryptography's WebPKI verifier, as sslyze
-runs it) decides, ignoring only the host name; an expired or SHA-1 signed leaf therefore fails the chain check as
-well as its own, more specific check, which names the cause.
+already fails it. The certificate chain check judges the chain as a client does (OpenSSL's verifier through
+Python's default client context, trusting the target's CA bundle), ignoring only the host name; an expired leaf
+therefore fails the chain check as well as its own, more specific check, which names the cause. What cryptography's
+strict RFC 5280 verifier (sslyze 6) rejects beyond that is a profile lint, reported at its own (SHOULD) level.
 """
 
 from __future__ import annotations
@@ -200,15 +201,17 @@ def test_tls_1_2_accepted(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dic
 @pytest.mark.requirement("TLS-01", "FHIR-SEC-02")
 def test_tls_legacy_ssl_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """No endpoint negotiates SSL 2.0 or SSL 3.0."""
+    # An SSL handshake breaks RFC 9325's SHALL NOT and FHIR's SHOULD alike; the finding carries the stronger level.
     _versions_refused(tls_scans, tls_endpoints, ("SSLv2", "SSLv3")).verdict(
-        expected="SSL 2.0 and SSL 3.0 handshakes refused on every endpoint")
+        expected="SSL 2.0 and SSL 3.0 handshakes refused on every endpoint", requirement=("TLS-01", "FHIR-SEC-02"))
 
 
 @pytest.mark.requirement("TLS-02", "FHIR-SEC-02")
 def test_tls_legacy_tls_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """No endpoint negotiates TLS 1.0 or TLS 1.1."""
     _versions_refused(tls_scans, tls_endpoints, ("TLSv1", "TLSv1.1")).verdict(
-        expected="TLS 1.0 and TLS 1.1 handshakes refused on every endpoint (RFC 8996)")
+        expected="TLS 1.0 and TLS 1.1 handshakes refused on every endpoint (RFC 8996)",
+        requirement=("TLS-02", "FHIR-SEC-02"))
 
 
 @pytest.mark.requirement("TLS-07")
@@ -254,7 +257,7 @@ def test_tls_no_weak_cipher_suites(tls_scans: dict[Endpoint, TlsScan], tls_endpo
     """No NULL, EXPORT, anonymous, RC4, 3DES or DES suite in any version, and TLS 1.2 offers an AEAD suite."""
     _cipher_walk(tls_scans, tls_endpoints, _weak).verdict(
         expected="no NULL/EXPORT/anonymous/RC4/3DES/DES suites in any version, and at least one AEAD (GCM, "
-                 "ChaCha20-Poly1305, CCM) suite on TLS 1.2 instead of CBC only")
+                 "ChaCha20-Poly1305, CCM) suite on TLS 1.2 instead of CBC only", requirement=("TLS-04", "FHIR-SEC-02"))
 
 
 @pytest.mark.requirement("TLS-04")
@@ -270,20 +273,48 @@ def test_tls_forward_secrecy(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: 
 
 
 def _anchor(target: Target) -> str:
-    return f"the supplied CA bundle {target.tls.ca_bundle}" if target.tls.ca_bundle else "the public trust stores"
+    return f"the supplied CA bundle {target.tls.ca_bundle}" if target.tls.ca_bundle else "the system trust store"
+
+
+def _verify_hint(endpoint: Endpoint, target: Target) -> str:
+    anchor = f"-CAfile {target.tls.ca_bundle}" if target.tls.ca_bundle else ""
+    return _s_client(endpoint, anchor, "-verify_return_error").replace("  ", " ")
 
 
 @pytest.mark.requirement("TLS-05")
 def test_tls_certificate_chain_valid(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str],
                                      target: Target) -> None:
-    """Every certificate chain validates to a trust anchor (host name aside, which has its own check)."""
+    """Every certificate chain validates to a trust anchor as a client validates it (host name aside, which has its
+    own check): a handshake with Python's default client context (OpenSSL's verifier) trusting the target's CA bundle,
+    or the system store. Strict RFC 5280 profile lints that clients do not enforce are test_tls_certificate_profile."""
     tally = Tally()
     for label, scan, cert in _certificates(tls_scans, tls_endpoints, tally):
-        if not cert.trusted_ignoring_hostname:
-            tally.offend(scan, label, f"rejected by {cert.trust_store or 'every trust store'}: "
-                         f"{cert.validation_error or 'no valid path'} (issuer {cert.issuer}, chain of "
-                         f"{cert.chain_length})", _cert_hint(scan.endpoint))
-    tally.verdict(expected=f"a certificate chain that validates against {_anchor(target)}")
+        if cert.client_valid is None:
+            tally.cannot_judge(label, f"no client handshake to judge the chain: {cert.client_error}")
+        elif not cert.client_valid:
+            tally.offend(scan, label, f"a client trusting {_anchor(target)} rejects the chain: {cert.client_error} "
+                         f"(issuer {cert.issuer}, chain of {cert.chain_length})", _verify_hint(scan.endpoint, target))
+    tally.verdict(expected=f"a certificate chain a client accepts when it trusts {_anchor(target)}")
+
+
+@pytest.mark.requirement("TLS-10")
+def test_tls_certificate_profile(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str],
+                                 target: Target) -> None:
+    """Every chain clients accept also passes the strict RFC 5280 / CA/B Forum profile verifier (cryptography's, as
+    sslyze 6 runs it), host name aside; e.g. no critical subjectAltName next to a non-empty subject (SHOULD).
+
+    A chain a client rejects fails test_tls_certificate_chain_valid; the strict verifier stops at the same problem, so
+    its profile cannot be judged apart and the endpoint is reported as not checked here."""
+    tally = Tally()
+    for label, scan, cert in _certificates(tls_scans, tls_endpoints, tally):
+        if not cert.client_valid:
+            tally.cannot_judge(label, "the profile is judged on chains clients accept, and this one is not "
+                               f"({cert.client_error}; see test_tls_certificate_chain_valid)")
+        elif not cert.strict_profile_ok:
+            tally.offend(scan, label, f"the strict RFC 5280 verifier ({cert.trust_store}) rejects the chain: "
+                         f"{cert.validation_error}", _cert_hint(scan.endpoint))
+    tally.verdict(expected="a chain that also passes cryptography's strict RFC 5280 profile validation "
+                           f"against {_anchor(target)}")
 
 
 @pytest.mark.requirement("TLS-05")

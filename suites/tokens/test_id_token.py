@@ -19,7 +19,7 @@ from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
 from smart_conformance.oauth import scope_set
 from smart_conformance.smart.idtoken import (IdTokenProblem, MalformedJwt, decode_unverified, fetch_jwks,
-                                             fetch_openid_configuration, verify_signature)
+                                             fetch_openid_configuration, fhir_user_reference, verify_signature)
 
 LEEWAY = 60
 
@@ -72,12 +72,12 @@ def test_id_token_signature(launch: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("OIDC-01", "OIDC-02")
-def test_id_token_claims(launch: Any, smart_config: dict[str, Any], target: Target) -> None:
+def test_id_token_claims(launch: Any, advertised_issuer: str | None, target: Target) -> None:
     """iss is the advertised issuer (byte-equal), aud holds the client_id, exp is ahead and iat is not."""
     _, claims = _claims(launch)
     now = time.time()
     problems = []
-    issuer = smart_config.get("issuer")
+    issuer = advertised_issuer  # SMART v1 discovery names none: the OpenID configuration's (plugin.py)
     if claims.get("iss") != issuer:
         problems.append(f"iss {claims.get('iss')!r} differs from the advertised issuer {issuer!r}")
     aud = claims.get("aud")
@@ -103,12 +103,19 @@ def test_id_token_nonce(launch: Any) -> None:
 
 
 def _resolve_fhir_user(http: RecordingClient, target: Target, token: str, fhir_user: Any) -> Any:
+    """Read fhirUser with the member's token, but only under the target's own FHIR base: a token never goes to an
+    origin the id_token names (it could be anyone's, plain http included). Elsewhere is a finding, not a request."""
     if not isinstance(fhir_user, str) or not fhir_user:
         fail(expected="a fhirUser claim (URL of the user's FHIR resource)", actual=describe(fhir_user),
              requirement="SMART-OIDC-02")
-    url = fhir_user if fhir_user.startswith(("http://", "https://")) else f"{target.fhir_base_url}/{fhir_user}"
-    reply = call(http, "GET", url, token=token)
-    kind = fhir_user.rstrip("/").split("/")[-2] if fhir_user.count("/") >= 1 else ""
+    reference = fhir_user_reference(fhir_user, target.fhir_base_url)
+    if reference is None:
+        fail(expected=f"fhirUser relative to the FHIR base or an absolute URL under {target.fhir_base_url}/ (the "
+                      "server the access token is for)",
+             actual=f"fhirUser {fhir_user!r} is outside the FHIR base: the harness does not send the member's "
+                    "access token there", requirement="SMART-OIDC-02")
+    reply = call(http, "GET", f"{target.fhir_base_url}/{reference}", token=token)
+    kind = reference.split("/")[0]
     expect(reply.status == 200 and reply.resource_type == kind and kind in ("Patient", "RelatedPerson", "Person"),
            expected=f"GET {fhir_user} with the access token → 200 with a Patient, RelatedPerson or Person",
            actual=f"HTTP {reply.status} {reply.resource_type}", requirement="SMART-OIDC-02", exchange=reply.exchange)
@@ -120,7 +127,9 @@ def test_fhir_user_resolves_to_member(launch: Any, http: RecordingClient, target
     """fhirUser resolves, with the access token, to the member's own Patient."""
     _, claims = _claims(launch)
     resource = _resolve_fhir_user(http, target, launch.token.access_token, claims.get("fhirUser"))
-    expected = target.member.fhir_user or f"Patient/{target.member.patient_id}"
+    configured = target.member.fhir_user  # relative, or the absolute URL copied from the claim
+    expected = (fhir_user_reference(configured, target.fhir_base_url) or configured) if configured else \
+        f"Patient/{target.member.patient_id}"
     got = f"{resource.get('resourceType')}/{resource.get('id')}"
     expect(got == expected, expected=f"fhirUser naming {expected}", actual=f"it resolves to {got}")
 

@@ -3,32 +3,48 @@
 SMART App Launch 2.2 §Refresh access token: with offline_access granted the app receives a refresh token. Using it
 requires the client's own authentication, works only for the client it was issued to, returns a new access token
 with expires_in and scope, and never widens the grant; a narrower scope is honoured. The answer is not cached.
+
+Each check refreshes a grant of its own (servers may rotate refresh tokens, SMART-REFRESH-05, or end the grant), so
+no check depends on what another did. A refusal counts only when the same refresh with the client's own credentials
+then succeeds: the positive control.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from smart_conformance.checks import could_not_check, describe, expect, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient
-from smart_conformance.launcher import RefreshChain, credentials
+from smart_conformance.launcher import credentials
 from smart_conformance.oauth import issued_tokens, no_store_problems, oauth_error, scope_set, wider_than
 from smart_conformance.smart.token import ClientCredentials, refresh
 
 
-def _refresh(http: RecordingClient, launcher: Any, chain: RefreshChain, *, client: ClientCredentials | None = None,
-             scope: str | None = None) -> Any:
-    response = refresh(http, launcher.token_endpoint, refresh_token=chain.refresh_token,
-                       client=client if client is not None else credentials(launcher.target.client), scope=scope)
-    if response.status_code == 200:
-        try:
-            chain.advance(response.json())
-        except ValueError:
-            pass
-    return response
+def _grant(launcher: Any, why: str) -> tuple[str, str]:
+    """A grant of the check's own: its refresh token and granted scope."""
+    result = launcher.fresh_grant(why)
+    if not result.token.refresh_token:
+        not_applicable("no refresh_token was issued with offline_access (see test_refresh_token_issued)")
+    return result.token.refresh_token, result.token.scope or ""
+
+
+def _refresh(http: RecordingClient, launcher: Any, refresh_token: str, *, client: ClientCredentials | None = None,
+             scope: str | None = None) -> httpx.Response:
+    return refresh(http, launcher.token_endpoint, refresh_token=refresh_token,
+                   client=client if client is not None else credentials(launcher.target.client), scope=scope)
+
+
+def _control(http: RecordingClient, launcher: Any, refresh_token: str, refusal: str) -> None:
+    """The same refresh with the client's own credentials and no scope must work, or the refusal proves nothing."""
+    response = _refresh(http, launcher, refresh_token)
+    if not issued_tokens(response):
+        could_not_check(f"no positive control for {refusal}: the same refresh token with the client's own "
+                        f"credentials was refused too (HTTP {response.status_code} "
+                        f"{describe(oauth_error(response).body)})")
 
 
 @pytest.mark.requirement("SMART-REFRESH-01", "SMART-CAP-02")
@@ -36,14 +52,17 @@ def test_refresh_token_issued(launch: Any, smart_config: dict[str, Any]) -> None
     """offline_access granted (permission-offline advertised) → a refresh_token comes with the access token."""
     if "offline_access" not in scope_set(launch.token.scope):
         not_applicable("offline_access was not granted")
+    advertised = "permission-offline" in (smart_config.get("capabilities") or [])
     expect(bool(launch.token.refresh_token), expected="a refresh_token alongside offline_access",
-           actual="no refresh_token in the token response")
+           actual="no refresh_token in the token response",
+           requirement=("SMART-REFRESH-01", "SMART-CAP-02") if advertised else "SMART-REFRESH-01")
 
 
 @pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-06")
-def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient, refresh_chain: RefreshChain) -> None:
+def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient) -> None:
     """A refresh with client authentication returns a new access token, expires_in and scope, not cached."""
-    response = _refresh(http, launcher, refresh_chain)
+    refresh_token, _ = _grant(launcher, "the refresh check")
+    response = _refresh(http, launcher, refresh_token)
     exchange = http.exchange_for(response)
     body = response.json() if response.status_code == 200 else oauth_error(response).body
     expect(response.status_code == 200, expected="HTTP 200 for a refresh by its own client",
@@ -57,57 +76,61 @@ def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient, 
 
 
 @pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-02")
-def test_refresh_requires_client_authentication(launcher: Any, http: RecordingClient, target: Target,
-                                                refresh_chain: RefreshChain) -> None:
-    """A refresh without client authentication gets no tokens."""
+def test_refresh_requires_client_authentication(launcher: Any, http: RecordingClient, target: Target) -> None:
+    """A refresh without client authentication gets no tokens (while the same refresh, authenticated, does)."""
     if target.client.auth_method == "none":
         not_applicable("the target's client is public")
-    response = _refresh(http, launcher, refresh_chain, client=ClientCredentials(target.client.client_id, None, "none"))
+    refresh_token, _ = _grant(launcher, "the refresh authentication check")
+    response = _refresh(http, launcher, refresh_token, client=ClientCredentials(target.client.client_id, None, "none"))
     err = oauth_error(response)
     expect(not issued_tokens(response) and err.status in (400, 401),
            expected="HTTP 401 invalid_client (or 400) without tokens", actual=f"HTTP {err.status} error={err.error!r}",
            exchange=http.exchange_for(response))
+    _control(http, launcher, refresh_token, "a refresh refused without client authentication")
 
 
 @pytest.mark.requirement("SMART-REFRESH-03")
-def test_refresh_token_bound_to_client(launcher: Any, http: RecordingClient, target: Target,
-                                       refresh_chain: RefreshChain) -> None:
-    """Another registered client cannot use this client's refresh token."""
+def test_refresh_token_bound_to_client(launcher: Any, http: RecordingClient, target: Target) -> None:
+    """Another registered client cannot use this client's refresh token (its own client still can)."""
     if target.other_client is None:
         not_applicable("the target names no other_client")
-    response = _refresh(http, launcher, refresh_chain, client=credentials(target.other_client))
+    refresh_token, _ = _grant(launcher, "the refresh client-binding check")
+    response = _refresh(http, launcher, refresh_token, client=credentials(target.other_client))
     err = oauth_error(response)
     expect(not issued_tokens(response) and err.status in (400, 401),
            expected="HTTP 400 invalid_grant (or 401) without tokens", actual=f"HTTP {err.status} error={err.error!r}",
            exchange=http.exchange_for(response))
+    _control(http, launcher, refresh_token, "another client's refresh refused")
 
 
 @pytest.mark.requirement("SMART-REFRESH-04")
-def test_refresh_never_widens_scope(launcher: Any, http: RecordingClient, refresh_chain: RefreshChain) -> None:
+def test_refresh_never_widens_scope(launcher: Any, http: RecordingClient) -> None:
     """Asking for more at refresh (a write scope never granted) gets an error or the original scope, never more."""
-    original = scope_set(refresh_chain.scope)
-    wider = refresh_chain.scope + " patient/*.cruds patient/*.write"
-    response = _refresh(http, launcher, refresh_chain, scope=wider)
+    refresh_token, scope = _grant(launcher, "the refresh scope-widening check")
+    original = scope_set(scope)
+    wider = scope + " patient/*.cruds patient/*.write"
+    response = _refresh(http, launcher, refresh_token, scope=wider)
     if response.status_code != 200:
         err = oauth_error(response)
         expect(err.status == 400 and not issued_tokens(response), expected="invalid_scope (400) or a subset",
                actual=f"HTTP {err.status} error={err.error!r}", exchange=http.exchange_for(response))
+        _control(http, launcher, refresh_token, "a wider scope refused at refresh")
         return
     granted = scope_set(response.json().get("scope"))
     extra = wider_than(granted, original)
-    expect(not extra, expected=f"at most the original scope {refresh_chain.scope!r}",
+    expect(not extra, expected=f"at most the original scope {scope!r}",
            actual=f"refresh granted also {', '.join(extra)}", exchange=http.exchange_for(response))
 
 
 @pytest.mark.requirement("SMART-REFRESH-04")
-def test_refresh_narrower_scope_honoured(launcher: Any, http: RecordingClient,
-                                         refresh_chain: RefreshChain) -> None:
+def test_refresh_narrower_scope_honoured(launcher: Any, http: RecordingClient) -> None:
     """Asking for a subset at refresh yields a token with that subset."""
-    resource_scopes = [s for s in refresh_chain.scope.split() if s.startswith("patient/")]
+    refresh_token, scope = _grant(launcher, "the refresh scope-narrowing check")
+    resource_scopes = [s for s in scope.split() if s.startswith("patient/")]
     if len(resource_scopes) < 2:
         not_applicable("the grant has fewer than two resource scopes to narrow")
-    narrower = " ".join(s for s in refresh_chain.scope.split() if s != resource_scopes[-1])
-    response = _refresh(http, launcher, refresh_chain, scope=narrower)
+    narrower = " ".join(s for s in scope.split() if s != resource_scopes[-1])
+    response = _refresh(http, launcher, refresh_token, scope=narrower)
     if response.status_code != 200:
         could_not_check(f"refresh with a narrower scope failed: HTTP {response.status_code}")
     granted = scope_set(response.json().get("scope"))

@@ -2,9 +2,13 @@
 
 RFC 7662 and SMART App Launch 2.2 §Token introspection: for a live token the introspection endpoint reports
 ``active: true`` with scope, client_id, exp and the launch context (patient; iss and sub of the id_token); for a
-revoked, expired or made-up token only ``active: false``. RFC 7009: revoking an access token makes the FHIR API refuse
-it; revoking a refresh token stops refresh and ends the grant's access tokens. The delay between revocation and
-refusal is measured and reported.
+revoked, expired or made-up token only ``active: false``. RFC 7009: the server first authenticates the client;
+revoking an access token makes the FHIR API refuse it (a server that revokes only refresh tokens answers
+unsupported_token_type: allowed, and a SHOULD finding); revoking a refresh token stops refresh and ends the grant's
+access tokens. The delay between revocation and refusal is measured and reported.
+
+Every revocation check revokes a grant of its own, and counts a refusal only after the same FHIR request with the
+same token succeeded in this run (the positive control).
 """
 
 from __future__ import annotations
@@ -13,19 +17,18 @@ import secrets
 import time
 from typing import Any
 
+import httpx
+
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, not_applicable
+from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
 from smart_conformance.config import Target
-from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient, current_evidence
 from smart_conformance.launcher import credentials
-from smart_conformance.oauth import issued_tokens
+from smart_conformance.oauth import issued_tokens, oauth_error
+from smart_conformance.revocation import REFUSAL_WAIT_S, wait_for_refusal, watch
 from smart_conformance.smart.idtoken import decode_unverified
-from smart_conformance.smart.token import introspect, refresh, revoke
-
-REFUSAL_WAIT_S = 10.0
-REFUSAL_POLL_S = 0.25
+from smart_conformance.smart.token import ClientCredentials, introspect, refresh, revoke
 
 
 def _endpoint(smart_config: dict[str, Any], name: str) -> str:
@@ -72,18 +75,30 @@ def test_introspection_of_live_token(launch: Any, http: RecordingClient, smart_c
                actual=f"iss {got[0]!r}, sub {got[1]!r}", requirement="SMART-INTRO-04", exchange=exchange)
 
 
+def _introspection_control(http: RecordingClient, smart_config: dict[str, Any], target: Target, token: str,
+                           verdict: str) -> None:
+    """The same introspection, authenticated, of the live shared token says active: true, or ``verdict`` proves
+    nothing (an endpoint that answers everyone ``active: false`` would pass it)."""
+    response, body = _introspect(http, smart_config, target, token)
+    if not (response.status_code == 200 and isinstance(body, dict) and body.get("active") is True):
+        could_not_check(f"no positive control for {verdict}: the client's own introspection of a live token "
+                        f"answered HTTP {response.status_code} {describe(body)} (see test_introspection_of_live_token)")
+
+
 @pytest.mark.requirement("RFC7662-01")
-def test_introspection_of_unknown_token(http: RecordingClient, smart_config: dict[str, Any], target: Target) -> None:
+def test_introspection_of_unknown_token(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
+                                        target: Target) -> None:
     """A made-up token introspects as active: false, with nothing else about it."""
     response, body = _introspect(http, smart_config, target, secrets.token_urlsafe(24))
     expect(response.status_code == 200 and isinstance(body, dict) and body.get("active") is False,
            expected="HTTP 200 with active: false", actual=f"HTTP {response.status_code} {describe(body)}",
            exchange=http.exchange_for(response))
+    _introspection_control(http, smart_config, target, launch.token.access_token, "active: false for a made-up token")
 
 
 @pytest.mark.requirement("RFC7662-01")
-def test_introspection_requires_authentication(launch: Any, http: RecordingClient,
-                                               smart_config: dict[str, Any]) -> None:
+def test_introspection_requires_authentication(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
+                                               target: Target) -> None:
     """The introspection endpoint does not answer an unauthenticated caller about a live token."""
     response = introspect(http, _endpoint(smart_config, "introspection_endpoint"), token=launch.token.access_token,
                           client=None)
@@ -95,76 +110,135 @@ def test_introspection_requires_authentication(launch: Any, http: RecordingClien
     expect(response.status_code in (400, 401, 403) and not leaked,
            expected="HTTP 401 (or 400/403) for introspection without client authentication",
            actual=f"HTTP {response.status_code} {describe(body)}", exchange=http.exchange_for(response))
+    _introspection_control(http, smart_config, target, launch.token.access_token,
+                           "introspection refused without client authentication")
 
 
-def _fresh_grant(launcher: Any, smart_config: dict[str, Any]) -> tuple[str, Any]:
-    """The revocation endpoint and a launch of its own (revoking must not touch the shared launch's tokens)."""
+def _endpoint_and_grant(launcher: Any, smart_config: dict[str, Any], why: str) -> tuple[str, Any]:
+    """The revocation endpoint and a grant of the check's own (revoking must never touch the shared launch)."""
     endpoint = _endpoint(smart_config, "revocation_endpoint")
-    result = launcher.launch()
-    if result.token is None:
-        could_not_check("no token to revoke: " + "; ".join(result.problems))
-    return endpoint, result
+    return endpoint, launcher.fresh_grant(why)
 
 
-def _revoke(http: RecordingClient, endpoint: str, target: Target, token: str, hint: str) -> None:
-    """RFC 7009 §2.2: the revocation endpoint answers 200 (also for tokens it no longer knows)."""
-    response = revoke(http, endpoint, token=token, client=credentials(target.client), token_type_hint=hint)
-    expect(response.status_code == 200, expected="HTTP 200 from the revocation endpoint",
-           actual=f"HTTP {response.status_code}", requirement="RFC7009-01", exchange=http.exchange_for(response))
+def _revoke(http: RecordingClient, endpoint: str, target: Target, token: str, hint: str,
+            client: ClientCredentials | None = None) -> httpx.Response:
+    return revoke(http, endpoint, token=token, client=client or credentials(target.client), token_type_hint=hint)
 
 
-def _wait_for_refusal(http: RecordingClient, url: str, token: str) -> tuple[float | None, Any]:
-    """Poll the FHIR API until it refuses the token; the delay is the measurement the report shows."""
-    started = time.monotonic()
-    reply = None
-    while time.monotonic() - started < REFUSAL_WAIT_S:
-        reply = call(http, "GET", url, token=token)
-        if reply.status in (401, 403):
-            return time.monotonic() - started, reply
-        time.sleep(REFUSAL_POLL_S)  # polling the target's behaviour, not waiting for a server to start
-    return None, reply
-
-
-@pytest.mark.requirement("RFC7009-01", "SMART-FHIR-01")
-def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
-                                      target: Target) -> None:
-    """After revocation the FHIR API refuses the access token (the delay is measured) and it introspects inactive."""
-    endpoint, result = _fresh_grant(launcher, smart_config)
-    token = result.token.access_token
-    url = f"{target.fhir_base_url}/Patient/{target.member.patient_id}"
-    before = call(http, "GET", url, token=token)
-    if before.status != 200:
-        could_not_check(f"the fresh token did not work before revocation (HTTP {before.status})")
-    _revoke(http, endpoint, target, token, "access_token")
-    delay, reply = _wait_for_refusal(http, url, token)
+def _note(text: str) -> None:
     evidence = current_evidence()
     if evidence is not None:
-        evidence.notes.append(f"revocation → refusal: {delay:.2f}s" if delay is not None else
-                              f"revocation → refusal: still accepted after {REFUSAL_WAIT_S:.0f}s")
-    expect(delay is not None, expected=f"HTTP 401 for the revoked token within {REFUSAL_WAIT_S:.0f}s",
-           actual=f"HTTP {reply.status if reply else '?'} after {REFUSAL_WAIT_S:.0f}s", requirement="RFC7009-01",
-           exchange=reply.exchange if reply else None)
+        evidence.notes.append(text)
+
+
+@pytest.mark.requirement("RFC7009-01", "RFC7009-06", "SMART-FHIR-01")
+def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
+                                      target: Target) -> None:
+    """After revocation the FHIR API refuses the access token it accepted just before (the delay is measured), and
+    the token introspects inactive. unsupported_token_type (a server that revokes only refresh tokens) is the SHOULD
+    of RFC 7009 §2 unmet, not a SHALL failure."""
+    endpoint, result = _endpoint_and_grant(launcher, smart_config, "the access-token revocation check")
+    watched = watch(http, target, result.token.access_token, "a revoked access token refused", result.token.patient)
+    response = _revoke(http, endpoint, target, watched.token, "access_token")
+    err = oauth_error(response)
+    if response.status_code == 400 and err.error == "unsupported_token_type":
+        fail(expected="the access token revoked (RFC 7009 §2: the server SHOULD support revoking access tokens)",
+             actual="HTTP 400 unsupported_token_type: access tokens cannot be revoked here, so a leaked one works "
+                    "until it expires", requirement="RFC7009-06", exchange=http.exchange_for(response))
+    expect(response.status_code == 200, expected="HTTP 200 from the revocation endpoint",
+           actual=f"HTTP {response.status_code} {describe(err.body)}", requirement="RFC7009-01",
+           exchange=http.exchange_for(response))
+    delay, reply = wait_for_refusal(http, target, watched)
+    _note(f"revocation → refusal: {delay:.2f}s" if delay is not None else
+          f"revocation → refusal: still accepted after {REFUSAL_WAIT_S:.0f}s")
+    expect(delay is not None, expected=f"the revoked token refused within {REFUSAL_WAIT_S:.0f}s (it worked before)",
+           actual=f"HTTP {reply.status} after {REFUSAL_WAIT_S:.0f}s", requirement="RFC7009-01",
+           exchange=reply.exchange)
     if isinstance(smart_config.get("introspection_endpoint"), str):
-        _, body = _introspect(http, smart_config, target, token)
+        _, body = _introspect(http, smart_config, target, watched.token)
         expect(isinstance(body, dict) and body.get("active") is False, expected="active: false for a revoked token",
                actual=describe(body), requirement="RFC7009-01")
 
 
-@pytest.mark.requirement("RFC7009-01", "RFC7009-02")
+@pytest.mark.requirement("RFC7009-01", "RFC7009-02", "RFC7009-04")
 def test_revoked_refresh_token_stops_refresh(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
                                             target: Target) -> None:
-    """After the refresh token is revoked it cannot refresh, and the grant's access token stops working."""
-    endpoint, result = _fresh_grant(launcher, smart_config)
+    """A refresh token that refreshed a moment ago stops refreshing once revoked, and the grant's access token, which
+    worked before, is refused (RFC 7009 §2.1 asks this of servers that revoke access tokens)."""
+    endpoint, result = _endpoint_and_grant(launcher, smart_config, "the refresh-token revocation check")
     if not result.token.refresh_token:
         not_applicable("no refresh_token was issued (see test_refresh_token_issued)")
-    _revoke(http, endpoint, target, result.token.refresh_token, "refresh_token")
-    again = refresh(http, launcher.token_endpoint, refresh_token=result.token.refresh_token,
-                    client=credentials(target.client))
-    expect(not issued_tokens(again), expected="refresh refused after the refresh token was revoked",
+    watched = watch(http, target, result.token.access_token, "the grant's access token refused after revocation",
+                    result.token.patient)
+    control = refresh(http, launcher.token_endpoint, refresh_token=result.token.refresh_token,
+                      client=credentials(target.client))
+    if not issued_tokens(control):
+        could_not_check(f"no positive control: the fresh refresh token did not refresh before revocation "
+                        f"(HTTP {control.status_code}; see test_refresh_returns_new_access_token)")
+    rotated = control.json().get("refresh_token")
+    live = rotated if isinstance(rotated, str) and rotated else result.token.refresh_token
+    response = _revoke(http, endpoint, target, live, "refresh_token")
+    expect(response.status_code == 200, expected="HTTP 200 from the revocation endpoint for a refresh token",
+           actual=f"HTTP {response.status_code} {describe(oauth_error(response).body)}", requirement="RFC7009-04",
+           exchange=http.exchange_for(response))
+    again = refresh(http, launcher.token_endpoint, refresh_token=live, client=credentials(target.client))
+    expect(not issued_tokens(again), expected="refresh refused after the refresh token was revoked (it refreshed "
+                                              "just before)",
            actual=f"HTTP {again.status_code} with new tokens", requirement="RFC7009-01",
            exchange=http.exchange_for(again))
-    delay, reply = _wait_for_refusal(http, f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
-                                     result.token.access_token)
-    expect(delay is not None, expected="the grant's access token refused once its refresh token is revoked",
-           actual=f"HTTP {reply.status if reply else '?'} after {REFUSAL_WAIT_S:.0f}s", requirement="RFC7009-02",
-           exchange=reply.exchange if reply else None)
+    delay, reply = wait_for_refusal(http, target, watched)
+    if delay is None:
+        probe = _revoke(http, endpoint, target, watched.token, "access_token")
+        if probe.status_code == 400 and oauth_error(probe).error == "unsupported_token_type":
+            _note("the grant's access token outlived the refresh token's revocation; this server does not revoke "
+                  "access tokens (unsupported_token_type), and RFC 7009 §2.1 asks it to end them only if it does "
+                  "(see test_revoked_access_token_refused)")
+            return
+    expect(delay is not None, expected="the grant's access token (it worked before) refused once its refresh token "
+                                       "is revoked",
+           actual=f"HTTP {reply.status} after {REFUSAL_WAIT_S:.0f}s", requirement="RFC7009-02",
+           exchange=reply.exchange)
+
+
+@pytest.mark.requirement("RFC7009-07")
+def test_revocation_requires_client_authentication(launcher: Any, http: RecordingClient,
+                                                   smart_config: dict[str, Any], target: Target) -> None:
+    """Revocation without client credentials is refused and revokes nothing (RFC 7009 §2.1: the server first
+    validates the client's credentials); the same revocation with them then works."""
+    if target.client.auth_method == "none":
+        not_applicable("the target's client is public (auth_method: none): it has no credentials to present")
+    endpoint, result = _endpoint_and_grant(launcher, smart_config, "the revocation authentication check")
+    if not result.token.refresh_token:
+        not_applicable("no refresh_token was issued (see test_refresh_token_issued): refresh tokens are the token "
+                       "type every revocation endpoint must revoke")
+    client = credentials(target.client)
+    live = result.token.refresh_token
+
+    def still_refreshes() -> str:
+        """The live refresh token after one authenticated refresh (rotation followed), or "" if it was refused."""
+        response = refresh(http, launcher.token_endpoint, refresh_token=live, client=client)
+        if not issued_tokens(response):
+            return ""
+        body = response.json()
+        rotated = body.get("refresh_token") if isinstance(body, dict) else None
+        return rotated if isinstance(rotated, str) and rotated else live
+
+    live = still_refreshes() or could_not_check(
+        "no positive control: the fresh refresh token did not refresh (see test_refresh_returns_new_access_token)")
+    anonymous = _revoke(http, endpoint, target, live, "refresh_token",
+                        client=ClientCredentials(target.client.client_id, None, "none"))
+    exchange = http.exchange_for(anonymous)
+    after = still_refreshes()
+    expect(bool(after), expected="the refresh token still working after a revocation request without client "
+                                 "credentials",
+           actual=f"revocation without credentials answered HTTP {anonymous.status_code} and the refresh token no "
+                  "longer refreshes: anyone holding a token can revoke it", exchange=exchange)
+    err = oauth_error(anonymous)
+    expect(anonymous.status_code in (400, 401) and err.error == "invalid_client",
+           expected="HTTP 401 (or 400) invalid_client for a revocation without client credentials",
+           actual=f"HTTP {anonymous.status_code} {describe(err.body)}", exchange=exchange)
+    live = after
+    revoked = _revoke(http, endpoint, target, live, "refresh_token")
+    if revoked.status_code != 200 or still_refreshes():
+        could_not_check(f"no positive control: the same revocation with the client's credentials did not revoke "
+                        f"either (HTTP {revoked.status_code}; see test_revoked_refresh_token_stops_refresh)")

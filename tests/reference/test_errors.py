@@ -150,7 +150,7 @@ def test_client_authentication_failures_are_401(launcher: Launcher) -> None:
     assert launcher.token_post(data).status_code == 200  # the code was not burnt by the failed attempts
 
 
-@pytest.mark.parametrize("grant_type", ["password", "client_credentials", "implicit", "urn:x"])
+@pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:x"])  # client_credentials: test_backend.py
 def test_unsupported_grant_types(launcher: Launcher, grant_type: str) -> None:
     response = launcher.token_post({"grant_type": grant_type, "username": "alice",
                                     "password": launcher.passwords["alice"]})

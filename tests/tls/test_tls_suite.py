@@ -83,14 +83,20 @@ SCENARIOS = [
     Scenario("legacy-tls-auth-only", frozenset({"test_tls_legacy_tls_refused"}),
              why="FHIR server clean; only the server of authorize/token/jwks accepts TLS 1.0/1.1"),
     Scenario("expired", frozenset({"test_tls_certificate_not_expired", "test_tls_certificate_chain_valid"}),
-             why="leaf expired two days ago (strict path validation rejects it too)"),
+             frozenset({"test_tls_certificate_profile"}),
+             why="leaf expired two days ago (clients reject it too, so its strict profile cannot be judged)"),
     Scenario("expiring-soon", frozenset({"test_tls_certificate_not_expiring_soon"}), why="leaf has 10 days left"),
     Scenario("rsa-1024", frozenset({"test_tls_certificate_key_strength"}), why="1024-bit RSA leaf key"),
     Scenario("sha1-signature", frozenset({"test_tls_certificate_signature_hash", "test_tls_certificate_chain_valid"}),
-             why="leaf signed sha1WithRSAEncryption (strict path validation forbids it too)"),
+             frozenset({"test_tls_certificate_profile"}),
+             why="leaf signed sha1WithRSAEncryption (clients reject SHA-1 signatures too)"),
     Scenario("hostname-mismatch", frozenset({"test_tls_certificate_hostname_matches"}),
              why="leaf for other.example served on 127.0.0.1"),
-    Scenario("untrusted-ca", frozenset({"test_tls_certificate_chain_valid"}), why="leaf from a CA not in ca_bundle"),
+    Scenario("untrusted-ca", frozenset({"test_tls_certificate_chain_valid"}), frozenset({"test_tls_certificate_profile"}),
+             why="leaf from a CA not in ca_bundle"),
+    Scenario("critical-san", frozenset({"test_tls_certificate_profile"}),
+             why="leaf with a critical subjectAltName next to a non-empty subject: clients accept the chain (TLS-05 "
+                 "passes), cryptography's strict RFC 5280 verifier does not (a TLS-10 SHOULD warning)"),
     Scenario("weak-aes128-sha", frozenset({"test_tls_no_weak_cipher_suites", "test_tls_forward_secrecy"}),
              why="TLS 1.2 offers only AES128-SHA (static RSA, CBC)"),
     Scenario("cbc-only", frozenset({"test_tls_no_weak_cipher_suites"}),
@@ -186,6 +192,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         simple("sha1-signature", server_context(pki.issue(LOCAL, sha1=True), ciphers=f"{MODERN}:@SECLEVEL=0"))
         simple("hostname-mismatch", modern(pki.issue("other.example", key=ec.generate_private_key(ec.SECP256R1()))))
         simple("untrusted-ca", modern(stranger.issue(LOCAL)))
+        simple("critical-san", modern(pki.issue(LOCAL, critical_san=True)))
         simple("weak-aes128-sha", server_context(good, ciphers="AES128-SHA"))
         simple("cbc-only", server_context(good, ciphers="ECDHE-RSA-AES128-SHA"))
         simple("static-rsa", server_context(good, ciphers="ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256"))
@@ -267,6 +274,8 @@ def test_levels_follow_the_cited_requirements(world: World) -> None:
     assert message(world, "tls13-only", "test_tls_1_2_accepted").startswith("TLS-03 (SHALL)")
     assert message(world, "no-tls13", "test_tls_1_3_offered").startswith("[SHOULD] TLS-07 (SHOULD)")
     assert outcome[("test_tls_hsts_header", "no-hsts")] == "warning"
+    assert outcome[("test_tls_certificate_profile", "critical-san")] == "warning"
+    assert message(world, "critical-san", "test_tls_certificate_profile").startswith("[SHOULD] TLS-10 (SHOULD)")
     assert outcome[("test_tls_certificate_not_expired", "expired")] == "failed"
     assert outcome[("test_tls_certificate_not_expiring_soon", "expiring-soon")] == "warning"
     assert outcome[("test_tls_plain_http_not_served", "hsts-over-plain-http")] == "warning"

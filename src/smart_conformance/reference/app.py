@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from smart_conformance.reference import auth, discovery, fhir
+from smart_conformance.reference import auth, backend, bulk, discovery, fhir
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.middleware import SecurityHeaders
 
@@ -48,13 +48,26 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, 500, "internal error")
 
 
-def build_app(ctx: Context) -> Starlette:
-    routes = [
-        Route("/", index, methods=["GET"]),
+FHIR_API, AUTH_SERVER, BOTH = "fhir", "auth", "both"
+
+
+def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
+    """The ASGI app of one listener: both halves (the default layout), or only the FHIR API or only the
+    authorization server (the split-origin variant runs one listener per half, on two origins)."""
+    fhir_routes = [
         Route("/fhir/.well-known/smart-configuration", discovery.smart_configuration, methods=["GET"]),
         Route("/fhir/metadata", fhir.metadata, methods=["GET"]),
+        # --- Bulk Data export for backend clients (reference/bulk.py); before the catch-all FHIR route ---
+        Route("/fhir/Group/{group_id}/$export", bulk.group_export, methods=["GET"]),
+        Route("/fhir/Patient/$export", bulk.patient_export, methods=["GET"]),
+        Route("/fhir/bulk-status/{job_id}", bulk.status, methods=["GET", "DELETE"]),
+        Route("/fhir/bulk-files/{job_id}/{name}", bulk.file, methods=["GET"]),
+        # --- end of bulk export ---
+        Route("/clients/{client_id}/jwks.json", backend.client_jwks, methods=["GET"]),  # backend-jwks-url variant
         Route("/fhir", fhir.endpoint, methods=FHIR_METHODS),
         Route("/fhir/{rest:path}", fhir.endpoint, methods=FHIR_METHODS),
+    ]
+    auth_routes = [
         Route("/auth/.well-known/openid-configuration", discovery.openid_configuration, methods=["GET"]),
         Route("/auth/jwks", discovery.jwks, methods=["GET"]),
         Route("/auth/authorize", auth.authorize, methods=["GET", "POST"]),
@@ -65,6 +78,11 @@ def build_app(ctx: Context) -> Starlette:
         Route("/auth/introspect", auth.introspect, methods=["POST"]),
         Route("/auth/revoke", auth.revoke, methods=["POST"]),
     ]
+    if serves == AUTH_SERVER:  # a separate authorization server often serves the SMART configuration itself too
+        auth_routes.append(Route("/auth/.well-known/smart-configuration", discovery.smart_configuration,
+                                 methods=["GET"]))
+    routes = [Route("/", index, methods=["GET"]), *(fhir_routes if serves in (BOTH, FHIR_API) else []),
+              *(auth_routes if serves in (BOTH, AUTH_SERVER) else [])]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, ctx=ctx)],
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.ctx = ctx

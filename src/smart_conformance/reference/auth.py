@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import time
@@ -21,12 +22,18 @@ from urllib.parse import quote, unquote_plus, urlencode, urlsplit, urlunsplit
 import jwt
 from starlette.datastructures import FormData, MultiDict
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.context import CODE_TTL, REFRESH_TOKEN_TTL, Context, ctx_of
 from smart_conformance.reference.pages import error_page, esc, page
 from smart_conformance.reference.store import check_secret
+from smart_conformance.reference.variants import (AUTHORIZE_REFUSAL_EMPTY_400, CONSENT_WITHOUT_SCOPE_CONTROLS,
+                                                  IMPLICIT_ERROR_IN_FRAGMENT, SCRIPT_RENDERED_SIGN_IN,
+                                                  TWO_PAGE_SIGN_IN)
+from smart_conformance.reference.variants import (CLIENT_SECRET_POST_ONLY, JWT_ACCESS_TOKENS,
+                                                  ONLY_REFRESH_TOKENS_REVOCABLE, REVOKE_ALL_ON_REFRESH_REVOCATION,
+                                                  ROTATING_REFRESH_TOKENS, TOKEN_401_WITHOUT_WWW_AUTHENTICATE)
 
 BROWSER_COOKIE = "__Host-smartref_browser"
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -48,11 +55,20 @@ def _redirect(uri: str, params: dict[str, str], *, fragment: bool = False) -> Re
     return response
 
 
-def _error_redirect(ctx: Context, uri: str, error: str, description: str, state: str | None) -> RedirectResponse:
+def _error_redirect(ctx: Context, uri: str, error: str, description: str, state: str | None, *,
+                    fragment: bool = False) -> RedirectResponse:
     params = {"error": error, "error_description": description}
     if state is not None and not ctx.faults.active("state-not-echoed-on-error"):
         params["state"] = state
-    return _redirect(uri, params)
+    return _redirect(uri, params, fragment=fragment)
+
+
+def _untrusted(ctx: Context, error: str, description: str) -> Response:
+    """The client or its redirect_uri cannot be trusted: inform the member, never redirect (RFC 6749 §4.1.2.1).
+    Under authorize-refusal-empty-400 the answer is a bare HTTP 400 with no body, as some servers send."""
+    if ctx.variants.active(AUTHORIZE_REFUSAL_EMPTY_400):
+        return Response(status_code=400, headers={"Cache-Control": "no-store"})
+    return error_page(ctx, error, description)
 
 
 def _success_redirect(ctx: Context, uri: str, code: str, state: str) -> RedirectResponse:
@@ -88,17 +104,17 @@ async def authorize(request: Request) -> Response:
     redirect_uri = params.get("redirect_uri", "")
     for name in ("client_id", "redirect_uri"):
         if len(params.getlist(name)) > 1:
-            return error_page(ctx, "invalid_request", f"{name} was sent more than once.")
+            return _untrusted(ctx, "invalid_request", f"{name} was sent more than once.")
     client = ctx.store.client(client_id) if client_id else None
     if client is None:
         if ctx.faults.active("unknown-client-redirects") and redirect_uri:
             return _error_redirect(ctx, redirect_uri, "unauthorized_client", "unknown client_id",
                                    params.get("state"))
-        return error_page(ctx, "invalid_client", "The client_id is missing or not registered.")
+        return _untrusted(ctx, "invalid_client", "The client_id is missing or not registered.")
     if not redirect_uri:
-        return error_page(ctx, "invalid_request", "redirect_uri is required.")
+        return _untrusted(ctx, "invalid_request", "redirect_uri is required.")
     if not _redirect_uri_registered(ctx, json.loads(client["redirect_uris"]), redirect_uri):
-        return error_page(ctx, "invalid_request", "The redirect_uri is not registered for this client.")
+        return _untrusted(ctx, "invalid_request", "The redirect_uri is not registered for this client.")
 
     # From here on the redirect target is trusted: errors go back to the app.
     state = params.get("state")
@@ -110,7 +126,10 @@ async def authorize(request: Request) -> Response:
     if not response_type:
         return _error_redirect(ctx, redirect_uri, "invalid_request", "response_type is required", state)
     if response_type != "code" and not implicit_ok:
-        return _error_redirect(ctx, redirect_uri, "unsupported_response_type", "only response_type=code", state)
+        # RFC 6749 §4.2.2.1: an implicit request's error goes in the fragment (variant implicit-error-in-fragment).
+        in_fragment = response_type == "token" and ctx.variants.active(IMPLICIT_ERROR_IN_FRAGMENT)
+        return _error_redirect(ctx, redirect_uri, "unsupported_response_type", "only response_type=code", state,
+                               fragment=in_fragment)
     if not state:
         return _error_redirect(ctx, redirect_uri, "invalid_request", "state is required", state)
     aud = params.get("aud") or params.get("resource") or ""
@@ -160,14 +179,60 @@ def _csrf_ok(ctx: Context, request: Request, pending: Any, form: FormData) -> bo
     return bool(token) and hmac.compare_digest(token, pending["csrf"]) and browser_ok
 
 
-def _login_page(ctx: Context, pending_id: str, pending: Any, status: int = 200, error: str = "") -> Response:
-    params = json.loads(pending["params"])
-    client = ctx.store.client(params["client_id"])
+_USERNAME_FIELD = ('<p><label for="username">Username</label> <input type="text" id="username" name="username" '
+                   'autocomplete="username" required></p>')
+_PASSWORD_FIELD = ('<p><label for="password">Password</label> <input type="password" id="password" name="password" '
+                   'autocomplete="current-password" required></p>')
+
+# The script-rendered sign-in (variant script-rendered-sign-in): the page loads empty, then a script waits a moment,
+# fetches the form from this origin and builds it, as a single-page app's sign-in does.
+_SIGN_IN_SCRIPT = """<script nonce="{nonce}">
+(async () => {{
+  await new Promise((done) => setTimeout(done, 400));
+  const reply = await fetch({url}, {{credentials: "same-origin", cache: "no-store"}});
+  const holder = document.createElement("div");
+  holder.id = "sign-in-form";
+  holder.innerHTML = await reply.text();
+  document.getElementById("sign-in").appendChild(holder);
+}})();
+</script>"""
+
+
+def _login_form(ctx: Context, pending_id: str, pending: Any, stage: str, username: str = "") -> str:
+    """The sign-in form: both fields, or (two-page-sign-in) the username page, then the password page."""
     csrf_field = ("" if ctx.faults.active("login-no-csrf")
                   else f'<input type="hidden" name="csrf_token" value="{esc(pending["csrf"])}">')
+    if stage == "username":
+        fields = '<input type="hidden" name="stage" value="username">' + _USERNAME_FIELD
+        button = "Next"
+    elif stage == "password":
+        fields = (f'<input type="hidden" name="username" value="{esc(username)}">'
+                  f'<p id="signing-in-as">Signing in as <strong>{esc(username)}</strong></p>' + _PASSWORD_FIELD)
+        button = "Sign in"
+    else:
+        fields, button = _USERNAME_FIELD + "\n" + _PASSWORD_FIELD, "Sign in"
+    return (f'<form method="post" action="/auth/login">\n<input type="hidden" name="req" value="{esc(pending_id)}">\n'
+            f'{csrf_field}\n{fields}\n<p><button type="submit">{button}</button></p>\n</form>')
+
+
+def _first_stage(ctx: Context) -> str:
+    return "username" if ctx.variants.active(TWO_PAGE_SIGN_IN) else "both"
+
+
+def _login_page(ctx: Context, pending_id: str, pending: Any, status: int = 200, error: str = "", *,
+                stage: str | None = None, username: str = "") -> Response:
+    params = json.loads(pending["params"])
+    client = ctx.store.client(params["client_id"])
+    stage = stage or _first_stage(ctx)
     error_html = f'<p class="error" role="alert" id="login-error">{esc(error)}</p>' if error else ""
-    return page(ctx, "login.html", status, raw={"csrf_field": csrf_field, "error": error_html},
-                client_name=client["name"] if client else params["client_id"], req=pending_id)
+    form = _login_form(ctx, pending_id, pending, stage, username)
+    script, nonce = "", None
+    if ctx.variants.active(SCRIPT_RENDERED_SIGN_IN) and stage != "password":
+        nonce = secrets.token_urlsafe(16)
+        url = json.dumps(f"/auth/login?{urlencode({'req': pending_id, 'part': 'form'})}")
+        form, script = "", _SIGN_IN_SCRIPT.format(nonce=nonce, url=url)  # a JSON string of URL-safe characters
+    return page(ctx, "login.html", status, raw={"form": form, "error": error_html, "script": script},
+                script_nonce=nonce, client_name=client["name"] if client else params["client_id"])
 
 
 async def login(request: Request) -> Response:
@@ -177,6 +242,10 @@ async def login(request: Request) -> Response:
         pending = ctx.store.pending(pending_id)
         if pending is None:
             return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+        if request.query_params.get("part") == "form" and ctx.variants.active(SCRIPT_RENDERED_SIGN_IN):
+            fragment = HTMLResponse(_login_form(ctx, pending_id, pending, _first_stage(ctx)))
+            fragment.headers["Cache-Control"] = "no-store"
+            return fragment
         return _login_page(ctx, pending_id, pending)
     form = await request.form()
     pending_id = str(form.get("req", ""))
@@ -186,11 +255,16 @@ async def login(request: Request) -> Response:
     if not _csrf_ok(ctx, request, pending, form):
         return error_page(ctx, "invalid_request", "The form could not be verified (CSRF check failed).", 403)
     username = str(form.get("username", ""))
+    if ctx.variants.active(TWO_PAGE_SIGN_IN) and form.get("stage") == "username":
+        # The password page comes whatever the username: it must not tell who is a member.
+        return _login_page(ctx, pending_id, pending, stage="password", username=username)
     member = ctx.store.member(username)
     password_ok = member is not None and (ctx.faults.active("login-accepts-any-password")
                                           or check_secret(str(form.get("password", "")), member["password_hash"]))
     if not password_ok:
-        return _login_page(ctx, pending_id, pending, 401, "Incorrect username or password.")
+        again = "password" if ctx.variants.active(TWO_PAGE_SIGN_IN) else None
+        return _login_page(ctx, pending_id, pending, 401, "Incorrect username or password.", stage=again,
+                           username=username)
     ctx.store.set_pending_user(pending_id, username)
     if ctx.faults.active("consent-skipped"):
         params = json.loads(pending["params"])
@@ -243,8 +317,8 @@ async def consent(request: Request) -> Response:
         return _error_redirect(ctx, params["redirect_uri"], "access_denied", "the member denied access",
                                params["state"])
     requested: list[str] = params["scopes"]
-    if ctx.faults.active("consent-ignores-unticked"):
-        granted = list(requested)
+    if ctx.faults.active("consent-ignores-unticked") or ctx.variants.active(CONSENT_WITHOUT_SCOPE_CONTROLS):
+        granted = list(requested)  # (the variant's page offers no per-scope choice: Allow grants what was asked)
     else:
         ticked = set(form.getlist("scope"))
         granted = [s for s in requested if s in ticked]
@@ -264,10 +338,16 @@ def _consent_page(ctx: Context, pending_id: str, pending: Any) -> Response:
     params = json.loads(pending["params"])
     member = ctx.store.member(pending["username"])
     client = ctx.store.client(params["client_id"])
-    boxes = []
-    for n, scope in enumerate(params["scopes"]):
-        boxes.append(f'<p><input type="checkbox" name="scope" id="scope-{n}" value="{esc(scope)}" checked> '
-                     f'<label for="scope-{n}">{esc(_scope_label(scope))} <code>{esc(scope)}</code></label></p>')
+    client_name = esc(client["name"] if client else params["client_id"])
+    if ctx.variants.active(CONSENT_WITHOUT_SCOPE_CONTROLS):
+        items = "".join(f"<li>{esc(_scope_label(scope))} <code>{esc(scope)}</code></li>" for scope in params["scopes"])
+        section = f'<p>{client_name} asks for the following access.</p>\n<ul id="scopes">{items}</ul>'
+    else:
+        boxes = [f'<p><input type="checkbox" name="scope" id="scope-{n}" value="{esc(scope)}" checked> '
+                 f'<label for="scope-{n}">{esc(_scope_label(scope))} <code>{esc(scope)}</code></label></p>'
+                 for n, scope in enumerate(params["scopes"])]
+        section = (f"<fieldset>\n<legend>{client_name} asks for the following access. Untick anything you do not "
+                   f"want to share.</legend>\n" + "\n".join(boxes) + "\n</fieldset>")
     patients: list[str] = json.loads(member["patients"]) if member else []
     if len(patients) > 1:
         options = "".join(f'<p><input type="radio" name="patient" id="patient-{n}" value="{esc(p)}"'
@@ -279,7 +359,7 @@ def _consent_page(ctx: Context, pending_id: str, pending: Any) -> Response:
                   f'<input type="hidden" name="patient" value="{esc(patients[0])}">')
     else:
         choice = ""
-    return page(ctx, "consent.html", raw={"scope_boxes": "\n".join(boxes), "patient_choice": choice},
+    return page(ctx, "consent.html", raw={"scope_section": section, "patient_choice": choice},
                 client_name=client["name"] if client else params["client_id"],
                 member=member["display"] if member else "", req=pending_id, csrf=pending["csrf"])
 
@@ -322,11 +402,22 @@ def _oauth_error(ctx: Context, error: str, description: str, status: int = 400) 
     return _token_response(ctx, {"error": error, "error_description": description}, status)
 
 
-def _invalid_client(ctx: Context, description: str) -> JSONResponse:
+_BASIC_CHALLENGE = 'Basic realm="reference-payer-token", charset="UTF-8"'
+
+
+def _challenge(ctx: Context, request: Request) -> dict[str, str]:
+    """RFC 6749 §5.2: WWW-Authenticate is required on a 401 only when the client tried the Authorization header;
+    under the token-401-without-www-authenticate variant it is left out otherwise."""
+    if ctx.variants.active(TOKEN_401_WITHOUT_WWW_AUTHENTICATE) and not request.headers.get("authorization"):
+        return {}
+    return {"WWW-Authenticate": _BASIC_CHALLENGE}
+
+
+def _invalid_client(ctx: Context, description: str, request: Request) -> JSONResponse:
     if ctx.faults.active("invalid-client-without-401"):
         return _token_response(ctx, {"error": "invalid_client", "error_description": description}, 400)
     return _token_response(ctx, {"error": "invalid_client", "error_description": description}, 401,
-                           {"WWW-Authenticate": 'Basic realm="reference-payer-token", charset="UTF-8"'})
+                           _challenge(ctx, request))
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -345,9 +436,21 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def authenticate_client(ctx: Context, request: Request) -> str | None:
-    """The authenticated client_id, or None. Only client_secret_basic is supported (and advertised)."""
-    creds = basic_credentials(request)
+def _post_credentials(form: Any) -> tuple[str, str] | None:
+    """client_secret_post (RFC 6749 §2.3.1): client_id and client_secret as form parameters."""
+    if form is None or not form.get("client_id") or "client_secret" not in form:
+        return None
+    return str(form.get("client_id")), str(form.get("client_secret"))
+
+
+def authenticate_client(ctx: Context, request: Request, form: Any = None) -> str | None:
+    """The authenticated client_id, or None. By default clients are registered for client_secret_basic; under the
+    client-secret-post-only variant they are registered for client_secret_post, and only that method is accepted
+    for them (OpenID Connect Registration's token_endpoint_auth_method)."""
+    if ctx.variants.active(CLIENT_SECRET_POST_ONLY):
+        creds = None if request.headers.get("authorization") else _post_credentials(form)
+    else:
+        creds = basic_credentials(request)
     if creds is None:
         return None
     client_id, secret = creds
@@ -371,6 +474,12 @@ def _access_token(ctx: Context, grant_id: str, client_id: str, username: str, sc
         claims["patient"] = patient
     ctx.store.add_access_token(jti=jti, grant_id=grant_id, client_id=client_id, scope=scope, patient=patient,
                                username=username, iat=now, exp=now + ctx.access_token_ttl)
+    if ctx.variants.active(JWT_ACCESS_TOKENS):
+        # RFC 9068 §2: the JWT access token profile: typ at+jwt, with client_id, iat, jti and auth_time.
+        claims["auth_time"] = int(now)
+        token = jwt.encode(claims, ctx.keys.active.private, algorithm="RS256",
+                           headers={"kid": ctx.keys.active.kid, "typ": "at+jwt"})
+        return token, now
     return ctx.keys.sign(claims), now
 
 
@@ -393,6 +502,10 @@ def _id_token(ctx: Context, client_id: str, username: str, nonce: str | None, pa
         claims["exp"] = now - 600
     if ctx.faults.active("fhiruser-missing"):
         claims.pop("fhirUser")
+    if ctx.faults.active("fhiruser-other-origin"):
+        # A plain-http origin that is not this server ($SMART_REFERENCE_FHIRUSER_ORIGIN lets a test listen there).
+        elsewhere = os.environ.get("SMART_REFERENCE_FHIRUSER_ORIGIN", "http://127.0.0.1:9")
+        claims["fhirUser"] = f"{elsewhere.rstrip('/')}/fhir/{member['fhir_user']}"
     if ctx.faults.active("representative-fhiruser-patient") and patient and \
             not member["fhir_user"].startswith("Patient/"):
         claims["fhirUser"] = f"{ctx.fhir_base}/Patient/{patient}"
@@ -458,13 +571,16 @@ async def token(request: Request) -> Response:
         return _oauth_error(ctx, "invalid_request", "grant_type is required")
     if grant_type == "refresh_token":
         return _refresh(ctx, request, form)
+    if grant_type == "client_credentials":  # SMART Backend Services (private_key_jwt): reference/backend.py
+        from smart_conformance.reference import backend
+        return await backend.client_credentials(ctx, request, form)
     if grant_type == "password" and ctx.faults.active("password-grant-allowed"):
         return _password(ctx, request, form)
     if grant_type != "authorization_code":
         return _oauth_error(ctx, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
-    client_id = authenticate_client(ctx, request)
+    client_id = authenticate_client(ctx, request, form)
     if client_id is None:
-        return _invalid_client(ctx, "client authentication failed (HTTP Basic with client_id and secret)")
+        return _invalid_client(ctx, "client authentication failed", request)
     if form.get("client_id") not in (None, client_id):
         return _oauth_error(ctx, "invalid_request", "client_id in the body differs from the authenticated client")
     code = str(form.get("code", ""))
@@ -513,12 +629,13 @@ def _pkce_problem(ctx: Context, row: Any, verifier: Any) -> str | None:
 def _refresh(ctx: Context, request: Request, form: FormData) -> Response:
     presented = str(form.get("refresh_token", ""))
     row = ctx.store.refresh_token(presented) if presented else None
-    if basic_credentials(request) is None and ctx.faults.active("refresh-without-client-auth") and row:
+    unauthenticated = basic_credentials(request) is None and _post_credentials(form) is None
+    if unauthenticated and ctx.faults.active("refresh-without-client-auth") and row:
         client_id: str | None = row["client_id"]
     else:
-        client_id = authenticate_client(ctx, request)
+        client_id = authenticate_client(ctx, request, form)
     if client_id is None:
-        return _invalid_client(ctx, "client authentication failed (HTTP Basic with client_id and secret)")
+        return _invalid_client(ctx, "client authentication failed", request)
     if not presented:
         return _oauth_error(ctx, "invalid_request", "refresh_token is required")
     if row is None or row["revoked"] or row["exp"] < time.time():
@@ -538,15 +655,23 @@ def _refresh(ctx: Context, request: Request, form: FormData) -> Response:
             return _oauth_error(ctx, "invalid_scope", "a refresh may narrow the scope but never widen it")
         elif not ctx.faults.active("refresh-ignores-narrower-scope"):
             scope = " ".join(asked)
+    if ctx.variants.active(ROTATING_REFRESH_TOKENS):
+        # RFC 9700 §4.14.2: a new refresh token with each refresh, the used one retired. It keeps the original
+        # grant's scope, so a narrower access token now does not narrow what later refreshes may ask for.
+        ctx.store.revoke_refresh_token(presented)
+        rotated = ctx.store.add_refresh_token(grant_id=row["grant_id"], client_id=row["client_id"],
+                                              scope=row["scope"], ttl=REFRESH_TOKEN_TTL)
+        return _issue(ctx, grant_id=row["grant_id"], client_id=row["client_id"], username=grant["username"],
+                      scope=scope, patient=grant["patient"], nonce=None, refresh_token=rotated)
     return _issue(ctx, grant_id=row["grant_id"], client_id=row["client_id"], username=grant["username"],
                   scope=scope, patient=grant["patient"], nonce=None, refresh_token=presented)
 
 
 def _password(ctx: Context, request: Request, form: FormData) -> Response:
     """Only reachable under the password-grant-allowed fault: the legacy grant RFC 9700 forbids."""
-    client_id = authenticate_client(ctx, request)
+    client_id = authenticate_client(ctx, request, form)
     if client_id is None:
-        return _invalid_client(ctx, "client authentication failed")
+        return _invalid_client(ctx, "client authentication failed", request)
     username = str(form.get("username", ""))
     member = ctx.store.member(username)
     if member is None or not check_secret(str(form.get("password", "")), member["password_hash"]):
@@ -567,9 +692,9 @@ def _json_no_store(body: dict[str, Any], status: int = 200, headers: dict[str, s
     return response
 
 
-def _unauthenticated() -> JSONResponse:
+def _unauthenticated(ctx: Context, request: Request) -> JSONResponse:
     return _json_no_store({"error": "invalid_client", "error_description": "client authentication failed"}, 401,
-                          {"WWW-Authenticate": 'Basic realm="reference-payer-token", charset="UTF-8"'})
+                          _challenge(ctx, request))
 
 
 def _decode_access(ctx: Context, token: str) -> dict[str, Any] | None:
@@ -588,10 +713,10 @@ def _decode_access(ctx: Context, token: str) -> dict[str, Any] | None:
 
 async def introspect(request: Request) -> Response:
     ctx = ctx_of(request)
-    caller = authenticate_client(ctx, request)
-    if caller is None and not ctx.faults.active("introspect-unauthenticated"):
-        return _unauthenticated()
     form = await request.form()
+    caller = authenticate_client(ctx, request, form)
+    if caller is None and not ctx.faults.active("introspect-unauthenticated"):
+        return _unauthenticated(ctx, request)
     presented = str(form.get("token", ""))
     if not presented:
         return _json_no_store({"error": "invalid_request", "error_description": "token is required"}, 400)
@@ -636,17 +761,23 @@ async def introspect(request: Request) -> Response:
 
 async def revoke(request: Request) -> Response:
     ctx = ctx_of(request)
-    caller = authenticate_client(ctx, request)
-    if caller is None:
-        return _unauthenticated()
     form = await request.form()
+    caller = authenticate_client(ctx, request, form)
     presented = str(form.get("token", ""))
+    if caller is None and ctx.faults.active("revocation-without-client-auth"):
+        caller = _token_owner(ctx, presented)  # the fault: whoever holds a token may revoke it
+    if caller is None:
+        return _unauthenticated(ctx, request)
     if not presented:
         return _json_no_store({"error": "invalid_request", "error_description": "token is required"}, 400)
     ok = Response(status_code=200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
     claims = _decode_access(ctx, presented)
     if claims is not None:
         row = ctx.store.access_token(str(claims.get("jti", "")))
+        if ctx.variants.active(ONLY_REFRESH_TOKENS_REVOCABLE):
+            # RFC 7009 §2.2.1: the defined answer of a server that does not revoke this type of token.
+            return _json_no_store({"error": "unsupported_token_type",
+                                   "error_description": "only refresh tokens can be revoked"}, 400)
         if row is None:
             return ok
         if row["client_id"] != caller:
@@ -663,6 +794,22 @@ async def revoke(request: Request) -> Response:
                                "error_description": "the token was issued to another client"}, 400)
     if not ctx.faults.active("refresh-survives-revocation"):
         ctx.store.revoke_refresh_token(presented)
+    if ctx.variants.active(ONLY_REFRESH_TOKENS_REVOCABLE):
+        return ok  # access tokens are not revocable here: they live until they expire (RFC 7009 §2.1)
+    if ctx.variants.active(REVOKE_ALL_ON_REFRESH_REVOCATION):
+        grant = ctx.store.grant(refresh["grant_id"])
+        if grant is not None:
+            ctx.store.revoke_member_grants(username=grant["username"], client_id=refresh["client_id"])
     if not ctx.faults.active("access-survives-refresh-revocation"):
         ctx.store.revoke_access_tokens_of_grant(refresh["grant_id"])
     return ok
+
+
+def _token_owner(ctx: Context, presented: str) -> str | None:
+    """The client a token was issued to (used only by the revocation-without-client-auth fault)."""
+    claims = _decode_access(ctx, presented) if presented else None
+    if claims is not None:
+        row = ctx.store.access_token(str(claims.get("jti", "")))
+        return str(row["client_id"]) if row is not None else None
+    refresh = ctx.store.refresh_token(presented) if presented else None
+    return str(refresh["client_id"]) if refresh is not None else None

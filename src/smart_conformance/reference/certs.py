@@ -35,7 +35,7 @@ class ServerPki:
 
 
 def _leaf(ca: trustme.CA, key: PrivateKey, hosts: tuple[str, ...], not_before: dt.datetime,
-          not_after: dt.datetime) -> tuple[bytes, bytes]:
+          not_after: dt.datetime, critical_san: bool = False) -> tuple[bytes, bytes]:
     """A server leaf signed by the CA, shaped for strict (RFC 5280 / CA/B Forum) validators: subject CN, SAN
     non-critical, EKU serverAuth, KeyUsage, SKI and AKI. trustme's own leaf marks the SAN critical next to a
     non-empty subject, which cryptography's verifier (sslyze 6) rejects."""
@@ -58,7 +58,7 @@ def _leaf(ca: trustme.CA, key: PrivateKey, hosts: tuple[str, ...], not_before: d
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=critical_san)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=is_rsa, content_commitment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
@@ -90,7 +90,8 @@ def issue(state_dir: Path, faults: ActiveFaults) -> ServerPki:
         not_after = now + dt.timedelta(days=10)
     if faults.active("cert-hostname-mismatch"):
         hosts = ("reference.invalid",)
-    cert_pem, key_pem = _leaf(ca, key, hosts, not_before, not_after)
+    cert_pem, key_pem = _leaf(ca, key, hosts, not_before, not_after,
+                              critical_san=faults.active("cert-critical-san"))
     pki = ServerPki(state_dir / "ca.pem", state_dir / "server-cert.pem", state_dir / "server-key.pem")
     pki.ca_path.write_bytes(ca.cert_pem.bytes())
     pki.cert_path.write_bytes(cert_pem)

@@ -27,17 +27,26 @@ class Context:
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     access_token_ttl: int = ACCESS_TOKEN_TTL
     variants: ActiveVariants = field(default_factory=ActiveVariants)
+    auth_origin: str = ""  # the authorization server's origin when it has its own listener (split deployment)
 
     @property
     def fhir_base(self) -> str:
         return self.origin + "/fhir"
 
     @property
+    def authorization_origin(self) -> str:
+        """Where /auth/* lives: the FHIR origin by default, another listener in the split-origin variant."""
+        return self.auth_origin or self.origin
+
+    @property
     def issuer(self) -> str:
-        return self.origin + "/auth"
+        return self.authorization_origin + "/auth"
 
     def url(self, path: str) -> str:
         return self.origin + path
+
+    def auth_url(self, path: str) -> str:
+        return self.authorization_origin + path
 
 
 def ctx_of(request: Request) -> Context:

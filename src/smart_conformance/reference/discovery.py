@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.data import SUPPORTED_TYPES
+from smart_conformance.reference.variants import CLIENT_SECRET_POST_ONLY, SMART_V1_DISCOVERY_ONLY
 
 CAPABILITIES = [
     "launch-standalone", "client-confidential-symmetric", "context-standalone-patient", "permission-patient",
@@ -26,8 +28,18 @@ def scopes_supported() -> list[str]:
     return ["openid", "fhirUser", "launch/patient", "offline_access", "online_access", *resource]
 
 
+# What a SMART on FHIR v1 server lists in its CapabilityStatement's capabilities extensions (no SMART 2 capabilities:
+# permission-v1/v2 and authorize-post came with SMART 2).
+V1_CAPABILITIES = [
+    "launch-standalone", "client-confidential-symmetric", "context-standalone-patient", "permission-patient",
+    "permission-offline", "permission-online", "sso-openid-connect",
+]
+CAPABILITIES_EXTENSION = "http://fhir-registry.smarthealthit.org/StructureDefinition/capabilities"
+
+
 def endpoints(ctx: Context, *, relative: bool = False) -> dict[str, str]:
-    base = "" if relative else ctx.origin
+    """The authorization server's endpoints (on its own origin in the split-origin variant)."""
+    base = "" if relative else ctx.authorization_origin
     return {"authorization_endpoint": f"{base}/auth/authorize", "token_endpoint": f"{base}/auth/token",
             "introspection_endpoint": f"{base}/auth/introspect", "revocation_endpoint": f"{base}/auth/revoke",
             "jwks_uri": f"{base}/auth/jwks"}
@@ -35,6 +47,8 @@ def endpoints(ctx: Context, *, relative: bool = False) -> dict[str, str]:
 
 async def smart_configuration(request: Request) -> Response:
     ctx = ctx_of(request)
+    if ctx.variants.active(SMART_V1_DISCOVERY_ONLY):
+        raise HTTPException(404)  # SMART v1: the CapabilityStatement's oauth-uris are the discovery
     if ctx.faults.active("smart-config-html-on-accept-html") and "text/html" in request.headers.get("accept", ""):
         return HTMLResponse("<!DOCTYPE html><html><body><h1>Cedar Valley Health Plan developer portal</h1>"
                             "<p>See the API documentation.</p></body></html>")
@@ -68,11 +82,33 @@ async def smart_configuration(request: Request) -> Response:
         del doc["revocation_endpoint"]
     if ctx.faults.active("permission-v1-not-advertised"):
         doc["capabilities"].remove("permission-v1")
+    if ctx.variants.active(CLIENT_SECRET_POST_ONLY):
+        doc["token_endpoint_auth_methods_supported"] = ["client_secret_basic", "client_secret_post"]
     if ctx.faults.active("auth-methods-post-only"):
         doc["token_endpoint_auth_methods_supported"] = ["client_secret_post"]
+    _advertise_backend_services(ctx, doc)
     if ctx.faults.active("smart-config-requires-token") and not request.headers.get("authorization"):
         return JSONResponse({"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     return JSONResponse(doc)
+
+
+# --- backend services (reference/backend.py) -------------------------------------------------------------------
+def _advertise_backend_services(ctx: Context, doc: dict[str, Any]) -> None:
+    """SMART client-confidential-asymmetric §Advertising server support: the client_credentials grant, private_key_jwt
+    with RS384/ES384, the capability and the system scopes (appended, whatever else changed the lists)."""
+    from smart_conformance.reference.backend import REGISTERED_TYPES, SIGNING_ALGS
+
+    if isinstance(doc.get("grant_types_supported"), list) and not ctx.faults.active("client-credentials-not-advertised"):
+        doc["grant_types_supported"].append("client_credentials")
+    if not ctx.faults.active("private-key-jwt-not-advertised"):
+        doc["token_endpoint_auth_methods_supported"] = [*doc.get("token_endpoint_auth_methods_supported", []),
+                                                        "private_key_jwt"]
+    if not ctx.faults.active("assertion-algs-not-advertised"):
+        doc["token_endpoint_auth_signing_alg_values_supported"] = list(SIGNING_ALGS)
+    if isinstance(doc.get("capabilities"), list) and not ctx.faults.active("asymmetric-capability-missing"):
+        doc["capabilities"].append("client-confidential-asymmetric")
+    if isinstance(doc.get("scopes_supported"), list) and not ctx.faults.active("system-scopes-not-advertised"):
+        doc["scopes_supported"].extend([f"system/{t}.{s}" for t in REGISTERED_TYPES for s in ("rs", "read")])
 
 
 async def openid_configuration(request: Request) -> Response:
@@ -88,10 +124,13 @@ async def openid_configuration(request: Request) -> Response:
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "token_endpoint_auth_methods_supported": (["client_secret_basic", "client_secret_post"]
+                                                  if ctx.variants.active(CLIENT_SECRET_POST_ONLY)
+                                                  else ["client_secret_basic"]),
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": scopes_supported(),
+        "scopes_supported": [s for s in scopes_supported() if not (ctx.variants.active(SMART_V1_DISCOVERY_ONLY)
+                                                                    and s.endswith(".rs"))],  # v1: no v2 syntax
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser"],
     }
     if ctx.faults.active("openid-config-incomplete"):
@@ -127,7 +166,7 @@ def capability_statement(ctx: Context) -> dict[str, Any]:
     links = endpoints(ctx)
     token_uri = links["token_endpoint"]
     if ctx.faults.active("capability-oauth-uris-mismatch"):
-        token_uri = ctx.url("/auth/oauth2/token")
+        token_uri = ctx.auth_url("/auth/oauth2/token")
     oauth = {"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": [
         {"url": "authorize", "valueUri": links["authorization_endpoint"]},
         {"url": "token", "valueUri": token_uri},
@@ -166,7 +205,8 @@ def capability_statement(ctx: Context) -> dict[str, Any]:
                 "cors": False,
                 "service": [] if ctx.faults.active("capability-no-security-service") else [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                          "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
-                "extension": [oauth],
+                "extension": [oauth, *([{"url": CAPABILITIES_EXTENSION, "valueCode": code} for code in V1_CAPABILITIES]
+                                       if ctx.variants.active(SMART_V1_DISCOVERY_ONLY) else [])],
             },
             "resource": resources,
         }],

@@ -168,6 +168,10 @@ _CATALOG: tuple[Fault, ...] = (
        "id_token leaves out the nonce sent at authorize."),
     _f("id-token-expired", "id_token", ("OIDC-02",),
        "id_token exp is already in the past when issued (computed from the wrong clock base)."),
+    _f("fhiruser-other-origin", "id_token", ("SMART-OIDC-02",),
+       "the id_token's fhirUser is an absolute plain-http URL on another origin than the FHIR server "
+       "($SMART_REFERENCE_FHIRUSER_ORIGIN, default http://127.0.0.1:9): a harness that follows it hands the member's "
+       "token to that origin."),
     _f("fhiruser-missing", "id_token", ("SMART-OIDC-02",),
        "id_token has no fhirUser claim."),
     _f("sub-unstable", "id_token", ("OIDC-04",),
@@ -184,6 +188,8 @@ _CATALOG: tuple[Fault, ...] = (
     # --- revocation / introspection --------------------------------------------------------------------------
     _f("revocation-ignored", "revocation", ("RFC7009-01",),
        "revoking an access token answers 200 but the token keeps working."),
+    _f("revocation-without-client-auth", "revocation", ("RFC7009-07",),
+       "the revocation endpoint revokes a token for any caller that presents it, without client authentication."),
     _f("refresh-survives-revocation", "revocation", ("RFC7009-01",),
        "revoking a refresh token ends its access tokens but the refresh token itself still refreshes."),
     _f("access-survives-refresh-revocation", "revocation", ("RFC7009-02",),
@@ -205,6 +211,8 @@ _CATALOG: tuple[Fault, ...] = (
        "the FHIR API does not verify the access token signature."),
     _f("revoked-token-accepted", "fhir-auth", ("SMART-FHIR-01", "RFC7009-01"),
        "the FHIR API checks signature and expiry but not the revocation list."),
+    _f("refusal-echoes-token", "fhir-auth", ("FHIR-SEC-14",),
+       "a 401 for a bad access token repeats the rejected token in the OperationOutcome diagnostics."),
     _f("www-authenticate-missing", "fhir-auth", ("RFC6750-03",),
        "401 answers from the FHIR API carry no WWW-Authenticate header."),
     # --- FHIR API: scopes and compartment --------------------------------------------------------------------
@@ -252,6 +260,8 @@ _CATALOG: tuple[Fault, ...] = (
        "every response names the server software and version (Server: uvicorn/…, X-Powered-By: Starlette/…)."),
     _f("wrong-content-type", "fhir-errors", ("SAFETY-38",),
        "FHIR responses are labelled application/json instead of application/fhir+json."),
+    _f("path-reflected-in-html", "fhir-errors", ("HTTP-HYG-05", "FHIR-SEC-12"),
+       "an unknown resource type is answered with an HTML error page that echoes the path segment unescaped."),
     _f("nosniff-missing", "fhir-errors", ("FHIR-SEC-12",),
        "responses lack X-Content-Type-Options: nosniff."),
     _f("cors-wildcard-credentials", "fhir-errors", ("SMART-SEC-01", "SAFETY-37"),
@@ -274,6 +284,9 @@ _CATALOG: tuple[Fault, ...] = (
        "the server certificate expired yesterday."),
     _f("cert-weak-key-1024", "tls", ("TLS-05",),
        "the server certificate has a 1024-bit RSA key."),
+    _f("cert-critical-san", "tls", ("TLS-10",),
+       "the server certificate marks its subjectAltName critical next to a non-empty subject (as trustme's leaves do): "
+       "clients accept the chain, cryptography's strict RFC 5280 verifier does not."),
     _f("cert-hostname-mismatch", "tls", ("TLS-05",),
        "the server certificate names only reference.invalid, not 127.0.0.1/localhost."),
     _f("hsts-missing", "tls", ("TLS-06",),
@@ -281,6 +294,76 @@ _CATALOG: tuple[Fault, ...] = (
     _f("plaintext-http-served", "tls", ("TLS-06", "FHIR-SEC-01"),
        "the plain-http listener serves the whole server (discovery, auth, FHIR data) instead of redirecting to "
        "https."),
+    # --- backend services (reference/backend.py; checks in suites/backend_services) ----------------------------
+    _f("client-credentials-not-advertised", "backend-services", ("BACKEND-01",),
+       "smart-configuration grant_types_supported omits client_credentials although the grant works."),
+    _f("private-key-jwt-not-advertised", "backend-services", ("BACKEND-02",),
+       "smart-configuration token_endpoint_auth_methods_supported omits private_key_jwt."),
+    _f("asymmetric-capability-missing", "backend-services", ("BACKEND-02",),
+       "smart-configuration capabilities omits client-confidential-asymmetric."),
+    _f("assertion-algs-not-advertised", "backend-services", ("BACKEND-03",),
+       "smart-configuration has no token_endpoint_auth_signing_alg_values_supported."),
+    _f("system-scopes-not-advertised", "backend-services", ("BACKEND-04",),
+       "smart-configuration scopes_supported lists no system/ scopes."),
+    _f("backend-token-no-expires-in", "backend-services", ("BACKEND-05",),
+       "the client_credentials token response has no expires_in."),
+    _f("backend-token-long-lived", "backend-services", ("BACKEND-06",),
+       "backend access tokens live a day (expires_in 86400)."),
+    _f("backend-scope-widened", "backend-services", ("BACKEND-07", "BACKEND-08", "BACKEND-10"),
+       "the client_credentials token adds system/*.rs to whatever was requested (and it works at the API)."),
+    _f("backend-refresh-token-issued", "backend-services", ("BACKEND-09",),
+       "the client_credentials token response carries a refresh_token."),
+    _f("backend-scope-not-limited", "backend-services", ("BACKEND-08",),
+       "requested system/ scopes are granted as asked, beyond what the client is registered for."),
+    _f("assertion-type-not-checked", "backend-services", ("RFC7523-04",),
+       "client_assertion_type is not checked: an assertion sent under another type authenticates the client."),
+    _f("assertion-iss-sub-not-checked", "backend-services", ("ASYM-03", "RFC7523-03"),
+       "the client is taken from the assertion's sub; iss is not compared with it."),
+    _f("assertion-key-by-kid-only", "backend-services", ("ASYM-03",),
+       "the verification key is looked up by kid across all registered clients: an assertion naming an unknown "
+       "iss, signed with a registered key, authenticates that key's client."),
+    _f("assertion-aud-not-checked", "backend-services", ("RFC7523-01",),
+       "the assertion's aud is neither required nor compared with the token endpoint."),
+    _f("assertion-exp-not-checked", "backend-services", ("RFC7523-02",),
+       "expired assertions are accepted (exp not verified)."),
+    _f("assertion-lifetime-not-limited", "backend-services", ("ASYM-06",),
+       "assertions whose exp is an hour ahead are accepted (no five-minute limit)."),
+    _f("assertion-jti-replay-accepted", "backend-services", ("ASYM-02",),
+       "assertion jti values are not remembered: the same assertion authenticates twice."),
+    _f("assertion-signature-not-verified", "backend-services", ("ASYM-01",),
+       "the assertion's claims are checked but its signature is not verified."),
+    _f("assertion-unknown-kid-accepted", "backend-services", ("ASYM-04",),
+       "an assertion whose kid matches no registered key is verified with the client's first key of that type."),
+    _f("assertion-alg-none-accepted", "backend-services", ("ASYM-01", "JWTBCP-01"),
+       "an unsigned assertion (alg none) is accepted."),
+    _f("assertion-hs256-confusion", "backend-services", ("ASYM-01", "JWTBCP-01"),
+       "algorithm confusion: an HS256 assertion is verified with the client's registered public key (PEM) as the "
+       "HMAC secret."),
+    _f("key-client-secret-accepted", "backend-services", ("ASYM-07",),
+       "a key-only backend client is accepted with any client secret (no secret registered was taken as a match)."),
+    _f("system-tokens-refused", "backend-services", ("BACKEND-10",),
+       "the FHIR API refuses every system/ token (403: it expects a patient context)."),
+    _f("system-scope-not-enforced", "backend-services", ("BACKEND-10",),
+       "a system/ token reads every resource type, whatever its scopes."),
+    # --- bulk data export (reference/bulk.py; checks in suites/bulk_export) -----------------------------------
+    _f("bulk-kickoff-without-token", "bulk-data", ("BULK-01",),
+       "$export kick-off without an Authorization header starts a job (of every type)."),
+    _f("bulk-content-location-missing", "bulk-data", ("BULK-02",),
+       "the kick-off's 202 has no Content-Location, so the client cannot find the status URL."),
+    _f("bulk-retry-after-missing", "bulk-data", ("BULK-03",),
+       "in-progress status answers (202) carry no Retry-After."),
+    _f("bulk-manifest-incomplete", "bulk-data", ("BULK-04",),
+       "the completed export's manifest has no requiresAccessToken."),
+    _f("bulk-files-unprotected", "bulk-data", ("BULK-05",),
+       "output files are served without a token although the manifest says requiresAccessToken true."),
+    _f("bulk-type-filter-ignored", "bulk-data", ("BULK-06",),
+       "the export holds every resource type, whatever _type and the token's scopes say."),
+    _f("bulk-ndjson-invalid", "bulk-data", ("BULK-07",),
+       "output files are one pretty-printed JSON array instead of NDJSON."),
+    _f("bulk-delete-ignored", "bulk-data", ("BULK-08",),
+       "DELETE on the status URL answers 202 but the job and its manifest stay."),
+    _f("bulk-status-any-client", "bulk-data", ("BULK-09",),
+       "any authenticated backend client can poll another client's export job and download its files."),
 )
 
 # The test plan: which suite checks fail when each fault is on (exactly these, no others), and which checks honestly
@@ -356,6 +439,7 @@ CAUGHT_BY: dict[str, tuple[str, ...]] = {
     "id-token-nonce-not-echoed": ("test_id_token_nonce",),
     "id-token-expired": ("test_id_token_claims",),
     "fhiruser-missing": ("test_fhir_user_resolves_to_member", "test_representative_launch"),
+    "fhiruser-other-origin": ("test_fhir_user_resolves_to_member", "test_representative_launch"),
     "sub-unstable": ("test_introspection_of_live_token", "test_sub_stable_per_member"),
     "representative-fhiruser-patient": ("test_representative_launch",),
     # refresh, revocation, introspection
@@ -366,6 +450,7 @@ CAUGHT_BY: dict[str, tuple[str, ...]] = {
     "refresh-other-client": ("test_refresh_token_bound_to_client",),
     "revocation-ignored": ("test_revoked_access_token_refused",),
     "refresh-survives-revocation": ("test_revoked_refresh_token_stops_refresh",),
+    "revocation-without-client-auth": ("test_revocation_requires_client_authentication",),
     "introspect-unknown-error": ("test_introspection_of_unknown_token",),
     "access-survives-refresh-revocation": ("test_revoked_refresh_token_stops_refresh",),
     "introspect-revoked-active": ("test_revoked_access_token_refused",),
@@ -383,10 +468,13 @@ CAUGHT_BY: dict[str, tuple[str, ...]] = {
     "cert-expired": ("test_tls_certificate_chain_valid", "test_tls_certificate_not_expired"),
     "cert-weak-key-1024": ("test_tls_certificate_key_strength",),
     "cert-hostname-mismatch": ("test_tls_certificate_hostname_matches",),
+    "cert-critical-san": ("test_tls_certificate_profile",),
     "hsts-missing": ("test_tls_hsts_header",),
     "plaintext-http-served": ("test_tls_plain_http_not_served",),
     # FHIR API: tokens (suites/fhir_security)
-    "token-in-query-accepted": ("test_token_in_query_not_accepted",),
+    "token-in-query-accepted": ("test_token_in_query_not_accepted",),  # a MAY-level advice, reported as a warning
+    "refusal-echoes-token": ("test_made_up_token_refused", "test_tampered_signature_refused",
+                             "test_unsigned_alg_none_token_refused"),
     "alg-none-accepted": ("test_unsigned_alg_none_token_refused",),
     # Without signature verification, alg:none tokens pass too.
     "tampered-signature-accepted": ("test_tampered_signature_refused", "test_unsigned_alg_none_token_refused"),
@@ -426,22 +514,79 @@ CAUGHT_BY: dict[str, tuple[str, ...]] = {
     # Member pages (area consent; the checks live in suites/fhir_security/test_member_pages.py)
     "consent-page-frameable": ("test_sign_in_pages_not_frameable",),
     "login-no-csrf": ("test_sign_in_form_resists_csrf",),
+    # DELETE on metadata reaches the same unknown-type page, so it is an HTML error there too (SAFETY-41).
+    "path-reflected-in-html": ("test_input_not_reflected_as_html", "test_unsupported_methods_refused"),
+    # Backend services (suites/backend_services)
+    "client-credentials-not-advertised": ("test_client_credentials_grant_advertised",),
+    "private-key-jwt-not-advertised": ("test_private_key_jwt_advertised",),
+    "asymmetric-capability-missing": ("test_asymmetric_capability_advertised",),
+    "assertion-algs-not-advertised": ("test_assertion_signing_algs_advertised",),
+    "system-scopes-not-advertised": ("test_system_scopes_advertised",),
+    "backend-token-no-expires-in": ("test_backend_token_issued",),
+    "backend-token-long-lived": ("test_backend_token_short_lived",),
+    "backend-scope-widened": ("test_backend_token_scope_within_request", "test_system_read_outside_scopes_refused",
+                              "test_backend_scope_outside_registration_not_granted"),
+    "backend-refresh-token-issued": ("test_backend_no_refresh_token",),
+    "backend-scope-not-limited": ("test_backend_scope_outside_registration_not_granted",),
+    "assertion-type-not-checked": ("test_assertion_wrong_type_refused",),
+    "assertion-iss-sub-not-checked": ("test_assertion_iss_sub_mismatch_refused",),
+    "assertion-key-by-kid-only": ("test_assertion_unknown_issuer_refused",),
+    "assertion-aud-not-checked": ("test_assertion_wrong_audience_refused",),
+    "assertion-exp-not-checked": ("test_assertion_expired_refused",),
+    "assertion-lifetime-not-limited": ("test_assertion_lifetime_over_five_minutes_refused",),
+    "assertion-jti-replay-accepted": ("test_assertion_jti_replay_refused",),
+    "assertion-signature-not-verified": ("test_assertion_unregistered_key_refused",
+                                         "test_assertion_tampered_payload_refused"),
+    "assertion-unknown-kid-accepted": ("test_assertion_unknown_kid_refused",),
+    "assertion-alg-none-accepted": ("test_assertion_alg_none_refused",),
+    "assertion-hs256-confusion": ("test_assertion_hs256_public_key_refused",),
+    "key-client-secret-accepted": ("test_client_secret_refused_for_key_client",),
+    "system-tokens-refused": ("test_system_read_of_granted_types",),
+    "system-scope-not-enforced": ("test_system_read_outside_scopes_refused",),
+    # Bulk Data export (suites/bulk_export)
+    "bulk-kickoff-without-token": ("test_bulk_kickoff_requires_token",),
+    "bulk-content-location-missing": ("test_bulk_kickoff_accepted",),
+    "bulk-retry-after-missing": ("test_bulk_status_gives_retry_after",),
+    "bulk-manifest-incomplete": ("test_bulk_manifest_complete",),
+    "bulk-files-unprotected": ("test_bulk_files_require_token",),
+    "bulk-type-filter-ignored": ("test_bulk_output_within_scope_and_type",),
+    "bulk-ndjson-invalid": ("test_bulk_ndjson_parses",),
+    "bulk-delete-ignored": ("test_bulk_delete_cancels_export",),
+    "bulk-status-any-client": ("test_bulk_status_other_client_refused",),
 }
 
 BLOCKS: dict[str, tuple[str, ...]] = {
+    # No launch ends in tokens, so the launch negatives have no positive control: a refusal proves nothing there.
+    "code-expires-immediately": ("test_implicit_grant_refused", "test_pkce_challenge_required",
+                                 "test_pkce_plain_refused", "test_unknown_client_not_redirected",
+                                 "test_unregistered_redirect_uri_not_redirected", "test_wrong_aud_refused",
+                                 "test_wrong_password_refused"),
+    # An API that refuses system tokens leaves the refused-type check without its positive control.
+    "system-tokens-refused": ("test_system_read_outside_scopes_refused",),
+    # No status URL: nothing after the kick-off can be polled, so the checks of the job cannot run.
+    "bulk-content-location-missing": (
+        "test_bulk_status_gives_retry_after", "test_bulk_manifest_complete", "test_bulk_files_require_token",
+        "test_bulk_output_within_scope_and_type", "test_bulk_ndjson_parses", "test_bulk_delete_cancels_export",
+        "test_bulk_status_other_client_refused"),
+    # Without requiresAccessToken the harness cannot tell whether it may send the token with a file request.
+    "bulk-manifest-incomplete": ("test_bulk_files_require_token", "test_bulk_output_within_scope_and_type",
+                                 "test_bulk_ndjson_parses", "test_bulk_status_other_client_refused"),
+    # An authenticated revocation that does not revoke leaves the unauthenticated one without its positive control.
+    "refresh-survives-revocation": ("test_revocation_requires_client_authentication",),
+    # An expired chain is rejected by clients (test_tls_certificate_chain_valid); its strict profile cannot be judged.
+    "cert-expired": ("test_tls_certificate_profile",),
     # No readable CapabilityStatement: the checks of its content cannot run.
     "metadata-requires-token": ("test_fhir_version_r4", "test_oauth_uris_match_well_known",
                                 "test_security_service_smart_on_fhir"),
-    # No readable smart-configuration: nothing that builds on it can run.
+    # No readable smart-configuration: the checks that judge that document cannot run. The rest run from the
+    # CapabilityStatement's oauth-uris (SMART v1 discovery) and the id_token's iss (OpenID discovery), as a client does.
     "smart-config-requires-token": (
         "test_authorization_endpoint_advertised", "test_capabilities_is_array_of_strings",
         "test_carin_scopes_advertised", "test_client_secret_basic_advertised", "test_grant_types_supported",
-        "test_introspection_and_revocation_advertised", "test_issuer_identical_across_documents",
-        "test_jwks_has_usable_rsa_public_keys", "test_oauth_uris_match_well_known", "test_openid_configuration_served",
-        "test_openid_fields_when_sso", "test_openid_rs256_supported", "test_payer_standalone_capabilities",
+        "test_issuer_identical_across_documents", "test_openid_fields_when_sso", "test_payer_standalone_capabilities",
         "test_pkce_s256_only", "test_response_types_supported", "test_scopes_supported_listed",
         "test_smart_configuration_json_whatever_accept", "test_smart_configuration_urls_absolute_https",
-        "test_token_endpoint_advertised_and_answers", "test_v1_scopes_accepted_on_v2"),
+        "test_v1_scopes_accepted_on_v2"),
 }
 
 FAULTS: dict[str, Fault] = {

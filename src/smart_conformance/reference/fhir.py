@@ -5,8 +5,10 @@ Access policy (documented for target authors):
   query string is ignored (so such a request is unauthenticated: 401).
 - 401 + ``WWW-Authenticate: Bearer realm=..., error="invalid_token"`` for malformed, forged, expired or revoked
   tokens; with no credentials at all the challenge carries no error code (RFC 6750 §3.1).
-- A resource type outside the granted scopes: 403 OperationOutcome (``insufficient_scope``).
-- Another member's record read by id: 404, byte-identical to a missing id (no existence oracle).
+- A resource type outside the granted scopes: 403 OperationOutcome (``insufficient_scope``); 404 under the
+  ``refusals-as-404`` variant.
+- Another member's record read by id: 404, byte-identical to a missing id (no existence oracle); under the
+  ``refusals-as-403`` variant both are 403, again identical.
 - A search naming another member's patient: an empty searchset Bundle (the same as an unknown patient).
 - Organization and Practitioner are shared reference data, readable whenever scopes allow.
 - Writes: 403 unless a write scope was granted; the server never grants one (read-only), see ``scopes.py``.
@@ -32,7 +34,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.context import Context, ctx_of
-from smart_conformance.reference.data import SUPPORTED_TYPES, Resource
+from smart_conformance.reference.data import PATIENT_LINK, SUPPORTED_TYPES, Resource
+from smart_conformance.reference.variants import REFUSALS_AS_403, REFUSALS_AS_404
 
 FHIR_JSON = "application/fhir+json"
 REALM = "reference-payer-fhir"
@@ -154,6 +157,16 @@ def authenticate(ctx: Context, request: Request) -> Principal:
     if token is None:
         raise Refused(unauthorized(ctx, "an access token is required", error=None))
     try:
+        return _verify(ctx, token)
+    except Refused:
+        if ctx.faults.active("refusal-echoes-token"):  # the defect: the refused credential repeated in the answer
+            raise Refused(outcome(ctx, 401, "login", f"the access token {token} is not valid",
+                                  {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'})) from None
+        raise
+
+
+def _verify(ctx: Context, token: str) -> Principal:
+    try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise Refused(unauthorized(ctx, "the access token is malformed")) from None
@@ -187,6 +200,8 @@ def _in_compartment(ctx: Context, who: Principal, resource: Resource) -> bool:
     owner = ctx.data.patient_of(resource)
     if owner is None or (who.patient is not None and owner == who.patient):
         return True
+    if who.patient is None and scope_rules.has_system_scopes(who.scope.split()):
+        return True  # a backend client's system/ token: every member's records of the granted types (backend.py)
     return ctx.faults.active("representative-over-reach") and _is_representative(ctx, who)
 
 
@@ -209,16 +224,25 @@ def _refs(resource: Resource, path: str) -> list[str]:
 
 def _require_scope(ctx: Context, who: Principal, rtype: str, letter: str) -> None:
     scope = who.scope
+    system = who.patient is None and scope_rules.has_system_scopes(scope.split())
+    if system and ctx.faults.active("system-tokens-refused"):  # the defect: the API knows only member tokens
+        raise Refused(outcome(ctx, 403, "forbidden", "this access token has no patient context"))
+    if system and ctx.faults.active("system-scope-not-enforced"):
+        return
     if ctx.faults.active("v1-scopes-ignored"):  # the defect: only v2 suffixes are parsed at the API
         scope = " ".join(s for s in scope.split() if not s.endswith((".read", ".write", ".*")))
     if scope_rules.permits(scope, rtype, letter) or ctx.faults.active("scope-not-enforced"):
         return
     verb = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete"}[letter]
-    raise Refused(outcome(ctx, 403, "forbidden", f"the granted scopes do not allow {verb} of {rtype}",
+    status, code = (404, "not-found") if ctx.variants.active(REFUSALS_AS_404) else (403, "forbidden")
+    raise Refused(outcome(ctx, status, code, f"the granted scopes do not allow {verb} of {rtype}",
                           {"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope"'}))
 
 
 def _not_found(ctx: Context, rtype: str, rid: str) -> Response:
+    """A missing record and another member's look the same: 404 by default, 403 for member data (refusals-as-403)."""
+    if ctx.variants.active(REFUSALS_AS_403) and (rtype == "Patient" or rtype in PATIENT_LINK):
+        return outcome(ctx, 403, "forbidden", f"{rtype}/{rid} is not available to this access token")
     return outcome(ctx, 404, "not-found", f"{rtype}/{rid} is not known")
 
 
@@ -250,14 +274,17 @@ async def _dispatch(ctx: Context, request: Request) -> Response:
     who = authenticate(ctx, request)
     if not parts:
         if method == "POST":  # batch/transaction: writes, refused under read-only scopes
-            return _write(ctx, who, "Bundle", ["Bundle"], method)
+            return await _write(ctx, request, who, "Bundle", ["Bundle"], method)
         return outcome(ctx, 400, "not-supported", "system-level interactions are not supported")
     rtype = parts[0]
     if rtype not in SUPPORTED_TYPES:
+        if ctx.faults.active("path-reflected-in-html"):  # the defect: the path segment echoed into an HTML page
+            return HTMLResponse(f"<html><body><h1>Not found</h1><p>Unknown resource type {rtype}</p></body></html>",
+                                status_code=404)
         return outcome(ctx, 404, "not-supported", f"resource type {rtype!r} is not supported")
     _check_format(ctx, request)
     if method in ("POST", "PUT", "DELETE", "PATCH") and not (method == "POST" and parts[1:] == ["_search"]):
-        return _write(ctx, who, rtype, parts, method)
+        return await _write(ctx, request, who, rtype, parts, method)
     if method not in ("GET", "HEAD", "POST"):
         return outcome(ctx, 405, "not-supported", f"{method} is not supported", {"Allow": "GET, HEAD"})
     if len(parts) == 1 or parts[1:] == ["_search"]:
@@ -279,17 +306,73 @@ def _check_format(ctx: Context, request: Request) -> None:
         raise Refused(outcome(ctx, 406, "not-supported", "only JSON is supported (_format=json)"))
 
 
-def _write(ctx: Context, who: Principal, rtype: str, parts: list[str], method: str) -> Response:
+async def _write(ctx: Context, request: Request, who: Principal, rtype: str, parts: list[str],
+                 method: str) -> Response:
     letter = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}[method]
     if ctx.faults.active("writes-allowed"):
-        rid = parts[1] if len(parts) > 1 else str(uuid.uuid4())
-        if method == "DELETE":
-            return Response(status_code=204)
-        body = {"resourceType": rtype, "id": rid, "meta": {"versionId": "2", "lastUpdated": _now()}}
-        return fhir_json(ctx, body, 201 if method == "POST" else 200,
-                         {"Location": f"{ctx.fhir_base}/{rtype}/{rid}/_history/2"})
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            body = None
+        if rtype == "Bundle":
+            entries = [e for e in (body or {}).get("entry") or [] if isinstance(e, dict)]
+            results = []
+            for entry in entries:
+                req = entry.get("request") or {}
+                path, _, query = str(req.get("url", "")).partition("?")
+                status, _ = _apply_write(ctx, str(req.get("method", "")).upper(), [p for p in path.split("/") if p],
+                                         entry.get("resource"), {}, query)
+                results.append({"response": {"status": str(status)}})
+            return fhir_json(ctx, {"resourceType": "Bundle", "type": "transaction-response", "entry": results})
+        status, stored = _apply_write(ctx, method, parts, body, dict(request.headers), request.url.query)
+        if stored is None:
+            return Response(status_code=status)
+        return fhir_json(ctx, stored, status, {"Location": f"{ctx.fhir_base}/{rtype}/{stored['id']}/_history/"
+                                                           f"{stored.get('meta', {}).get('versionId', '1')}"})
     _require_scope(ctx, who, rtype, letter)
     return outcome(ctx, 405, "not-supported", "this reference server is read-only", {"Allow": "GET, HEAD"})
+
+
+def _without_meta(resource: Any) -> Any:
+    return {k: v for k, v in resource.items() if k != "meta"} if isinstance(resource, dict) else resource
+
+
+def _apply_write(ctx: Context, method: str, parts: list[str], body: Any, headers: dict[str, str],
+                 query: str) -> tuple[int, Resource | None]:
+    """The writes-allowed fault: a naive server that skips the scope check but otherwise writes as FHIR says (a
+    conditional create that matches returns the match; an update identical to the stored resource is a no-op; a
+    delete of a missing id deletes nothing). The data changes for real, in this process's memory."""
+    rtype = parts[0] if parts else ""
+    store = ctx.data.resources.setdefault(rtype, {})
+
+    def matching(condition: str) -> Resource | None:
+        name, _, value = condition.partition("=")
+        return store.get(value) if name == "_id" else None
+
+    if method == "DELETE":
+        if len(parts) > 1:
+            store.pop(parts[1], None)
+        return 204, None
+    if not isinstance(body, dict):
+        return 400, None
+    if method == "POST":
+        found = matching(headers.get("if-none-exist", ""))
+        if found is not None:
+            return 200, found
+        rid = str(uuid.uuid4())
+        created = {**_without_meta(body), "resourceType": rtype, "id": rid,
+                   "meta": {"versionId": "1", "lastUpdated": _now()}}
+        store[rid] = created
+        return 201, created
+    found = store.get(parts[1]) if len(parts) > 1 else matching(query)
+    rid = parts[1] if len(parts) > 1 else (str(found["id"]) if found else str(uuid.uuid4()))
+    incoming = {**_without_meta(body), "resourceType": rtype, "id": rid}
+    if found is not None and _without_meta(found) == incoming:
+        return 200, found
+    version = int(((found or {}).get("meta") or {}).get("versionId", "0")) + 1
+    stored = {**incoming, "meta": {"versionId": str(version), "lastUpdated": _now()}}
+    store[rid] = stored
+    return (200 if found else 201), stored
 
 
 def _read(ctx: Context, who: Principal, rtype: str, rid: str) -> Response:

@@ -14,7 +14,7 @@ from smart_conformance.reference.context import Context
 
 HSTS = "max-age=63072000; includeSubDomains"
 PUBLIC_PATHS = ("/fhir/.well-known/smart-configuration", "/fhir/metadata", "/auth/.well-known/openid-configuration",
-                "/auth/jwks")
+                "/auth/jwks", "/auth/.well-known/smart-configuration")  # the last: split-origin variant only
 ALLOW_HEADERS = "Authorization, Content-Type, Accept, Prefer"
 
 

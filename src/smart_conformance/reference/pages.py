@@ -23,8 +23,11 @@ def esc(value: object) -> str:
 
 
 def page(ctx: Context, name: str, status: int = 200, *, raw: dict[str, str] | None = None,
-         headers: dict[str, str] | None = None, **values: object) -> HTMLResponse:
-    """Render a template: ``values`` are escaped, ``raw`` fragments were built from escaped parts by the caller."""
+         headers: dict[str, str] | None = None, script_nonce: str | None = None, **values: object) -> HTMLResponse:
+    """Render a template: ``values`` are escaped, ``raw`` fragments were built from escaped parts by the caller.
+
+    ``script_nonce``: the page runs one inline script with that nonce (the script-rendered sign-in), which may fetch
+    from this origin; every other page runs no script at all."""
     body = _template(name).substitute({**{k: esc(v) for k, v in values.items()}, **(raw or {})})
     response = HTMLResponse(body, status_code=status, headers=headers)
     response.headers["Cache-Control"] = "no-store"
@@ -32,8 +35,9 @@ def page(ctx: Context, name: str, status: int = 200, *, raw: dict[str, str] | No
     response.headers["Referrer-Policy"] = "no-referrer"
     if not ctx.faults.active("consent-page-frameable"):
         response.headers["X-Frame-Options"] = "DENY"
+        scripts = f"; script-src 'nonce-{script_nonce}'; connect-src 'self'" if script_nonce else ""
         response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+            f"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'{scripts}")
     return response
 
 

@@ -20,6 +20,8 @@ from smart_conformance.reference.data import SUPPORTED_TYPES
 PLAIN_SCOPES = ("openid", "fhirUser", "launch/patient", "offline_access", "online_access")
 _RESOURCE = re.compile(r"^patient/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perm>[a-z*]+)$")
 _V2 = re.compile(r"^c?r?u?d?s?$")
+# system/ scopes are granted only by the client_credentials grant (reference/backend.py), never at /authorize.
+_SYSTEM_RESOURCE = re.compile(r"^system/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perm>[a-z*]+)$")
 V1_LETTERS = {"read": "rs", "write": "cud", "*": "cruds"}
 
 
@@ -54,7 +56,7 @@ def permissions(scope: str) -> dict[str, set[str]]:
     """Resource type (or ``*``) → granted interaction letters (c, r, u, d, s)."""
     perms: dict[str, set[str]] = {}
     for item in scope.split():
-        match = _RESOURCE.match(item)
+        match = _RESOURCE.match(item) or _SYSTEM_RESOURCE.match(item)
         if match is None:
             continue
         perm = match["perm"]
@@ -66,6 +68,10 @@ def permissions(scope: str) -> dict[str, set[str]]:
 def permits(scope: str, rtype: str, letter: str) -> bool:
     perms = permissions(scope)
     return letter in perms.get(rtype, set()) or letter in perms.get("*", set())
+
+
+def has_system_scopes(scopes: list[str]) -> bool:
+    return any(_SYSTEM_RESOURCE.match(s) for s in scopes)
 
 
 def has_patient_scopes(scopes: list[str]) -> bool:

@@ -2,7 +2,9 @@
 
 uvicorn runs in a daemon thread with its own event loop, serving two listeners bound before start-up (so the
 ports are known and connections queue even before the loop runs): HTTPS for everything, and plain HTTP that only
-redirects to HTTPS (unless the plaintext-http-served fault is on). Everything binds 127.0.0.1 only.
+redirects to HTTPS (unless the plaintext-http-served fault is on). With the split-origin-auth-server variant a third
+listener (HTTPS, another port, the same test CA and leaf) serves the authorization server while the first keeps the
+FHIR API. Everything binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ from types import TracebackType
 import uvicorn
 
 from smart_conformance.reference import certs
-from smart_conformance.reference.app import build_app, build_plain_app
+from smart_conformance.reference.app import AUTH_SERVER, BOTH, FHIR_API, build_app, build_plain_app
 from smart_conformance.reference.context import ACCESS_TOKEN_TTL, Context
 from smart_conformance.reference.data import Dataset, load
 from smart_conformance.reference.faults import ActiveFaults
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
-from smart_conformance.reference.variants import ActiveVariants
+from smart_conformance.reference.variants import SHORT_LIVED_ACCESS_TOKENS, SPLIT_ORIGIN_AUTH_SERVER, ActiveVariants
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
+SHORT_ACCESS_TOKEN_TTL = 20  # the short-lived-access-tokens variant: expiry checks see a token die within a run
 
 
 def _bind(port: int) -> socket.socket:
@@ -59,7 +62,8 @@ class ReferenceServer:
         self._state_arg = Path(state_dir) if state_dir is not None else None
         self._port, self._plain_port = port, plain_port
         self._cors = frozenset(cors_origins)
-        self.access_token_ttl = access_token_ttl or int(os.environ.get("SMART_REFERENCE_ACCESS_TOKEN_TTL", ACCESS_TOKEN_TTL))
+        default_ttl = SHORT_ACCESS_TOKEN_TTL if self.variants.active(SHORT_LIVED_ACCESS_TOKENS) else ACCESS_TOKEN_TTL
+        self.access_token_ttl = access_token_ttl or int(os.environ.get("SMART_REFERENCE_ACCESS_TOKEN_TTL", default_ttl))
         self._thread: threading.Thread | None = None
         self._servers: list[uvicorn.Server] = []
         self._error: BaseException | None = None
@@ -67,6 +71,7 @@ class ReferenceServer:
         self.state_dir: Path = Path()
         self.port = 0
         self.plain_port = 0
+        self.auth_port = 0  # the authorization server's own listener (split-origin variant); 0 = same as port
         self.dataset: Dataset | None = None
         self.startup_seconds = 0.0
 
@@ -80,8 +85,18 @@ class ReferenceServer:
         return self.origin + "/fhir"
 
     @property
+    def auth_origin(self) -> str:
+        """The authorization server's origin: the FHIR origin, or its own listener in the split-origin variant."""
+        return f"https://{HOST}:{self.auth_port}" if self.auth_port else self.origin
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """Every https origin the server answers on."""
+        return (self.origin, self.auth_origin) if self.auth_port else (self.origin,)
+
+    @property
     def issuer(self) -> str:
-        return self.origin + "/auth"
+        return self.auth_origin + "/auth"
 
     @property
     def ca_path(self) -> Path:
@@ -112,6 +127,18 @@ class ReferenceServer:
         }
         if self.plain_port:
             env["SMART_REFERENCE_PLAIN_HTTP_PORT"] = str(self.plain_port)
+        from smart_conformance.reference.backend import BACKEND_CLIENT_ID, OTHER, OTHER_CLIENT_ID, load_backend
+
+        backend = load_backend(self.state_dir)  # the backend client's keys (generated into the state dir, 0600)
+        env.update({"SMART_REFERENCE_BACKEND_CLIENT_ID": BACKEND_CLIENT_ID,
+                    "SMART_REFERENCE_BACKEND_KEY_FILE": str(backend.key_files["RS384"]),
+                    "SMART_REFERENCE_BACKEND_KID": backend.kids["RS384"],
+                    "SMART_REFERENCE_BACKEND_ES384_KEY_FILE": str(backend.key_files["ES384"]),
+                    "SMART_REFERENCE_BACKEND_ES384_KID": backend.kids["ES384"],
+                    "SMART_REFERENCE_OTHER_BACKEND_CLIENT_ID": OTHER_CLIENT_ID,
+                    "SMART_REFERENCE_OTHER_BACKEND_KEY_FILE": str(backend.key_files[OTHER]),
+                    "SMART_REFERENCE_OTHER_BACKEND_KID": backend.kids[OTHER],
+                    "SMART_REFERENCE_BACKEND_JWKS_URL": f"{self.origin}/clients/{BACKEND_CLIENT_ID}/jwks.json"})
         return env
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -142,41 +169,49 @@ class ReferenceServer:
         tls = certs.server_context(pki, self.faults)
         secure_sock, plain_sock = _bind(self._port), _bind(self._plain_port)
         self.port, self.plain_port = secure_sock.getsockname()[1], plain_sock.getsockname()[1]
+        split = self.variants.active(SPLIT_ORIGIN_AUTH_SERVER)
+        auth_sock = _bind(0) if split else None
+        self.auth_port = auth_sock.getsockname()[1] if auth_sock is not None else 0
         self.dataset = load()
         store = Store(self.state_dir / "state.sqlite3")
         store.seed(self.dataset)
         ctx = Context(origin=self.origin, faults=self.faults, store=store, keys=KeySet(self.state_dir),
                       data=self.dataset, cors_origins=self._cors, access_token_ttl=self.access_token_ttl,
-                      variants=self.variants)
-        app = build_app(ctx)
+                      variants=self.variants, auth_origin=self.auth_origin if split else "")
+        app = build_app(ctx, FHIR_API if split else BOTH)
         common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_graceful_shutdown": 2,
                   "proxy_headers": False, "server_header": False}
         secure = uvicorn.Server(uvicorn.Config(app, ssl_context_factory=lambda config, default: tls, **common))
         plain = uvicorn.Server(uvicorn.Config(build_plain_app(ctx, app), **common))
-        for server in (secure, plain):
+        listeners: list[tuple[uvicorn.Server, socket.socket]] = [(secure, secure_sock), (plain, plain_sock)]
+        if auth_sock is not None:
+            auth_app = build_app(ctx, AUTH_SERVER)
+            listeners.append((uvicorn.Server(uvicorn.Config(auth_app, ssl_context_factory=lambda config, default: tls,
+                                                            **common)), auth_sock))
+        for server, _ in listeners:
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the owner handles signals
-        self._servers = [secure, plain]
-        self._thread = threading.Thread(target=self._run, args=([secure_sock], [plain_sock]),
+        self._servers = [server for server, _ in listeners]
+        self._thread = threading.Thread(target=self._run, args=([sock for _, sock in listeners],),
                                         name=f"reference-server-{self.port}", daemon=True)
         self._thread.start()
         self._wait_ready()
         self.startup_seconds = time.perf_counter() - began
 
-    def _run(self, secure_socks: list[socket.socket], plain_socks: list[socket.socket]) -> None:
-        async def both() -> None:
-            await asyncio.gather(self._servers[0].serve(sockets=secure_socks),
-                                 self._servers[1].serve(sockets=plain_socks))
+    def _run(self, socks: list[socket.socket]) -> None:
+        """Serve every listener (``self._servers[i]`` on ``socks[i]``) on one event loop until stopped."""
+        async def all_listeners() -> None:
+            await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(self._servers, socks)))
 
         try:
-            asyncio.run(both())
+            asyncio.run(all_listeners())
         except BaseException as exc:  # surfaced by _wait_ready / stop
             self._error = exc
         finally:
-            for sock in (*secure_socks, *plain_socks):
+            for sock in socks:
                 sock.close()
 
     def _wait_ready(self) -> None:
-        """Poll until both uvicorn servers report started (or the thread died)."""
+        """Poll until every uvicorn server reports started (or the thread died)."""
         assert self._thread is not None
         deadline = time.monotonic() + START_TIMEOUT
         while not all(s.started for s in self._servers):
@@ -205,6 +240,8 @@ def serve(port: int = 0, faults: Sequence[str] | None = None, state_dir: str | P
                              variants=variants or ())
     with server:
         print(f"Reference payer FHIR base URL: {server.fhir_base_url}")
+        if server.auth_port:
+            print(f"Authorization server (issuer): {server.issuer}")
         print(f"Test CA (trust this for TLS):   {server.ca_path}")
         print(f"Plain-http listener:            http://{HOST}:{server.plain_port}/"
               f"{'  (FAULT: serves data)' if server.faults.active('plaintext-http-served') else '  (redirects)'}")

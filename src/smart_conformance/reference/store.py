@@ -186,6 +186,16 @@ class Store:
             db.execute("UPDATE access_tokens SET revoked=1 WHERE grant_id=?", (grant_id,))
             db.execute("UPDATE refresh_tokens SET revoked=1 WHERE grant_id=?", (grant_id,))
 
+    def revoke_member_grants(self, *, username: str, client_id: str) -> None:
+        """End every authorization one member gave one client (a revocation policy RFC 7009 §2.1 allows)."""
+        with self.transaction() as db:
+            grants = [row["grant_id"] for row in db.execute(
+                "SELECT grant_id FROM grants WHERE username=? AND client_id=?", (username, client_id))]
+            for grant_id in grants:
+                db.execute("UPDATE grants SET revoked=1 WHERE grant_id=?", (grant_id,))
+                db.execute("UPDATE access_tokens SET revoked=1 WHERE grant_id=?", (grant_id,))
+                db.execute("UPDATE refresh_tokens SET revoked=1 WHERE grant_id=?", (grant_id,))
+
     def revoke_access_tokens_of_grant(self, grant_id: str) -> None:
         with self.transaction() as db:
             db.execute("UPDATE access_tokens SET revoked=1 WHERE grant_id=?", (grant_id,))

@@ -53,6 +53,11 @@ CLIENT_SECRET_POST_ONLY = "client-secret-post-only"
 TOKEN_401_WITHOUT_WWW_AUTHENTICATE = "token-401-without-www-authenticate"
 ONLY_REFRESH_TOKENS_REVOCABLE = "only-refresh-tokens-revocable"
 SHORT_LIVED_ACCESS_TOKENS = "short-lived-access-tokens"
+# Backend Services and Bulk Data (reference/backend.py, reference/bulk.py)
+BACKEND_TOKENS_ONE_HOUR = "backend-tokens-one-hour"
+BACKEND_JWKS_URL = "backend-jwks-url"
+BULK_FILES_WITHOUT_TOKEN = "bulk-files-without-token"
+BULK_STATUS_429 = "bulk-status-429"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -63,16 +68,21 @@ _TWO_PAGE_STEPS = [
 ]
 
 _CATALOG: tuple[Variant, ...] = (
-    Variant(REFUSALS_AS_403, "Every refused FHIR request (no token, a bad token, another member's data, a type "
-            "outside the scopes) is answered 403 with an OperationOutcome.",
-            "RFC 6750 §3.1: insufficient_scope 'SHOULD respond with the HTTP 403 (Forbidden)'; CARIN BB IG "
-            "(Security): 'return a 401, 403 or 404' for unauthorized requests.",
+    Variant(REFUSALS_AS_403, "A read of member data the token's patient may not see (another member's record, "
+            "or an id that does not exist: the two look the same) is answered 403 Forbidden with an OperationOutcome "
+            "instead of 404. A type outside the scopes or a write is 403 as by default; a request with no token or "
+            "an invalid one is still 401 with a Bearer challenge, as RFC 6750 requires.",
+            "CARIN BB STU2 (Authorization): a server may answer an unauthorized request with 401, 403 or 404; FHIR "
+            "R4 security.html (Access Denied Response Handling): the status is the server's policy, chosen so it "
+            "does not reveal whether a record exists; RFC 6750 §3.1: invalid_token is a 401.",
             "https://hl7.org/fhir/us/carin-bb/STU2/Authorization_Authentication_and_Registration.html",
             excludes=(REFUSALS_AS_404,)),
-    Variant(REFUSALS_AS_404, "Every refused FHIR request is answered 404 with an OperationOutcome, hiding whether "
-            "the resource exists.",
-            "FHIR R4 security.html: 'a server may choose to return 404 Not Found ... to avoid leaking which "
-            "resources exist'; CARIN BB IG allows 401, 403 or 404.",
+    Variant(REFUSALS_AS_404, "A request the token's scopes do not cover (a resource type outside them, any write) "
+            "is answered 404 Not Found with an OperationOutcome (and the Bearer insufficient_scope challenge), as if "
+            "nothing were there; another member's record is 404 as by default; a request with no token or an "
+            "invalid one is still 401 with a Bearer challenge, as RFC 6750 requires.",
+            "FHIR R4 security.html (Access Denied Response Handling): a server may answer 404 Not Found so as not "
+            "to reveal that a resource exists; CARIN BB STU2 allows 401, 403 or 404 for unauthorized requests.",
             "https://hl7.org/fhir/R4/security.html#AccessDenied", excludes=(REFUSALS_AS_403,)),
     Variant(REVOKE_ALL_ON_REFRESH_REVOCATION, "Revoking a refresh token revokes every token the member holds for "
             "that client.",
@@ -93,8 +103,8 @@ _CATALOG: tuple[Variant, ...] = (
             "RFC 6749 §4.2.2.1: for the implicit flow the error parameters are added 'to the fragment component of "
             "the redirection URI'.",
             "https://www.rfc-editor.org/rfc/rfc6749#section-4.2.2.1"),
-    Variant(CONSENT_WITHOUT_SCOPE_CONTROLS, "The consent page has only Allow and Deny: no per-scope checkboxes, "
-            "except for offline access.",
+    Variant(CONSENT_WITHOUT_SCOPE_CONTROLS, "The consent page has only Allow and Deny: no per-scope checkboxes "
+            "(offline access included); Allow grants every requested scope the server supports.",
             "SMART App Launch 2.2 (Scopes): the server 'MAY grant a subset' of scopes; per-scope choice is not "
             "required of the consent screen.",
             "https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html",
@@ -112,19 +122,27 @@ _CATALOG: tuple[Variant, ...] = (
             "SMART App Launch 2.2 (Discovery): endpoints are absolute URLs published in the configuration; nothing "
             "requires them to share the FHIR server's origin.",
             "https://hl7.org/fhir/smart-app-launch/conformance.html"),
-    Variant(SMART_V1_DISCOVERY_ONLY, "No .well-known/smart-configuration: endpoints are published only in the "
-            "CapabilityStatement's oauth-uris extension (SMART App Launch 1.0).",
-            "SMART App Launch 1.0.0: the oauth-uris extension on CapabilityStatement.rest.security is how a server "
-            "'SHALL' convey its endpoints; the well-known document came with 2.0.",
-            "https://hl7.org/fhir/smart-app-launch/1.0.0/conformance/index.html",
-            target_patch={"smart_version": "v1"}),
-    Variant(JWT_ACCESS_TOKENS, "Access tokens are signed JWTs (RFC 9068) instead of opaque strings.",
-            "SMART App Launch 2.2: the access token's format is the server's choice; apps treat it as opaque.",
+    Variant(SMART_V1_DISCOVERY_ONLY, "No .well-known/smart-configuration (404): endpoints are published only in the "
+            "CapabilityStatement's oauth-uris extension and capabilities in its capabilities extensions (SMART on "
+            "FHIR v1 discovery); no SMART 2 fields anywhere. The target file declares smart_version \"1\".",
+            "SMART on FHIR v1 (docs.smarthealthit.org, 'Publishing OAuth2 URLs'): 'If a server requires SMART on "
+            "FHIR authorization for access, its metadata must support automated discovery of OAuth2 endpoints by "
+            "including' the oauth-uris extension on CapabilityStatement.rest.security. (SMART App Launch 1.0.0 "
+            "added the well-known document as a second SHALL; a target that does not declare v1 is judged by it.)",
+            "https://docs.smarthealthit.org/authorization/conformance-statement/",
+            target_patch={"smart_version": "1"}),
+    Variant(JWT_ACCESS_TOKENS, "Access tokens follow RFC 9068's JWT profile (header typ at+jwt, with client_id, "
+            "jti, iat and auth_time) instead of the reference's default plain signed JWT (typ JWT).",
+            "SMART App Launch 2.2: the access token's format is the server's choice; apps treat it as opaque. "
+            "RFC 9068 §2.1: JWT access tokens 'MUST include' typ at+jwt.",
             "https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5"),
-    Variant(CLIENT_SECRET_POST_ONLY, "The token endpoint authenticates confidential clients only by "
-            "client_secret_post.",
-            "RFC 6749 §2.3.1: the body parameters 'MAY' be used; OpenID Connect Discovery lists the methods a "
-            "server supports in token_endpoint_auth_methods_supported.",
+    Variant(CLIENT_SECRET_POST_ONLY, "The payer's clients are registered for client_secret_post: the token, "
+            "introspection and revocation endpoints accept only that method from them (HTTP Basic from them is "
+            "invalid_client); discovery lists client_secret_basic and client_secret_post.",
+            "RFC 6749 §2.3.1: the body parameters 'MAY' be used; OpenID Connect Registration: a client's "
+            "token_endpoint_auth_method. Advertising client_secret_post only would break RFC 6749 §2.3.1 ('MUST "
+            "support the HTTP Basic authentication scheme') and SMART's symmetric client authentication: that is "
+            "the fault auth-methods-post-only.",
             "https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1",
             target_patch={"client": {"auth_method": "client_secret_post"},
                           "other_client": {"auth_method": "client_secret_post"}}),
@@ -142,6 +160,30 @@ _CATALOG: tuple[Variant, ...] = (
             "SMART App Launch 2.2: access tokens 'SHOULD' have a lifetime of no more than one hour; shorter is "
             "allowed.",
             "https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5"),
+    Variant(BACKEND_TOKENS_ONE_HOUR, "Backend (client_credentials) access tokens live 3600 s instead of 300 s.",
+            "SMART Backend Services: tokens 'SHALL be short-lived; the expires_in value SHOULD NOT exceed 300': a "
+            "longer lifetime is allowed and earns the SHOULD NOT warning.",
+            "https://hl7.org/fhir/smart-app-launch/backend-services.html#issue-access-token",
+            warns=("test_backend_token_short_lived",)),
+    Variant(BACKEND_JWKS_URL, "The backend client is registered by JWK Set URL: the server fetches the client's "
+            "public keys from https://127.0.0.1:<port>/clients/<client_id>/jwks.json (TLS, loopback) when it "
+            "verifies an assertion, instead of keeping a registered JWK Set.",
+            "SMART client-confidential-asymmetric: servers 'SHALL support registration of client JWKs using both' a "
+            "URL to the JWK Set ('strongly preferred') and the JWK Set directly.",
+            "https://hl7.org/fhir/smart-app-launch/client-confidential-asymmetric.html"
+            "#registering-a-client-communicating-public-keys",
+            target_patch={"backend_client": {"jwks_url": "${SMART_REFERENCE_BACKEND_JWKS_URL}"}}),
+    Variant(BULK_FILES_WITHOUT_TOKEN, "Bulk output files are served without a token (capability URLs); the manifest "
+            "says requiresAccessToken false.",
+            "Bulk Data 2.0 complete status: requiresAccessToken 'SHALL be true if both the file server and the FHIR "
+            "API server control access using OAuth 2.0 bearer tokens. Value MAY be false for file servers that use "
+            "access-control schemes other than OAuth 2.0, such as downloads from Amazon S3 bucket URLs'.",
+            "https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status"),
+    Variant(BULK_STATUS_429, "While an export runs, a second status poll gets 429 Too Many Requests with Retry-After "
+            "instead of 202.",
+            "Bulk Data 2.0 status request: 'the server SHOULD ... use 429 Too Many Requests ... with a Retry-After "
+            "header' for clients that poll too often; clients honour Retry-After.",
+            "https://hl7.org/fhir/uv/bulkdata/export.html#bulk-data-status-request"),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}

@@ -33,6 +33,8 @@ AREA_TITLES = {
     "fhir_security": "FHIR security behaviours",
     "payer_data": "Payer data (CARIN Blue Button)",
     "tls": "Transport security (TLS)",
+    "backend_services": "SMART Backend Services (client credentials, private_key_jwt)",
+    "bulk_export": "Bulk Data export ($export)",
     "safety_checklist": "FHIR Implementer's Safety Checklist",
 }
 
@@ -69,8 +71,12 @@ def attach_evidence(evidence: Evidence) -> None:
 
 
 CATEGORIES = [
-    {"name": "SHALL failures (non-conformant)", "matchedStatuses": ["failed"], "messageRegex": r"(?s)^(?!\[SHOULD\]).*"},
-    {"name": "SHOULD findings (warnings)", "matchedStatuses": ["failed"], "messageRegex": r"(?s)^\[SHOULD\].*"},
+    # A warning's message starts with its level in brackets ("[SHOULD] ", "[SHOULD NOT] "), after the exception type
+    # Allure puts first ("smart_conformance.checks.ConformanceFailure: "); a SHALL failure's does not.
+    {"name": "SHALL failures (non-conformant)", "matchedStatuses": ["failed"],
+     "messageRegex": r"(?s)^(?!(\S+: )?\[(SHOULD|SHOULD NOT|MAY)\]).*"},
+    {"name": "SHOULD findings (warnings)", "matchedStatuses": ["failed"],
+     "messageRegex": r"(?s)^(\S+: )?\[(SHOULD|SHOULD NOT|MAY)\].*"},
     {"name": "Could not check (harness or network)", "matchedStatuses": ["broken"]},
     {"name": "Not applicable", "matchedStatuses": ["skipped"]},
 ]

@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from urllib.parse import SplitResult, urljoin, urlsplit
+
 import httpx
 import jwt
 
@@ -132,6 +134,31 @@ def verify_id_token(token: str, jwks: Mapping[str, Any], *, issuer: str, audienc
     if nonce is not None and claims.get("nonce") != nonce:
         raise IdTokenProblem("nonce", "the nonce sent in the authorization request", claims.get("nonce"))
     return claims
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme)
+
+
+def fhir_user_reference(fhir_user: str, fhir_base: str) -> str | None:
+    """fhirUser as a reference relative to the FHIR base (``Patient/123``), or None when it resolves outside that
+    base: another origin (plain http included) or another path. SMART: fhirUser is absolute or relative to the FHIR
+    base; the member's access token may only ever be sent under the target's own FHIR base, so a fhirUser elsewhere
+    is never requested with it."""
+    base = fhir_base.rstrip("/") + "/"
+    absolute = urlsplit(urljoin(base, fhir_user.strip()))
+    here = urlsplit(base)
+    if _origin(absolute) != _origin(here) or not absolute.path.startswith(here.path):
+        return None
+    reference = absolute.path[len(here.path):].strip("/")
+    if not reference or any(segment in (".", "..") for segment in reference.split("/")):
+        return None
+    return reference
 
 
 def _is_number(value: Any) -> bool:

@@ -1,7 +1,9 @@
 """One SMART standalone launch, end to end: request → browser sign-in and consent → redirect → token exchange.
 
 Nothing is asserted here. State mismatches, missing codes, error redirects and token errors are all returned in the
-:class:`LaunchResult`, for the checks to judge and explain.
+:class:`LaunchResult`, for the checks to judge and explain. Every launch ends as exactly one :class:`LaunchOutcome`
+(``result.outcome``, with a one-line ``result.why``): a negative check passes only on a refusal the harness saw the
+server make, never because the recipe stopped matching the page.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import httpx
@@ -23,6 +26,34 @@ def _identity(value: str) -> str:
     return value
 
 
+class LaunchOutcome(str, Enum):
+    """How a launch ended. Exactly one per launch; the refusals name where the server said no."""
+
+    TOKENS = "tokens issued"
+    CODE = "code issued"  # the launch was asked not to exchange its code (exchange=False)
+    REFUSED_AT_AUTHORIZE = "refused at authorize"
+    REFUSED_AT_SIGN_IN = "refused at sign-in"
+    REFUSED_AT_CONSENT = "refused at consent"
+    REFUSED_AT_TOKEN = "refused at the token endpoint"
+    INCONCLUSIVE = "inconclusive"
+
+    @property
+    def refused(self) -> bool:
+        return self in REFUSALS
+
+    @property
+    def authorized(self) -> bool:
+        """The server let the request through: a code (or tokens) came back."""
+        return self in (LaunchOutcome.TOKENS, LaunchOutcome.CODE)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+REFUSALS = frozenset({LaunchOutcome.REFUSED_AT_AUTHORIZE, LaunchOutcome.REFUSED_AT_SIGN_IN,
+                      LaunchOutcome.REFUSED_AT_CONSENT, LaunchOutcome.REFUSED_AT_TOKEN})
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     """What to launch. Defaults are a conformant client; the override fields make negative tests one-liners.
@@ -30,6 +61,10 @@ class LaunchSpec:
     ``pkce``: True (S256), "plain", False (no challenge) or a ready :class:`Pkce`.
     ``request_overrides``: parameter → value, or None to omit it (e.g. ``{"aud": "https://evil.example"}``).
     ``token_overrides``: the same for the token request (e.g. ``{"code_verifier": "wrong"}``).
+    ``nonce``: sent only when ``openid`` is requested (OIDC Core §3.1.2.1); a nonce without it is a parameter a
+    conformant OpenID provider may refuse with invalid_request.
+    ``negative``: the server is expected to refuse; a recipe step that does not match ends the launch (judged
+    against the positive control) instead of raising :class:`LoginStepError`.
     """
 
     authorization_endpoint: str
@@ -54,6 +89,8 @@ class LaunchSpec:
     redact_url: Callable[[str], str] = _identity
     redact_text: Callable[[str], str] = _identity
     name: str = "launch"
+    negative: bool = False
+    control_pages: Sequence[str | None] | None = None  # where the positive control ran each step (origin + path)
 
 
 @dataclass
@@ -70,6 +107,8 @@ class LaunchResult:
     token_parse_error: str | None = None
     browser_seconds: float = 0.0
     token_seconds: float | None = None
+    outcome: LaunchOutcome = LaunchOutcome.INCONCLUSIVE
+    why: str = ""
 
     @property
     def screenshots(self) -> list[Screenshot]:
@@ -93,7 +132,7 @@ class LaunchResult:
         out: list[str] = []
         b = self.browser
         if self.spec.expect_redirect and not b.redirected:
-            out.append(f"the browser never reached the redirect_uri; it stopped on {b.page_url} ({b.title!r})")
+            out.append(f"the browser never reached the redirect_uri ({self.outcome}: {self.why})")
         if b.redirected:
             if b.error:
                 out.append(f"authorization error redirect: error={b.error!r}"
@@ -127,7 +166,7 @@ def build_request(spec: LaunchSpec) -> tuple[AuthorizationRequest, Pkce | None]:
         client_id=spec.client.client_id, redirect_uri=spec.redirect_uri, scope=spec.scope,
         state=spec.state if spec.state is not None else new_state(), aud=spec.fhir_base_url,
         code_challenge=pair.challenge if pair else None, code_challenge_method=pair.method if pair else None,
-        nonce=new_nonce() if spec.nonce else None)
+        nonce=new_nonce() if spec.nonce and "openid" in spec.scope.split() else None)
     overrides = dict(spec.request_overrides)
     if overrides:
         request = request.but(omit=[k for k, v in overrides.items() if v is None],
@@ -138,26 +177,24 @@ def build_request(spec: LaunchSpec) -> tuple[AuthorizationRequest, Pkce | None]:
 
 
 def run_launch(spec: LaunchSpec, http: httpx.Client, browser: BrowserSession,
-               artifacts_dir: Path | str) -> LaunchResult:
-    """Drive one launch. Browser problems a recipe can't get past raise LoginStepError; all else is returned."""
+               artifacts_dir: Path | str, control: LaunchResult | None = None,
+               control_problem: str | None = None) -> LaunchResult:
+    """Drive one launch. Browser problems a recipe can't get past raise LoginStepError (on a launch the server should
+    accept); all else is returned, with its :class:`LaunchOutcome` judged (against ``control`` for a negative)."""
     request, pair = build_request(spec)
     sent = request.to_form()
     values = {"scope": spec.scope, **spec.values}
     secrets = [spec.client.client_secret, pair.verifier if pair else None]
+    common = dict(redirect_uri=spec.redirect_uri, steps=spec.steps, values=values, artifacts_dir=artifacts_dir,
+                  expect_redirect=spec.expect_redirect, keep_trace=spec.keep_trace,
+                  step_timeout_ms=spec.step_timeout_ms, redact_url=spec.redact_url, redact_text=spec.redact_text,
+                  secrets=secrets, name=spec.name, negative=spec.negative, control_pages=spec.control_pages)
     if spec.use_post:
         url = spec.authorization_endpoint
-        outcome = browser.authorize(url, method="POST", form=sent, redirect_uri=spec.redirect_uri,
-                                    steps=spec.steps, values=values, artifacts_dir=artifacts_dir,
-                                    expect_redirect=spec.expect_redirect, keep_trace=spec.keep_trace,
-                                    step_timeout_ms=spec.step_timeout_ms, redact_url=spec.redact_url,
-                                    redact_text=spec.redact_text, secrets=secrets, name=spec.name)
+        outcome = browser.authorize(url, method="POST", form=sent, **common)  # type: ignore[arg-type]
     else:
         url = request.to_url(spec.authorization_endpoint)
-        outcome = browser.authorize(url, redirect_uri=spec.redirect_uri, steps=spec.steps, values=values,
-                                    artifacts_dir=artifacts_dir, expect_redirect=spec.expect_redirect,
-                                    keep_trace=spec.keep_trace, step_timeout_ms=spec.step_timeout_ms,
-                                    redact_url=spec.redact_url, redact_text=spec.redact_text, secrets=secrets,
-                                    name=spec.name)
+        outcome = browser.authorize(url, **common)  # type: ignore[arg-type]
     result = LaunchResult(spec=spec, request=request, authorization_url=spec.redact_url(url), browser=outcome,
                           code_verifier=pair.verifier if pair else None, nonce=sent.get("nonce"),
                           state=sent.get("state"), browser_seconds=outcome.seconds)
@@ -174,4 +211,123 @@ def run_launch(spec: LaunchSpec, http: httpx.Client, browser: BrowserSession,
                 result.token = TokenResponse.parse(response)
             except TokenResponseError as exc:
                 result.token_parse_error = str(exc)
+    result.outcome, result.why = judge(result, control, control_problem=control_problem)
     return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Judging how a launch ended
+
+
+def step_stage(step: Step) -> str:
+    """Which page a recipe step drives: the consent page (``login.consent.*``) or the sign-in."""
+    return "consent" if step.where.startswith("login.consent") else "sign-in"
+
+
+_STAGE_REFUSAL = {"authorize": LaunchOutcome.REFUSED_AT_AUTHORIZE, "sign-in": LaunchOutcome.REFUSED_AT_SIGN_IN,
+                  "consent": LaunchOutcome.REFUSED_AT_CONSENT}
+
+
+def _stage_after(steps: Sequence[Step], done: int) -> str:
+    """Where the launch was when ``done`` steps had run: nothing run yet means the authorize answer itself."""
+    return "authorize" if done <= 0 or done > len(steps) else step_stage(steps[done - 1])
+
+
+def control_proves(control: LaunchResult | None, spec: LaunchSpec, number: int) -> bool:
+    """The positive control reached tokens and ran step ``number`` (the same step) on its way there."""
+    if control is None or control.outcome is not LaunchOutcome.TOKENS:
+        return False
+    if number < 1 or number > len(spec.steps) or number > len(control.spec.steps):
+        return False
+    same = control.spec.steps[number - 1].describe() == spec.steps[number - 1].describe()
+    pages = control.browser.step_pages
+    return same and len(pages) >= number and bool(pages[number - 1])
+
+
+def _control_note(control: LaunchResult | None, problem: str | None) -> str:
+    """Why the positive control cannot vouch for a step, in a clause."""
+    if control is None:
+        return f"; the positive control launch could not run either ({problem.split('; screenshot')[0]})" \
+            if problem else "; no positive control launch to compare with"
+    if control.outcome is not LaunchOutcome.TOKENS:
+        return f"; the positive control launch did not reach tokens either ({control.outcome}: {control.why})"
+    return ""
+
+
+def _observe(result: LaunchResult, control: LaunchResult | None,
+             control_problem: str | None = None) -> tuple[LaunchOutcome, str]:
+    """What the harness saw the server do, without yet asking whether a refusal is backed by a positive control."""
+    b, spec = result.browser, result.spec
+    steps = list(spec.steps)
+    done = b.steps_done
+    if b.redirected:
+        where = f" (in the redirect's {b.response_in})" if b.response_in else ""
+        if b.error:
+            consent_ran = any(step_stage(s) == "consent" for s in steps[:done])
+            stage = LaunchOutcome.REFUSED_AT_CONSENT if consent_ran else LaunchOutcome.REFUSED_AT_AUTHORIZE
+            return stage, f"error redirect error={b.error!r}{where}"
+        if b.params.get("access_token") or b.params.get("id_token"):
+            return LaunchOutcome.TOKENS, f"the redirect itself carried a token{where}"
+        if b.code:
+            response = result.token_response
+            if not spec.exchange or response is None:
+                return LaunchOutcome.CODE, f"the redirect carried a code{where}"
+            if response.status_code == 200:
+                extra = f", but {result.token_parse_error}" if result.token_parse_error else ""
+                return LaunchOutcome.TOKENS, f"the token endpoint answered HTTP 200{extra}"
+            return (LaunchOutcome.REFUSED_AT_TOKEN,
+                    f"the token endpoint answered HTTP {response.status_code}{_oauth_error(response)}")
+        return LaunchOutcome.INCONCLUSIVE, "redirected to the redirect_uri with neither a code nor an error"
+    page = f"{b.page_url} ({b.title!r})" if b.title else b.page_url
+    if b.status is not None and b.status >= 400:
+        after = "the authorization request" if done == 0 else f"step {done} ({steps[done - 1].describe()})"
+        bare = b.page_url.startswith("chrome-error:")  # no body: Chromium showed its own error page
+        body = ", empty body" if bare else ""
+        shown = (f"{b.document_url} ({b.title!r})" if b.document_url and b.title and not bare
+                 else (b.document_url or page))
+        return (_STAGE_REFUSAL[_stage_after(steps, done)],
+                f"HTTP {b.status}{body} and no redirect after {after}: {shown}")
+    if b.stopped_at is not None:
+        number = b.stopped_at
+        step = steps[number - 1].describe() if 0 < number <= len(steps) else f"step {number}"
+        if b.settled and control_proves(control, spec, number):
+            seen = control.browser.step_pages[number - 1] if control else ""
+            return (_STAGE_REFUSAL[_stage_after(steps, number - 1)],
+                    f"step {number} ({step}) did not match on {page}, where the positive control found it "
+                    f"(on {seen}): the server showed another page instead")
+        return (LaunchOutcome.INCONCLUSIVE,
+                f"step {number} ({step}) did not match on {page} ({b.stop_reason}) before the server's decision "
+                f"could be observed{_control_note(control, control_problem)}")
+    if done == len(steps) and steps and b.settled and control is not None \
+            and control.outcome is LaunchOutcome.TOKENS and control_proves(control, spec, len(steps)) \
+            and b.page_key and b.page_key != control.browser.step_pages[len(steps) - 1]:
+        return (_STAGE_REFUSAL[_stage_after(steps, done)],
+                f"every step ran but, where the positive control was redirected to the app, the server showed "
+                f"{page}")
+    return LaunchOutcome.INCONCLUSIVE, f"no redirect to the redirect_uri; the browser stopped on {page}"
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return f" error={body['error']!r}"
+    return ""
+
+
+def judge(result: LaunchResult, control: LaunchResult | None = None, *,
+          control_problem: str | None = None) -> tuple[LaunchOutcome, str]:
+    """The launch's outcome and why, in one line. On a negative launch a refusal counts only when the positive
+    control (the same recipe, valid input, same run) reached tokens; otherwise it is inconclusive."""
+    outcome, why = _observe(result, control, control_problem)
+    if result.spec.negative and outcome.refused:
+        if control is None:
+            return LaunchOutcome.INCONCLUSIVE, (f"{why}; but the positive control launch (same recipe, valid input) "
+                                                f"could not run: {control_problem}" if control_problem else
+                                                f"{why}; but no positive control launch backs it")
+        if control.outcome is not LaunchOutcome.TOKENS:
+            return (LaunchOutcome.INCONCLUSIVE, f"{why}; but the positive control launch (same recipe, valid "
+                    f"input) did not reach tokens either ({control.outcome}: {control.why})")
+    return outcome, why

@@ -1,0 +1,110 @@
+"""The client side of a Bulk Data export (Bulk Data Access 2.0): kick-off, status polling that honours Retry-After
+within a bounded wait (measured, for the evidence), manifest and NDJSON files.
+
+Waiting here is the protocol, not a test shortcut: the server says when to come back (Retry-After) and the client
+must not poll faster. Each wait is capped (at most :data:`MAX_SINGLE_WAIT` seconds, and never past the target's
+``bulk.max_wait_s``), and every poll is logged with its time so a report shows how long the export took.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from smart_conformance.http import RecordingClient
+
+MAX_SINGLE_WAIT = 10.0
+DEFAULT_WAIT = 1.0
+IN_PROGRESS = (202, 429)
+
+
+@dataclass
+class Poll:
+    status: int
+    retry_after: str | None
+    at: float  # seconds since the kick-off
+    response: httpx.Response = field(repr=False)
+
+
+@dataclass
+class Export:
+    """One export job as the client saw it."""
+
+    kickoff: httpx.Response
+    status_url: str | None
+    polls: list[Poll] = field(default_factory=list)
+    waited_s: float = 0.0
+    timed_out: bool = False
+
+    @property
+    def final(self) -> httpx.Response | None:
+        return self.polls[-1].response if self.polls else None
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        final = self.final
+        if final is None or final.status_code != 200:
+            return None
+        try:
+            body = final.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def log(self) -> str:
+        """The polling history, for the evidence."""
+        lines = [f"kick-off: HTTP {self.kickoff.status_code}, status URL {self.status_url or '(none)'}"]
+        lines += [f"  +{p.at:6.2f}s HTTP {p.status} Retry-After={p.retry_after or '-'}" for p in self.polls]
+        lines.append(f"waited {self.waited_s:.2f}s in total" + (" (gave up: bounded wait reached)"
+                                                                 if self.timed_out else ""))
+        return "\n".join(lines)
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def kickoff(http: RecordingClient, url: str, token: str | None, params: dict[str, str] | None = None) -> Export:
+    response = http.get(url, params=params or {}, headers={"Accept": "application/fhir+json",
+                                                          "Prefer": "respond-async", **bearer(token)})
+    location = response.headers.get("content-location") if response.status_code == 202 else None
+    return Export(kickoff=response, status_url=location)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as delay-seconds (the HTTP-date form is read as 'soon')."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    return DEFAULT_WAIT if value else None
+
+
+def poll(http: RecordingClient, export: Export, token: str | None, max_wait: float, *,
+         stop_on: tuple[int, ...] = ()) -> Export:
+    """Poll the status URL until it answers something other than 202/429 (or a status in ``stop_on``), honouring
+    Retry-After, for at most ``max_wait`` seconds in total."""
+    if export.status_url is None:
+        return export
+    began = time.monotonic()
+    while True:
+        response = http.get(export.status_url, headers={"Accept": "application/json", **bearer(token)})
+        at = time.monotonic() - began
+        export.polls.append(Poll(response.status_code, response.headers.get("retry-after"), at, response))
+        if response.status_code not in IN_PROGRESS or response.status_code in stop_on:
+            break
+        delay = min(retry_after_seconds(response.headers.get("retry-after")) or DEFAULT_WAIT, MAX_SINGLE_WAIT)
+        if at + delay > max_wait:
+            export.timed_out = True
+            break
+        time.sleep(delay)  # the server asked the client to wait this long (Retry-After), bounded above
+    export.waited_s = time.monotonic() - began
+    return export
+
+
+def ndjson_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]

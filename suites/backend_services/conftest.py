@@ -1,0 +1,37 @@
+"""Backend Services fixtures: the target's backend client (or *not applicable*), its token endpoint, and the one
+happy-path client_credentials grant the checks share. Negatives each send their own assertions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import could_not_check, not_applicable
+from smart_conformance.config import BackendClient, Target
+from smart_conformance.http import RecordingClient
+from smart_conformance.smart.backend import BackendSession, Grant
+
+NO_BACKEND = "no backend client configured (add a backend_client section to the target file)"
+
+
+@pytest.fixture(scope="session")
+def backend_client(target: Target) -> BackendClient:
+    """First of every backend check: a target without a backend client is not applicable, never a failure."""
+    if target.backend_client is None:
+        not_applicable(NO_BACKEND)
+    return target.backend_client
+
+
+@pytest.fixture(scope="session")
+def backend(backend_client: BackendClient, http: RecordingClient, smart_config: dict[str, Any]) -> BackendSession:
+    endpoint = smart_config.get("token_endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+        could_not_check(f"discovery gives no https token_endpoint ({endpoint!r}) to send the backend client to")
+    return BackendSession(http, backend_client, endpoint)
+
+
+@pytest.fixture(scope="session")
+def backend_grant(backend: BackendSession) -> Grant:
+    """The happy path, once: a good assertion and the registered system scopes."""
+    return backend.good()

@@ -1,0 +1,74 @@
+"""Backend Services discovery: what the SMART configuration tells a backend client
+
+SMART App Launch 2.2 §Conformance and §Client Authentication: Asymmetric, Advertising server support: a server that
+offers Backend Services lists the client_credentials grant, private_key_jwt with an RS384 or ES384 signing algorithm,
+the client-confidential-asymmetric capability, and (recommended) the system scopes a client may ask for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smart_conformance.checks import describe, expect
+from smart_conformance.config import BackendClient
+from smart_conformance.smart.discovery import Document
+
+
+def _list(doc: dict[str, Any], name: str) -> Any:
+    return doc.get(name)
+
+
+@pytest.mark.requirement("BACKEND-01")
+def test_client_credentials_grant_advertised(backend_client: BackendClient, smart_configuration: Document,
+                                             smart_config_raw: dict[str, Any]) -> None:
+    """grant_types_supported lists client_credentials."""
+    grants = _list(smart_config_raw, "grant_types_supported")
+    expect(isinstance(grants, list) and "client_credentials" in grants,
+           expected="grant_types_supported: an array containing 'client_credentials'",
+           actual=f"grant_types_supported = {describe(grants)}", exchange=smart_configuration.exchange)
+
+
+@pytest.mark.requirement("BACKEND-02")
+def test_private_key_jwt_advertised(backend_client: BackendClient, smart_configuration: Document,
+                                    smart_config_raw: dict[str, Any]) -> None:
+    """token_endpoint_auth_methods_supported lists private_key_jwt."""
+    methods = _list(smart_config_raw, "token_endpoint_auth_methods_supported")
+    expect(isinstance(methods, list) and "private_key_jwt" in methods,
+           expected="token_endpoint_auth_methods_supported: an array containing 'private_key_jwt'",
+           actual=f"token_endpoint_auth_methods_supported = {describe(methods)}",
+           exchange=smart_configuration.exchange)
+
+
+@pytest.mark.requirement("BACKEND-02")
+def test_asymmetric_capability_advertised(backend_client: BackendClient, smart_configuration: Document,
+                                          smart_config_raw: dict[str, Any]) -> None:
+    """capabilities lists client-confidential-asymmetric."""
+    caps = _list(smart_config_raw, "capabilities")
+    expect(isinstance(caps, list) and "client-confidential-asymmetric" in caps,
+           expected="capabilities: an array containing 'client-confidential-asymmetric'",
+           actual=f"capabilities = {describe(caps)}", exchange=smart_configuration.exchange)
+
+
+@pytest.mark.requirement("BACKEND-03")
+def test_assertion_signing_algs_advertised(backend_client: BackendClient, smart_configuration: Document,
+                                           smart_config_raw: dict[str, Any]) -> None:
+    """token_endpoint_auth_signing_alg_values_supported lists RS384 or ES384, and the algorithm the target file says
+    the client's key uses."""
+    algs = _list(smart_config_raw, "token_endpoint_auth_signing_alg_values_supported")
+    ok = isinstance(algs, list) and bool({"RS384", "ES384"} & set(algs)) and backend_client.alg in algs
+    expect(ok, expected=f"token_endpoint_auth_signing_alg_values_supported: an array with RS384 and/or ES384, "
+                        f"including {backend_client.alg} (the backend client's algorithm)",
+           actual=f"token_endpoint_auth_signing_alg_values_supported = {describe(algs)}",
+           exchange=smart_configuration.exchange)
+
+
+@pytest.mark.requirement("BACKEND-04")
+def test_system_scopes_advertised(backend_client: BackendClient, smart_configuration: Document,
+                                  smart_config_raw: dict[str, Any]) -> None:
+    """scopes_supported includes system/ scopes (recommended: scopes_supported is RECOMMENDED)."""
+    scopes = _list(smart_config_raw, "scopes_supported")
+    system = [s for s in scopes if isinstance(s, str) and s.startswith("system/")] if isinstance(scopes, list) else []
+    expect(bool(system), expected="scopes_supported listing the system/ scopes a backend client may request",
+           actual=f"scopes_supported = {describe(scopes)}", exchange=smart_configuration.exchange)

@@ -1,0 +1,248 @@
+"""Bulk Data export: $export on a Group by a backend client, from kick-off to NDJSON files
+
+Bulk Data Access 2.0 §Kick-off, §Status, §Complete status, §File request and §Delete, with SMART Backend Services
+tokens: the kick-off needs a token and Prefer: respond-async and answers 202 with Content-Location; the status URL
+answers 202 with Retry-After while the job runs and 200 with a manifest when done; files are NDJSON, need the token
+when the manifest says so, and hold only the types the token and _type allow; DELETE cancels; another client gets
+neither the status nor the files. Waits honour Retry-After and are bounded by bulk.max_wait_s; each check attaches
+the measured polling log.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import allure
+import httpx
+import pytest
+
+from smart_conformance.checks import could_not_check, describe, expect, not_applicable
+from smart_conformance.config import Bulk
+from smart_conformance.oauth import covered_by, scope_set
+from smart_conformance.smart.backend import BackendSession, must_have_token
+from smart_conformance.smart.bulk import IN_PROGRESS, Export, bearer, kickoff, ndjson_lines, poll
+
+
+def _evidence(export: Export, name: str = "export polling (measured)") -> None:
+    allure.attach(export.log(), name=name, attachment_type=allure.attachment_type.TEXT)
+
+
+def _manifest(export: Export) -> dict[str, Any]:
+    _evidence(export)
+    if export.status_url is None:
+        could_not_check(f"the kick-off gave no status URL (HTTP {export.kickoff.status_code}); "
+                        "test_bulk_kickoff_accepted judges that")
+    manifest = export.manifest
+    if manifest is None:
+        final = export.final
+        could_not_check(f"the export gave no manifest within the bounded wait ({export.log()}); last answer HTTP "
+                        f"{final.status_code if final is not None else '-'}")
+    return manifest
+
+
+def _outputs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    output = manifest.get("output")
+    if not isinstance(output, list):
+        could_not_check(f"the manifest has no output array ({describe(output)}); test_bulk_manifest_complete "
+                        "judges that")
+    return [o for o in output if isinstance(o, dict) and isinstance(o.get("url"), str)]
+
+
+def _get_file(session: BackendSession, url: str, token: str | None) -> httpx.Response:
+    if not url.startswith("https://"):
+        could_not_check(f"output file URL {url!r} is not https: the harness sends no token there")
+    return session.http.get(url, headers={"Accept": "application/fhir+ndjson", **bearer(token)})
+
+
+def _requires_token(manifest: dict[str, Any]) -> bool:
+    value = manifest.get("requiresAccessToken")
+    if not isinstance(value, bool):
+        could_not_check(f"the manifest's requiresAccessToken is not a boolean ({describe(value)}); "
+                        "test_bulk_manifest_complete judges that")
+    return value
+
+
+def _permitted(scope: str, rtype: str) -> bool:
+    return covered_by(f"system/{rtype}.r", scope_set(scope))
+
+
+@pytest.mark.requirement("BULK-02", "PDEX-BULK-01")
+def test_bulk_kickoff_accepted(bulk_session: BackendSession, export_job: Export) -> None:
+    """Kick-off with a valid token and Prefer: respond-async: 202 Accepted with an absolute https Content-Location."""
+    _evidence(export_job)
+    response = export_job.kickoff
+    location = response.headers.get("content-location")
+    expect(response.status_code == 202 and bool(location) and str(location).startswith("https://"),
+           expected="HTTP 202 with Content-Location: the absolute https status URL",
+           actual=f"HTTP {response.status_code}, Content-Location {location!r}",
+           exchange=bulk_session.http.exchange_for(response))
+
+
+@pytest.mark.requirement("BULK-01")
+def test_bulk_kickoff_requires_token(bulk_session: BackendSession, export_job: Export,
+                                     group_export_url: str) -> None:
+    """The same kick-off without Authorization: 401 and no job; with the token it was accepted (positive control)."""
+    if export_job.kickoff.status_code != 202:
+        could_not_check(f"positive control failed: the kick-off with a token gave HTTP {export_job.kickoff.status_code}")
+    response = bulk_session.http.get(group_export_url, headers={"Accept": "application/fhir+json",
+                                                                "Prefer": "respond-async"})
+    expect(response.status_code == 401 and not response.headers.get("content-location"),
+           expected="HTTP 401 without a token, and no Content-Location (no job started)",
+           actual=f"HTTP {response.status_code}, Content-Location {response.headers.get('content-location')!r}",
+           exchange=bulk_session.http.exchange_for(response))
+
+
+@pytest.mark.requirement("BULK-03")
+def test_bulk_status_gives_retry_after(bulk_session: BackendSession, export_job: Export) -> None:
+    """While the export runs the status URL answers 202 (or 429) with a Retry-After the client can honour."""
+    _manifest(export_job)
+    running = [p for p in export_job.polls if p.status in IN_PROGRESS]
+    if not running:
+        not_applicable("the export was complete at the first status request: no in-progress answer to judge")
+    bad = [p for p in running if not (p.retry_after or "").strip()]
+    expect(not bad, expected="Retry-After on every in-progress status answer (202/429)",
+           actual=f"{len(bad)} of {len(running)} in-progress answers without Retry-After",
+           exchange=bulk_session.http.exchange_for(bad[0].response) if bad else None, detail=export_job.log())
+
+
+@pytest.mark.requirement("BULK-04")
+def test_bulk_manifest_complete(export_job: Export) -> None:
+    """The finished export: HTTP 200 JSON manifest with transactionTime, request, requiresAccessToken (boolean),
+    output (type and url each) and error (array)."""
+    manifest = _manifest(export_job)
+    problems = []
+    for name, kind in (("transactionTime", str), ("request", str), ("requiresAccessToken", bool),
+                       ("output", list), ("error", list)):
+        if not isinstance(manifest.get(name), kind):
+            problems.append(f"{name} = {describe(manifest.get(name))}")
+    for item in manifest.get("output") or []:
+        if not (isinstance(item, dict) and isinstance(item.get("type"), str) and isinstance(item.get("url"), str)):
+            problems.append(f"output item without type/url: {describe(item)}")
+    expect(not problems, expected="a manifest with transactionTime, request, requiresAccessToken (boolean), "
+                                  "output [{type, url}] and error []",
+           actual="; ".join(problems), detail=export_job.log())
+
+
+@pytest.mark.requirement("BULK-05")
+def test_bulk_files_require_token(bulk_session: BackendSession, bulk_token: str, export_job: Export) -> None:
+    """requiresAccessToken true: an output file without the token is refused (401/403), with it served (control)."""
+    manifest = _manifest(export_job)
+    if not _requires_token(manifest):
+        not_applicable("the manifest says requiresAccessToken false: the files are meant to be fetched without it")
+    outputs = _outputs(manifest)
+    if not outputs:
+        not_applicable("the export has no output files")
+    url = outputs[0]["url"]
+    control = _get_file(bulk_session, url, bulk_token)
+    if control.status_code != 200:
+        could_not_check(f"positive control failed: the file with the token gave HTTP {control.status_code}")
+    response = _get_file(bulk_session, url, None)
+    expect(response.status_code in (401, 403) and not ndjson_lines(response.text if response.status_code == 200
+                                                                   else ""),
+           expected="HTTP 401/403 for an output file requested without the token (requiresAccessToken: true)",
+           actual=f"HTTP {response.status_code}", exchange=bulk_session.http.exchange_for(response))
+
+
+@pytest.mark.requirement("BULK-06")
+def test_bulk_output_within_scope_and_type(bulk_session: BackendSession, bulk_token: str, export_job: Export,
+                                           bulk_settings: Bulk, group_export_url: str) -> None:
+    """Without _type the output holds only types the token's scopes cover; with _type=<one granted type> only that
+    type (manifest entries and every NDJSON line)."""
+    manifest = _manifest(export_job)
+    scope = bulk_session.scopes
+    outside = sorted({o.get("type") for o in _outputs(manifest) if not _permitted(scope, str(o.get("type")))})
+    expect(not outside, expected=f"only types within the token's scopes ({scope})",
+           actual=f"output of {', '.join(map(str, outside))}", detail=export_job.log())
+    wanted = [t for t in (bulk_settings.resource_types or ()) if _permitted(scope, t)] or \
+        [str(o.get("type")) for o in _outputs(manifest)]
+    if not wanted:
+        not_applicable("no resource type to narrow the export to")
+    only = wanted[-1]
+    narrowed = poll(bulk_session.http, kickoff(bulk_session.http, group_export_url, bulk_token, {"_type": only}),
+                    bulk_token, bulk_settings.max_wait_s)
+    narrowed_manifest = _manifest(narrowed)
+    types = sorted({str(o.get("type")) for o in _outputs(narrowed_manifest)})
+    expect(set(types) <= {only}, expected=f"_type={only}: output of {only} only", actual=f"output types {types}",
+           detail=narrowed.log())
+    for item in _outputs(narrowed_manifest):
+        response = _get_file(bulk_session, item["url"], bulk_token if _requires_token(narrowed_manifest) else None)
+        # Lines that do not parse are test_bulk_ndjson_parses's finding; here only the types of those that do count.
+        seen = ({_line_type(line) for line in ndjson_lines(response.text)} - {None}
+                if response.status_code == 200 else set())
+        expect(seen <= {only}, expected=f"_type={only}: every NDJSON line a {only}",
+               actual=f"resource types in {item['url']}: {sorted(map(str, seen))}",
+               exchange=bulk_session.http.exchange_for(response))
+
+
+def _line_type(line: str) -> str | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value.get("resourceType") if isinstance(value, dict) else None
+
+
+@pytest.mark.requirement("BULK-07")
+def test_bulk_ndjson_parses(bulk_session: BackendSession, bulk_token: str, export_job: Export) -> None:
+    """Every output file is served 200 as NDJSON: each line one JSON resource of the type the manifest names."""
+    manifest = _manifest(export_job)
+    token = bulk_token if _requires_token(manifest) else None
+    outputs = _outputs(manifest)
+    if not outputs:
+        not_applicable("the export has no output files")
+    for item in outputs:
+        response = _get_file(bulk_session, item["url"], token)
+        exchange = bulk_session.http.exchange_for(response)
+        expect(response.status_code == 200, expected=f"HTTP 200 for {item['url']}",
+               actual=f"HTTP {response.status_code}", exchange=exchange)
+        lines = ndjson_lines(response.text)
+        bad = [n for n, line in enumerate(lines, 1) if _line_type(line) != item.get("type")]
+        expect(not bad and "ndjson" in response.headers.get("content-type", ""),
+               expected=f"application/fhir+ndjson, every line one {item.get('type')} resource as JSON",
+               actual=f"Content-Type {response.headers.get('content-type')!r}; {len(bad)} of {len(lines)} lines "
+                      f"not a {item.get('type')} JSON object (first: line {bad[0] if bad else '-'})",
+               exchange=exchange)
+
+
+@pytest.mark.requirement("BULK-08")
+def test_bulk_delete_cancels_export(bulk_session: BackendSession, bulk_token: str, bulk_settings: Bulk,
+                                    group_export_url: str) -> None:
+    """DELETE on a new job's status URL: 202, and afterwards the status URL never serves a manifest (4xx)."""
+    job = kickoff(bulk_session.http, group_export_url, bulk_token)
+    if job.status_url is None:
+        could_not_check(f"the kick-off gave no status URL (HTTP {job.kickoff.status_code})")
+    deleted = bulk_session.http.delete(job.status_url, headers=bearer(bulk_token))
+    expect(deleted.status_code == 202, expected="HTTP 202 Accepted for DELETE on the status URL",
+           actual=f"HTTP {deleted.status_code}", exchange=bulk_session.http.exchange_for(deleted))
+    after = poll(bulk_session.http, job, bulk_token, bulk_settings.max_wait_s)
+    _evidence(after, "status polling after DELETE (measured)")
+    final = after.final
+    if final is None or after.timed_out:
+        could_not_check(f"the status URL still answered in-progress after the bounded wait:\n{after.log()}")
+    expect(400 <= final.status_code < 500, expected="after DELETE the status URL answers 4xx (404/410), no manifest",
+           actual=f"HTTP {final.status_code}", exchange=bulk_session.http.exchange_for(final), detail=after.log())
+
+
+@pytest.mark.requirement("BULK-09")
+def test_bulk_status_other_client_refused(bulk_session: BackendSession, bulk_token: str, export_job: Export,
+                                          bulk_settings: Bulk) -> None:
+    """Another backend client's token gets neither this client's job status nor its files (its own token did:
+    positive control)."""
+    manifest = _manifest(export_job)
+    if bulk_settings.other_client is None:
+        not_applicable("no bulk.other_client configured (a second backend client to play the foreign client)")
+    other = BackendSession(bulk_session.http, bulk_settings.other_client, bulk_session.token_endpoint)
+    other_token = must_have_token(other.good(), "the other backend client")
+    assert export_job.status_url is not None
+    status = bulk_session.http.get(export_job.status_url, headers={"Accept": "application/json",
+                                                                   **bearer(other_token)})
+    expect(status.status_code in (401, 403, 404),
+           expected="another client's token refused at this job's status URL (401/403/404)",
+           actual=f"HTTP {status.status_code}", exchange=bulk_session.http.exchange_for(status))
+    outputs = _outputs(manifest)
+    if outputs and _requires_token(manifest):
+        response = _get_file(bulk_session, outputs[0]["url"], other_token)
+        expect(response.status_code in (401, 403, 404),
+               expected="another client's token refused for this job's output file (401/403/404)",
+               actual=f"HTTP {response.status_code}", exchange=bulk_session.http.exchange_for(response))
