@@ -14,6 +14,9 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from smart_conformance import paths
 
@@ -38,6 +41,13 @@ class SuiteRun:
         results = self.summary["targets"].get(target, {"findings": []})
         return [f["message"] for f in results["findings"] if f["check"] == check]
 
+    def outcomes(self, target: str = "reference") -> dict[str, set[str]]:
+        """Check name → the outcomes of its test items (one per parameter) for one target."""
+        out: dict[str, set[str]] = {}
+        for node, outcome in self.summary["targets"].get(target, {}).get("results", {}).items():
+            out.setdefault(node.split("::", 1)[1].split("[", 1)[0], set()).add(outcome)
+        return out
+
     def totals(self, target: str | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
         for name, results in self.summary["targets"].items():
@@ -45,6 +55,16 @@ class SuiteRun:
                 for key, value in results["totals"].items():
                     out[key] = out.get(key, 0) + value
         return out
+
+
+def reference_target_file(folder: Path, **changes: Any) -> Path:
+    """fixtures/targets/reference.yaml as a payer's own file, with ``changes`` replacing top-level keys."""
+    doc = yaml.safe_load(paths.reference_target().read_text(encoding="utf-8"))
+    doc.pop("attestations", None)
+    doc.update(changes)
+    out = folder / "reference.yaml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return out
 
 
 @cache

@@ -462,6 +462,43 @@ class Screenshot:
     title: str
 
 
+PROTECTIVE_HEADERS = ("x-frame-options", "content-security-policy", "content-type")
+
+
+@dataclass(frozen=True)
+class PageDocument:
+    """A page the browser loaded on the way (a main-frame document, redirects apart), with the headers that say
+    whether another site may frame it. Pages are what the member-page checks judge: a browser renders them, so
+    a sign-in built by script or spread over several pages is seen as the member sees it."""
+
+    url: str  # redacted
+    status: int
+    headers: Mapping[str, str]  # the PROTECTIVE_HEADERS present, lower-cased names
+
+
+@dataclass(frozen=True)
+class PageForm:
+    """A form as the browser holds it (after any script built it): ``action`` resolved to an absolute URL."""
+
+    action: str = field(repr=False)
+    method: str
+    inputs: tuple[Mapping[str, str], ...] = field(repr=False)  # tag, name, type, id; value only when hidden
+
+
+_FORMS_JS = """() => Array.from(document.forms).map(f => ({
+  action: f.action || document.location.href, method: (f.getAttribute('method') || 'get').toLowerCase(),
+  inputs: Array.from(f.elements).map(e => ({tag: e.tagName.toLowerCase(), name: e.name || '',
+    type: (e.type || '').toLowerCase(), id: e.id || '', value: e.type === 'hidden' ? e.value : ''}))}))"""
+
+
+def _page_forms(page: Any) -> tuple[PageForm, ...]:
+    try:
+        raw = page.evaluate(_FORMS_JS)
+    except Exception:
+        return ()
+    return tuple(PageForm(str(f["action"]), str(f["method"]), tuple(dict(i) for i in f["inputs"])) for f in raw)
+
+
 @dataclass
 class AuthorizationResult:
     """What the browser saw. ``params`` are the raw redirect parameters (the caller needs the code): never log them."""
@@ -490,6 +527,8 @@ class AuthorizationResult:
     step_pages: list[str] = field(default_factory=list)  # origin + path where each completed step ran
     page_key: str = ""  # origin + path of the final page
     response_in: str = ""  # where the redirect's parameters were: query, fragment, query+fragment, form_post
+    documents: list[PageDocument] = field(default_factory=list)  # every page loaded on the way, in order
+    forms: tuple[PageForm, ...] = field(default=(), repr=False)  # the final page's forms (no redirect only)
 
     def _get(self, name: str) -> str | None:
         return self.params.get(name)
@@ -811,6 +850,8 @@ class BrowserSession:
         self._intercept(context, page, capture, guard=self._verify if fallback else None)
         navigations = [0]
         document: dict[str, Any] = {"status": None, "url": ""}
+        documents: list[PageDocument] = []
+        forms: tuple[PageForm, ...] = ()
 
         def navigated(frame: Any) -> None:
             if frame == page.main_frame:
@@ -826,6 +867,10 @@ class BrowserSession:
                 return
             if not 300 <= status < 400:
                 document["status"], document["url"] = status, response.url
+                if not capture.matches(response.url):
+                    headers = response.headers
+                    documents.append(PageDocument(redact_url(response.url), status,
+                                                  {k: headers[k] for k in PROTECTIVE_HEADERS if k in headers}))
 
         page.on("framenavigated", navigated)
         page.on("response", responded)
@@ -1027,6 +1072,7 @@ class BrowserSession:
                 page_url = redact_url(_safe_url(page))
                 title = redact_text(_safe_title(page))
                 snippet = "" if redirected else redact_text(_text_snippet(page))
+                forms = () if redirected else _page_forms(page)
                 is_settled = redirected or settled(0.0)
                 final_key = redact_url(_page_key(_safe_url(page)))
             context.close()
@@ -1041,7 +1087,7 @@ class BrowserSession:
             seconds=time.perf_counter() - started, status=document["status"],
             document_url=redact_url(_page_key(document["url"])) if document["url"] else "", steps_done=last_done,
             stopped_at=stopped_at, stop_reason=stop_reason, settled=is_settled, step_pages=step_pages,
-            page_key=final_key, response_in=_response_location(located))
+            page_key=final_key, response_in=_response_location(located), documents=documents, forms=forms)
 
     def _intercept(self, context: Any, page: Any, capture: _Capture,
                    guard: Callable[[str], bool] | None = None) -> None:
@@ -1354,7 +1400,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "AuthorizationResult", "BrowserSession", "BrowserUnavailable", "ChromiumChoice", "LoginStepError",
-    "OriginNotVerified", "Recipe", "RecipeError", "Screenshot", "Step", "compose_steps", "find_chromium",
-    "parse_recipe", "parse_step", "parse_steps", "scrub_trace", "secret_values", "take_screenshot",
+    "OriginNotVerified", "PageDocument", "PageForm", "Recipe", "RecipeError", "Screenshot", "Step", "compose_steps",
+    "find_chromium", "parse_recipe", "parse_step", "parse_steps", "scrub_trace", "secret_values", "take_screenshot",
     "verified_spki_sha256",
 ]

@@ -35,3 +35,10 @@ def backend(backend_client: BackendClient, http: RecordingClient, smart_config: 
 def backend_grant(backend: BackendSession) -> Grant:
     """The happy path, once: a good assertion and the registered system scopes."""
     return backend.good()
+
+
+@pytest.fixture
+def live_backend_grant(backend: BackendSession) -> Grant:
+    """A grant of its own for a check that uses the token: short-lived backend tokens are legitimate, and a shared
+    one may have expired by the time a check gets to it in a long or shuffled run."""
+    return backend.good()

@@ -24,10 +24,10 @@ def _granted(backend: BackendSession, grant: Grant) -> list[str]:
 
 
 @pytest.mark.requirement("BACKEND-10")
-def test_system_read_of_granted_types(backend: BackendSession, backend_grant: Grant, target: Target) -> None:
+def test_system_read_of_granted_types(backend: BackendSession, live_backend_grant: Grant, target: Target) -> None:
     """A search (_count=1) of every resource type the granted system scopes name answers HTTP 200 with a Bundle."""
-    token = must_have_token(backend_grant, "no token to read with")
-    types = _granted(backend, backend_grant)
+    token = must_have_token(live_backend_grant, "no token to read with")
+    types = _granted(backend, live_backend_grant)
     if not types:
         not_applicable("the granted scope names no concrete resource type (only wildcards)")
     for rtype in types:
@@ -38,20 +38,20 @@ def test_system_read_of_granted_types(backend: BackendSession, backend_grant: Gr
             body = None
         expect(response.status_code == 200 and isinstance(body, dict) and body.get("resourceType") == "Bundle",
                expected=f"GET {rtype}?_count=1 with the system token: HTTP 200 with a Bundle (scope "
-                        f"{backend_grant.scope or backend.scopes})",
+                        f"{live_backend_grant.scope or backend.scopes})",
                actual=f"HTTP {response.status_code}", exchange=backend.http.exchange_for(response))
 
 
 @pytest.mark.requirement("BACKEND-10")
-def test_system_read_outside_scopes_refused(backend: BackendSession, backend_grant: Grant, target: Target,
+def test_system_read_outside_scopes_refused(backend: BackendSession, live_backend_grant: Grant, target: Target,
                                             capability_statement: Document) -> None:
     """A type the CapabilityStatement offers but the requested system scopes do not cover: refused or given no data;
     a granted type read with the same token works (positive control)."""
-    token = must_have_token(backend_grant, "no token to read with")
+    token = must_have_token(live_backend_grant, "no token to read with")
     outside = outside_types(supported_types(capability_statement.json), backend.scopes)
     if not outside:
         not_applicable("every resource type the CapabilityStatement lists is within the requested system scopes")
-    granted = _granted(backend, backend_grant)
+    granted = _granted(backend, live_backend_grant)
     if not granted:
         not_applicable("the granted scope names no concrete resource type for the positive control")
     control = system_search(backend.http, target.fhir_base_url, granted[0], token)

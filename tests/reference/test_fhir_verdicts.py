@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -22,7 +21,7 @@ from smart_conformance import paths
 from smart_conformance.reference import server as server_module
 from smart_conformance.reference.server import ReferenceServer
 from smart_conformance.reference.variants import REFUSALS_AS_403, REFUSALS_AS_404
-from tests.suite_runner import SuiteRun, run_suites
+from tests.suite_runner import reference_target_file, run_suites
 
 # Checks whose verdict is a refusal, an isolation or a "nothing leaked": each needs its positive control.
 REFUSAL_CHECKS = {
@@ -37,24 +36,6 @@ REFUSAL_CHECKS = {
     "test_representative_reaches_only_represented_member",
 }
 PUBLIC_FHIR = ("/fhir/.well-known/smart-configuration", "/fhir/metadata")
-
-
-def results(run: SuiteRun) -> dict[str, set[str]]:
-    """check name → the outcomes of its test items."""
-    out: dict[str, set[str]] = {}
-    for node, outcome in run.summary["targets"]["reference"]["results"].items():
-        out.setdefault(node.split("::", 1)[1].split("[", 1)[0], set()).add(outcome)
-    return out
-
-
-def target_file(folder: Path, **changes: Any) -> Path:
-    """fixtures/targets/reference.yaml as a payer's own file, with ``changes`` merged at the top level."""
-    doc = yaml.safe_load(paths.reference_target().read_text(encoding="utf-8"))
-    doc.pop("attestations", None)
-    doc.update(changes)
-    out = folder / "reference.yaml"
-    out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return out
 
 
 class FhirApiNotFound:
@@ -85,8 +66,8 @@ def test_class7_no_refusal_passes_on_a_url_that_answers_404_to_everything(not_fh
                                                                           tmp_path: Path) -> None:
     """Discovery and sign-in work, the FHIR API answers 404 to everything: no refusal or isolation check passes."""
     run = run_suites(["fhir_security/test_authentication.py", "fhir_security/test_api_hygiene.py", "scopes"],
-                     tmp_path / "r", targets=(target_file(tmp_path),), env=not_fhir.target_env())
-    seen = results(run)
+                     tmp_path / "r", targets=(reference_target_file(tmp_path),), env=not_fhir.target_env())
+    seen = run.outcomes()
     assert REFUSAL_CHECKS <= set(seen), run.output
     passed = sorted(c for c in REFUSAL_CHECKS if "passed" in seen[c])
     assert passed == [], run.output
@@ -98,7 +79,7 @@ def test_class4c_token_in_query_is_may_level_advice(tmp_path: Path) -> None:
     """RFC 6750 §2.3: resource servers MAY accept ?access_token=. A warning at MAY that says so, never a failure."""
     run = run_suites(["fhir_security/test_authentication.py"], tmp_path, faults=("token-in-query-accepted",),
                      extra=("-k", "test_token_in_query_not_accepted"))
-    assert results(run)["test_token_in_query_not_accepted"] == {"warning"}, run.output
+    assert run.outcomes()["test_token_in_query_not_accepted"] == {"warning"}, run.output
     [message] = run.messages("reference", "test_token_in_query_not_accepted")
     assert message.startswith("[MAY] RFC6750-02 (MAY)") and "not a violation" in message, message
 
@@ -107,7 +88,7 @@ def test_class5_cors_with_credentials_warns_at_should_not(tmp_path: Path) -> Non
     """A credentialed CORS grant to any origin breaks a SHOULD NOT, not the SHALL the check also cites."""
     run = run_suites(["fhir_security/test_api_hygiene.py"], tmp_path, faults=("cors-wildcard-credentials",),
                      extra=("-k", "cors"))
-    assert results(run)["test_cors_no_credentials_for_any_origin"] == {"warning"}, run.output
+    assert run.outcomes()["test_cors_no_credentials_for_any_origin"] == {"warning"}, run.output
     [message] = run.messages("reference", "test_cors_no_credentials_for_any_origin")
     assert "SMART-SEC-01" not in message.splitlines()[0] and "HTTP-HYG-03" in message, message
 
@@ -118,10 +99,10 @@ def test_class8_failed_eob_search_is_never_not_applicable(tmp_path: Path) -> Non
     doc = yaml.safe_load(paths.reference_target().read_text(encoding="utf-8"))
     full = " ".join(s for s in doc["scopes"]["full"].split() if "ExplanationOfBenefit" not in s)
     with ReferenceServer() as srv:
-        run = run_suites(["payer_data"], tmp_path / "r", targets=(target_file(tmp_path, scopes={**doc["scopes"],
+        run = run_suites(["payer_data"], tmp_path / "r", targets=(reference_target_file(tmp_path, scopes={**doc["scopes"],
                                                                                                  "full": full}),),
                          env=srv.target_env())
-    seen = results(run)
+    seen = run.outcomes()
     assert seen["test_eob_search_returns_member_claims_only"] == {"failed"}, run.output
     assert seen["test_eob_carin_must_haves"] == {"broken"}, run.output
     assert seen["test_search_paging_consistent"] == {"broken"}, run.output
@@ -134,17 +115,17 @@ def test_class11_write_probes_change_nothing_even_when_accepted(tmp_path: Path) 
     with ReferenceServer(faults=["writes-allowed"]) as srv:
         assert srv.dataset is not None
         before = copy.deepcopy(srv.dataset.resources)
-        run = run_suites(["scopes/test_scope_limits.py"], tmp_path / "r", targets=(target_file(tmp_path),),
+        run = run_suites(["scopes/test_scope_limits.py"], tmp_path / "r", targets=(reference_target_file(tmp_path),),
                          env=srv.target_env(), extra=("-k", "test_writes_refused_under_read_scopes"))
         after = srv.dataset.resources
-    assert results(run)["test_writes_refused_under_read_scopes"] == {"failed"}, run.output
+    assert run.outcomes()["test_writes_refused_under_read_scopes"] == {"failed"}, run.output
     assert after == before
 
 
 def test_class16b_path_segment_reflected_as_html_is_caught(tmp_path: Path) -> None:
     run = run_suites(["fhir_security/test_api_hygiene.py"], tmp_path, faults=("path-reflected-in-html",),
                      extra=("-k", "test_input_not_reflected_as_html"))
-    assert results(run)["test_input_not_reflected_as_html"] == {"warning"}, run.output  # HTTP-HYG-05: a SHOULD
+    assert run.outcomes()["test_input_not_reflected_as_html"] == {"warning"}, run.output  # HTTP-HYG-05: a SHOULD
     [message] = run.messages("reference", "test_input_not_reflected_as_html")
     assert "<svg onload=alert(1)>" in message, message
 
@@ -152,7 +133,7 @@ def test_class16b_path_segment_reflected_as_html_is_caught(tmp_path: Path) -> No
 def test_class16c_refusal_repeating_the_token_is_caught(tmp_path: Path) -> None:
     run = run_suites(["fhir_security/test_authentication.py"], tmp_path, faults=("refusal-echoes-token",),
                      extra=("-k", "made_up or tampered or alg_none"))
-    seen = results(run)
+    seen = run.outcomes()
     for check in ("test_made_up_token_refused", "test_tampered_signature_refused",
                   "test_unsigned_alg_none_token_refused"):
         assert seen[check] == {"warning"}, run.output

@@ -29,7 +29,7 @@ from smart_conformance.reference.variants import (AUTHORIZE_REFUSAL_EMPTY_400, C
                                                   IMPLICIT_ERROR_IN_FRAGMENT, SCRIPT_RENDERED_SIGN_IN,
                                                   TWO_PAGE_SIGN_IN)
 from smart_conformance.smart.launch import LaunchOutcome
-from tests.suite_runner import SuiteRun, run_suites
+from tests.suite_runner import reference_target_file, run_suites
 
 # The launch-suite checks whose verdict is a refusal: each must see the server refuse, beside a positive control.
 NEGATIVE_CHECKS = {
@@ -41,24 +41,6 @@ NEGATIVE_CHECKS = {
 # refuse for every client): everything else needs the recipe to work.
 NO_SIGN_IN = {"test_token_error_not_cached", "test_unsupported_grant_types_refused"}
 UNTICK = "test_unticked_scope_withheld_and_enforced"
-
-
-def results(run: SuiteRun) -> dict[str, set[str]]:
-    """check name → the outcomes of its test items."""
-    out: dict[str, set[str]] = {}
-    for node, outcome in run.summary["targets"].get("reference", {}).get("results", {}).items():
-        out.setdefault(node.split("::", 1)[1].split("[", 1)[0], set()).add(outcome)
-    return out
-
-
-def target_file(folder: Path, **changes: Any) -> Path:
-    """fixtures/targets/reference.yaml as a payer's own file, with ``changes`` merged at the top level."""
-    doc = yaml.safe_load(paths.reference_target().read_text(encoding="utf-8"))
-    doc.pop("attestations", None)
-    doc.update(changes)
-    out = folder / "reference.yaml"
-    out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return out
 
 
 def reference_doc() -> dict[str, Any]:
@@ -75,9 +57,9 @@ def test_recipe_first_selector_changed_gives_no_pass_that_needs_a_sign_in(tmp_pa
     login["steps"][0]["fill"]["selector"] = "#user-name-changed"
     login["step_timeout_ms"] = 3000  # the page will not change: no need to wait the default 10 s each time
     with ReferenceServer(faults=["pkce-not-required", "redirect-uri-prefix-match"]) as srv:
-        run = run_suites(["launch", "tokens"], tmp_path / "r", targets=(target_file(tmp_path, login=login),),
+        run = run_suites(["launch", "tokens"], tmp_path / "r", targets=(reference_target_file(tmp_path, login=login),),
                          env=srv.target_env())
-    seen = results(run)
+    seen = run.outcomes()
     assert NEGATIVE_CHECKS <= set(seen), run.output
     passed = sorted(c for c, outcomes in seen.items() if "passed" in outcomes and c not in NO_SIGN_IN)
     assert passed == [], run.output
@@ -204,9 +186,9 @@ def test_class15_untick_check_runs_with_a_wildcard_full_scope(fault: str | None,
     scopes = {**reference_doc()["scopes"], "full": WILDCARD_FULL}
     with ReferenceServer(faults=[fault] if fault else []) as srv:
         run = run_suites(["launch/test_standalone_launch.py"], tmp_path / "r",
-                         targets=(target_file(tmp_path, scopes=scopes),), env=srv.target_env(),
+                         targets=(reference_target_file(tmp_path, scopes=scopes),), env=srv.target_env(),
                          extra=("-k", UNTICK))
-    seen = results(run)
+    seen = run.outcomes()
     assert seen[UNTICK] == ({"failed"} if fault else {"passed"}), run.output
     if fault:
         message = " ".join(run.messages("reference", UNTICK))
@@ -218,7 +200,7 @@ def test_class15_untick_not_applicable_only_without_per_scope_controls(tmp_path:
     untick steps, so the check is not applicable, saying why; nothing else in the launch suite changes."""
     run = run_suites(["launch/test_standalone_launch.py"], tmp_path / "r", variants=(CONSENT_WITHOUT_SCOPE_CONTROLS,),
                      extra=("-rs",))
-    seen = results(run)
+    seen = run.outcomes()
     assert seen[UNTICK] == {"skipped"}, run.output
     assert "offers no per-scope choice" in run.output, run.output
     assert not run.checks_with("failed", "warning", "broken"), run.output
@@ -231,6 +213,6 @@ def test_classes2_3_refusal_variants_pass_the_negative_checks(tmp_path: Path) ->
     not check, none failed)."""
     run = run_suites(["launch/test_authorization_request.py"], tmp_path / "r",
                      variants=(IMPLICIT_ERROR_IN_FRAGMENT, AUTHORIZE_REFUSAL_EMPTY_400))
-    seen = results(run)
+    seen = run.outcomes()
     assert NEGATIVE_CHECKS <= set(seen), run.output
     assert all(outcomes == {"passed"} for outcomes in seen.values()), run.output
