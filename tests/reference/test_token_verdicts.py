@@ -203,3 +203,24 @@ def test_revocation_without_client_auth_is_caught(tmp_path: Path) -> None:
     assert run.checks_with("failed") == {"test_revocation_requires_client_authentication"}, run.output
     message = _finding(run, "test_revocation_requires_client_authentication")["message"]
     assert "RFC7009-07" in message and "no longer refreshes" in message
+
+
+def test_opaque_access_tokens_are_handles_the_api_and_introspection_resolve() -> None:
+    """Variant opaque-access-tokens: the token is no JWT, yet it reads the member's data, introspects as active,
+    and is refused once revoked (the harness must never assume a token's format)."""
+    from smart_conformance.reference.server import ReferenceServer
+    from smart_conformance.reference.variants import OPAQUE_ACCESS_TOKENS
+    from tests.reference.launcher import Launcher
+
+    with ReferenceServer(variants=[OPAQUE_ACCESS_TOKENS]) as srv:
+        launcher = Launcher(srv)
+        token = launcher.launch().tokens["access_token"]
+        assert token.count(".") != 2
+        with httpx.Client(verify=srv.ssl_context()) as client:
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert client.get(f"{srv.fhir_base_url}/Patient/pat-alice", headers=bearer).status_code == 200
+            seen = client.post(f"{srv.issuer}/introspect", data={"token": token}, auth=launcher.basic()).json()
+            assert seen["active"] is True and seen["patient"] == "pat-alice"
+            assert client.post(f"{srv.issuer}/revoke", data={"token": token},
+                               auth=launcher.basic()).status_code == 200
+            assert client.get(f"{srv.fhir_base_url}/Patient/pat-alice", headers=bearer).status_code == 401

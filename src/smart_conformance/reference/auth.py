@@ -31,7 +31,7 @@ from smart_conformance.reference.store import check_secret
 from smart_conformance.reference.variants import (AUTHORIZE_REFUSAL_EMPTY_400, CONSENT_WITHOUT_SCOPE_CONTROLS,
                                                   IMPLICIT_ERROR_IN_FRAGMENT, SCRIPT_RENDERED_SIGN_IN,
                                                   TWO_PAGE_SIGN_IN)
-from smart_conformance.reference.variants import (CLIENT_SECRET_POST_ONLY, JWT_ACCESS_TOKENS,
+from smart_conformance.reference.variants import (CLIENT_SECRET_POST_ONLY, JWT_ACCESS_TOKENS, OPAQUE_ACCESS_TOKENS,
                                                   ONLY_REFRESH_TOKENS_REVOCABLE, REVOKE_ALL_ON_REFRESH_REVOCATION,
                                                   ROTATING_REFRESH_TOKENS, TOKEN_401_WITHOUT_WWW_AUTHENTICATE)
 
@@ -474,6 +474,8 @@ def _access_token(ctx: Context, grant_id: str, client_id: str, username: str, sc
         claims["patient"] = patient
     ctx.store.add_access_token(jti=jti, grant_id=grant_id, client_id=client_id, scope=scope, patient=patient,
                                username=username, iat=now, exp=now + ctx.access_token_ttl)
+    if ctx.variants.active(OPAQUE_ACCESS_TOKENS):
+        return jti, now  # a handle: what it grants lives only in the store (opaque_access_claims)
     if ctx.variants.active(JWT_ACCESS_TOKENS):
         # RFC 9068 §2: the JWT access token profile: typ at+jwt, with client_id, iat, jti and auth_time.
         claims["auth_time"] = int(now)
@@ -697,8 +699,27 @@ def _unauthenticated(ctx: Context, request: Request) -> JSONResponse:
                           _challenge(ctx, request))
 
 
+def opaque_access_claims(ctx: Context, token: str) -> dict[str, Any] | None:
+    """With opaque access tokens on: the claims a handle stands for, from the store (None: not one of ours)."""
+    if not ctx.variants.active(OPAQUE_ACCESS_TOKENS) or token.count(".") == 2:
+        return None
+    row = ctx.store.access_token(token)
+    if row is None:
+        return None
+    member = ctx.store.member(row["username"])
+    claims: dict[str, Any] = {"iss": ctx.issuer, "aud": ctx.fhir_base, "jti": row["jti"], "scope": row["scope"],
+                              "client_id": row["client_id"], "sub": member["sub"] if member else row["username"],
+                              "iat": int(row["iat"]), "exp": int(row["exp"])}
+    if row["patient"]:
+        claims["patient"] = row["patient"]
+    return claims
+
+
 def _decode_access(ctx: Context, token: str) -> dict[str, Any] | None:
     """Our own access token's claims if its signature verifies (expiry is judged by the caller)."""
+    opaque = opaque_access_claims(ctx, token)
+    if opaque is not None:
+        return opaque
     try:
         kid = jwt.get_unverified_header(token).get("kid")
         key = ctx.keys.public_key(kid)

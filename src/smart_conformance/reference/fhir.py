@@ -21,6 +21,7 @@ Access policy (documented for target authors):
 from __future__ import annotations
 
 import json
+import time
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
+from smart_conformance.reference.auth import opaque_access_claims
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.data import PATIENT_LINK, SUPPORTED_TYPES, Resource
 from smart_conformance.reference.variants import REFUSALS_AS_403, REFUSALS_AS_404
@@ -166,6 +168,11 @@ def authenticate(ctx: Context, request: Request) -> Principal:
 
 
 def _verify(ctx: Context, token: str) -> Principal:
+    opaque = opaque_access_claims(ctx, token)
+    if opaque is not None:
+        if opaque["exp"] < time.time() and not ctx.faults.active("expired-token-accepted"):
+            raise Refused(unauthorized(ctx, "the access token has expired"))
+        return _principal(ctx, opaque)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -187,6 +194,11 @@ def _verify(ctx: Context, token: str) -> Principal:
         raise Refused(unauthorized(ctx, "the access token has expired")) from None
     except jwt.PyJWTError:
         raise Refused(unauthorized(ctx, "the access token is not valid")) from None
+    return _principal(ctx, claims)
+
+
+def _principal(ctx: Context, claims: dict[str, Any]) -> Principal:
+    """Who a verified token speaks for, unless it was revoked."""
     row = ctx.store.access_token(str(claims.get("jti", "")))
     if row is not None and row["revoked"] and not ctx.faults.active("revoked-token-accepted"):
         raise Refused(unauthorized(ctx, "the access token was revoked"))

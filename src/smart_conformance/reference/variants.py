@@ -49,6 +49,7 @@ SCRIPT_RENDERED_SIGN_IN = "script-rendered-sign-in"
 SPLIT_ORIGIN_AUTH_SERVER = "split-origin-auth-server"
 SMART_V1_DISCOVERY_ONLY = "smart-v1-discovery-only"
 JWT_ACCESS_TOKENS = "jwt-access-tokens"
+OPAQUE_ACCESS_TOKENS = "opaque-access-tokens"
 CLIENT_SECRET_POST_ONLY = "client-secret-post-only"
 TOKEN_401_WITHOUT_WWW_AUTHENTICATE = "token-401-without-www-authenticate"
 ONLY_REFRESH_TOKENS_REVOCABLE = "only-refresh-tokens-revocable"
@@ -131,6 +132,11 @@ _CATALOG: tuple[Variant, ...] = (
             "added the well-known document as a second SHALL; a target that does not declare v1 is judged by it.)",
             "https://docs.smarthealthit.org/authorization/conformance-statement/",
             target_patch={"smart_version": "1"}),
+    Variant(OPAQUE_ACCESS_TOKENS, "Member access tokens are opaque handles (random strings, not JWTs); the FHIR API and "
+            "introspection look them up in the server's own store.",
+            "RFC 6749 §1.4: an access token 'is usually opaque to the client'; SMART App Launch 2.2: the app treats "
+            "the access token as opaque, and its format is the server's choice.",
+            "https://www.rfc-editor.org/rfc/rfc6749#section-1.4", excludes=(JWT_ACCESS_TOKENS,)),
     Variant(JWT_ACCESS_TOKENS, "Access tokens follow RFC 9068's JWT profile (header typ at+jwt, with client_id, "
             "jti, iat and auth_time) instead of the reference's default plain signed JWT (typ JWT).",
             "SMART App Launch 2.2: the access token's format is the server's choice; apps treat it as opaque. "
