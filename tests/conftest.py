@@ -1,4 +1,5 @@
-"""The harness's own tests: one random-order seed per run, chosen once and shown in the header."""
+"""The harness's own tests: one random-order seed per run, chosen once and shown in the header; the longest tests
+(whole-suite runs of the variant matrix, then the fault matrix) scheduled first, so xdist's workers finish together."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"suites in random order with seed {os.environ.get(SEED_ENV)} (replay: {SEED_ENV}=<seed>)"
+
+
+# Tests that run suites in subprocesses, longest first: xdist hands tests out in collection order.
+LONG_FIRST = ("tests/test_variant_matrix.py::test_variants", "tests/test_variant_matrix.py::test_random",
+              "tests/test_fault_matrix.py::")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+

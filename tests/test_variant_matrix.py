@@ -13,6 +13,7 @@ every failure message, and ``SMART_CONFORMANCE_ORDER_SEED=<seed>`` replays it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -71,14 +72,17 @@ def test_variants_give_no_false_findings(group: str, tmp_path: Path) -> None:
 
 
 def test_random_order_gives_the_sequential_outcomes(tmp_path: Path) -> None:
-    """The clean reference passes everything in file order, and a seeded random order gives the same outcomes."""
-    sequential = run_suites(all_suites(), tmp_path / "sequential")
+    """The clean reference passes everything in file order, and a seeded random order gives the same outcomes.
+    The two runs (each with a server of its own) go side by side."""
+    seed = order_seed()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        in_order = pool.submit(run_suites, all_suites(), tmp_path / "sequential")
+        in_random = pool.submit(run_suites, all_suites(), tmp_path / "random", order_seed=seed)
+        sequential, shuffled = in_order.result(), in_random.result()
     totals = sequential.totals()
     assert totals.get("failed", 0) == 0 and totals.get("warning", 0) == 0, sequential.output
     assert totals.get("broken", 0) == 0 and totals.get("passed", 0) > 0, sequential.output
     assert sequential.returncode == 0, sequential.output
-    seed = order_seed()
-    shuffled = run_suites(all_suites(), tmp_path / "random", order_seed=seed)
     before = sequential.summary["targets"]["reference"]["results"]
     after = shuffled.summary["targets"]["reference"]["results"]
     differ = {node: (before.get(node), after.get(node)) for node in set(before) | set(after)

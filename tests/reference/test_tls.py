@@ -64,12 +64,15 @@ def test_startup_is_fast_and_state_dir_is_removed() -> None:
 
 
 def test_target_env_keys(server: ReferenceServer) -> None:
+    """The server gives every variable the reference target file (and its variants' patches) interpolates."""
+    import re
+
+    from smart_conformance import paths
+    from smart_conformance.reference.variants import VARIANTS
+
     env = server.target_env()
-    assert set(env) == {
-        "SMART_REFERENCE_FHIR_BASE_URL", "SMART_REFERENCE_CA_BUNDLE", "SMART_REFERENCE_CLIENT_ID",
-        "SMART_REFERENCE_CLIENT_SECRET", "SMART_REFERENCE_OTHER_CLIENT_ID", "SMART_REFERENCE_OTHER_CLIENT_SECRET",
-        "SMART_REFERENCE_MEMBER_USERNAME", "SMART_REFERENCE_MEMBER_PASSWORD", "SMART_REFERENCE_OTHER_MEMBER_USERNAME",
-        "SMART_REFERENCE_OTHER_MEMBER_PASSWORD", "SMART_REFERENCE_REP_USERNAME", "SMART_REFERENCE_REP_PASSWORD",
-        "SMART_REFERENCE_PLAIN_HTTP_PORT"}
+    texts = [paths.reference_target().read_text(encoding="utf-8"), *(repr(v.target_patch) for v in VARIANTS.values())]
+    wanted = {name for text in texts for name in re.findall(r"\$\{(SMART_REFERENCE_[A-Z0-9_]+)", text)}
+    assert wanted and wanted <= set(env), sorted(wanted - set(env))
     assert env["SMART_REFERENCE_FHIR_BASE_URL"] == server.fhir_base_url
     assert env["SMART_REFERENCE_CLIENT_ID"] == "reference-confidential-app"
