@@ -20,35 +20,32 @@ def _list(doc: dict[str, Any], name: str) -> Any:
     return doc.get(name)
 
 
+def _expect_listed(config: dict[str, Any], document: Document, field: str, value: str) -> None:
+    """The smart-configuration array ``field`` holds ``value``."""
+    listed = _list(config, field)
+    expect(isinstance(listed, list) and value in listed, expected=f"{field}: an array containing '{value}'",
+           actual=f"{field} = {describe(listed)}", exchange=document.exchange)
+
+
 @pytest.mark.requirement("BACKEND-01")
 def test_client_credentials_grant_advertised(backend_client: BackendClient, smart_configuration: Document,
                                              smart_config_raw: dict[str, Any]) -> None:
     """grant_types_supported lists client_credentials."""
-    grants = _list(smart_config_raw, "grant_types_supported")
-    expect(isinstance(grants, list) and "client_credentials" in grants,
-           expected="grant_types_supported: an array containing 'client_credentials'",
-           actual=f"grant_types_supported = {describe(grants)}", exchange=smart_configuration.exchange)
+    _expect_listed(smart_config_raw, smart_configuration, "grant_types_supported", "client_credentials")
 
 
 @pytest.mark.requirement("BACKEND-02")
 def test_private_key_jwt_advertised(backend_client: BackendClient, smart_configuration: Document,
                                     smart_config_raw: dict[str, Any]) -> None:
     """token_endpoint_auth_methods_supported lists private_key_jwt."""
-    methods = _list(smart_config_raw, "token_endpoint_auth_methods_supported")
-    expect(isinstance(methods, list) and "private_key_jwt" in methods,
-           expected="token_endpoint_auth_methods_supported: an array containing 'private_key_jwt'",
-           actual=f"token_endpoint_auth_methods_supported = {describe(methods)}",
-           exchange=smart_configuration.exchange)
+    _expect_listed(smart_config_raw, smart_configuration, "token_endpoint_auth_methods_supported", "private_key_jwt")
 
 
 @pytest.mark.requirement("BACKEND-02")
 def test_asymmetric_capability_advertised(backend_client: BackendClient, smart_configuration: Document,
                                           smart_config_raw: dict[str, Any]) -> None:
     """capabilities lists client-confidential-asymmetric."""
-    caps = _list(smart_config_raw, "capabilities")
-    expect(isinstance(caps, list) and "client-confidential-asymmetric" in caps,
-           expected="capabilities: an array containing 'client-confidential-asymmetric'",
-           actual=f"capabilities = {describe(caps)}", exchange=smart_configuration.exchange)
+    _expect_listed(smart_config_raw, smart_configuration, "capabilities", "client-confidential-asymmetric")
 
 
 @pytest.mark.requirement("BACKEND-03")
