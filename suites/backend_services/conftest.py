@@ -7,20 +7,17 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, not_applicable
+from smart_conformance.checks import could_not_check
 from smart_conformance.config import BackendClient, Target
 from smart_conformance.http import RecordingClient
-from smart_conformance.smart.backend import BackendSession, Grant
+from smart_conformance.smart.backend import BackendSession, Grant, configured_backend_client
 
-NO_BACKEND = "no backend client configured (add a backend_client section to the target file)"
 
 
 @pytest.fixture(scope="session")
 def backend_client(target: Target) -> BackendClient:
     """First of every backend check: a target without a backend client is not applicable, never a failure."""
-    if target.backend_client is None:
-        not_applicable(NO_BACKEND)
-    return target.backend_client
+    return configured_backend_client(target)
 
 
 @pytest.fixture(scope="session")

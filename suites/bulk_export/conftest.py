@@ -11,18 +11,15 @@ import pytest
 from smart_conformance.checks import could_not_check, not_applicable
 from smart_conformance.config import BackendClient, Bulk, Target
 from smart_conformance.http import RecordingClient
-from smart_conformance.smart.backend import BackendSession, Grant, must_have_token
+from smart_conformance.smart.backend import BackendSession, Grant, configured_backend_client, must_have_token
 from smart_conformance.smart.bulk import Export, kickoff, poll
 
-NO_BACKEND = "no backend client configured (add a backend_client section to the target file)"
 NO_BULK = "no bulk section configured (add bulk.group_id to the target file)"
 
 
 @pytest.fixture(scope="session")
 def bulk_backend_client(target: Target) -> BackendClient:
-    if target.backend_client is None:
-        not_applicable(NO_BACKEND)
-    return target.backend_client
+    return configured_backend_client(target)
 
 
 @pytest.fixture(scope="session")

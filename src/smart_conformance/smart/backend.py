@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from smart_conformance.checks import could_not_check, expect
-from smart_conformance.config import BackendClient
+from smart_conformance.checks import could_not_check, expect, not_applicable
+from smart_conformance.config import BackendClient, Target
 from smart_conformance.http import RecordingClient
 from smart_conformance.oauth import covered_by, issued_tokens, oauth_error, scope_set
 from smart_conformance.smart.assertion import Signer, load_private_key, request_token, token_form
@@ -127,6 +127,13 @@ def supported_types(statement: Any) -> list[str]:
     except AttributeError:
         return []
     return out
+
+
+def configured_backend_client(target: Target) -> BackendClient:
+    """The target's backend client: without one, every backend and bulk check is not applicable, never a failure."""
+    if target.backend_client is None:
+        not_applicable("no backend client configured (add a backend_client section to the target file)")
+    return target.backend_client
 
 
 def must_have_token(grant: Grant, why: str) -> str:
