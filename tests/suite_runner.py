@@ -6,19 +6,18 @@ and the end-to-end tests: a real `pytest` run of `suites/`, exactly as a user ru
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from smart_conformance import paths
+from smart_conformance.testplan import plan
 
 
 @dataclass(frozen=True)
@@ -67,16 +66,9 @@ def reference_target_file(folder: Path, **changes: Any) -> Path:
     return out
 
 
-@cache
 def suite_checks() -> dict[str, str]:
     """Every check (test function) in suites/, mapped to its module path relative to suites/ (``tokens/test_x.py``)."""
-    found: dict[str, str] = {}
-    for file in sorted(paths.suites_dir().glob("*/test_*.py")):
-        tree = ast.parse(file.read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                found[node.name] = f"{file.parent.name}/{file.name}"
-    return found
+    return {name: check.module for name, check in plan().checks.items()}
 
 
 def run_suites(suites: list[str], reports: Path, *, faults: tuple[str, ...] = (), variants: tuple[str, ...] = (),

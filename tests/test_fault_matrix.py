@@ -1,11 +1,11 @@
 """The fault matrix: every check proves it can fail.
 
 Against the clean reference server every suite passes with nothing broken (tests/test_variant_matrix.py, in file
-order and in random order). For each fault, only the suite modules
-holding the checks it declares are run, with the fault switched on: the set of failing checks must equal the fault's
-``caught_by`` exactly, and the set of checks that could not run must equal its ``blocks`` (a check that needs what
-the fault takes away, e.g. a readable CapabilityStatement, honestly reports *could not check*). A check that fails
-when it should not is as wrong as one that never fails.
+order and in random order). The plan is declared on the checks (``@proves(Fault.X)``, ``@needs(Needs.Y)`` in
+``suites/``) and derived by ``smart_conformance.testplan``. For each fault, only the suite modules holding the checks
+it concerns are run, with the fault switched on: the failing checks must be exactly those that ``@proves`` it, and
+the checks that could not run exactly those that need what it takes away (e.g. a readable CapabilityStatement) and
+honestly report *could not check*. A check that fails when it should not is as wrong as one that never fails.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from smart_conformance.reference.faults import FAULTS
-from tests.suite_runner import run_suites, suite_checks
+from smart_conformance.testplan import plan
+from tests.suite_runner import run_suites
 
-CHECKED_FAULTS = sorted(name for name, fault in FAULTS.items() if fault.caught_by)
+CHECKED_FAULTS = sorted(str(name) for name in FAULTS if plan().caught_by(name))
 
 # Checks whose failure no reference fault can produce on this machine, with the test that proves them instead.
 PROVEN_ELSEWHERE = {
@@ -34,26 +35,24 @@ PROVEN_ELSEWHERE = {
 
 
 def test_every_check_is_caught_by_some_fault() -> None:
-    checks = suite_checks()
-    caught = {c for fault in FAULTS.values() for c in fault.caught_by}
-    unknown = {f"{f.name}: {c}" for f in FAULTS.values() for c in (*f.caught_by, *f.blocks) if c not in checks}
-    assert not unknown, f"faults name checks that do not exist: {sorted(unknown)}"
-    never = sorted(set(checks) - caught - set(PROVEN_ELSEWHERE))
-    assert not never, f"checks no fault proves can fail (add a fault or extend caught_by): {never}"
+    never = sorted(set(plan().unproven()) - set(PROVEN_ELSEWHERE))
+    assert not never, f"checks no fault proves can fail (add @proves(Fault.X) or a fault): {never}"
+    gone = sorted(set(PROVEN_ELSEWHERE) - set(plan().checks))
+    assert not gone, f"PROVEN_ELSEWHERE names checks that do not exist: {gone}"
 
 
 @pytest.mark.parametrize("fault", CHECKED_FAULTS)
 def test_fault_is_caught_by_exactly_its_checks(fault: str, tmp_path: Path) -> None:
-    declared, blocked = set(FAULTS[fault].caught_by), set(FAULTS[fault].blocks)
-    modules = sorted({suite_checks()[c] for c in declared | blocked})
-    run = run_suites(modules, tmp_path, faults=(fault,))
+    declared, blocked = plan().caught_by(fault), plan().blocks(fault)
+    run = run_suites(plan().modules(declared | blocked), tmp_path, faults=(fault,))
     failing = run.checks_with("failed", "warning")
     broken = run.checks_with("broken")
     assert broken == blocked, (
-        f"{fault}: checks that could not run differ from blocks\n  expected: {sorted(blocked)}\n"
-        f"  got: {sorted(broken)}\n{run.output}")
+        f"{fault}: checks that could not run differ from the checks that need what it takes away\n"
+        f"  expected: {sorted(blocked)}\n  got: {sorted(broken)}\n{run.output}")
     assert failing == declared, (
-        f"{fault}: failing checks differ from caught_by\n  missed (declared, passed): {sorted(declared - failing)}\n"
+        f"{fault}: failing checks differ from the checks that @proves it\n"
+        f"  missed (declared, passed): {sorted(declared - failing)}\n"
         f"  unexpected (failed, not declared): {sorted(failing - declared)}\n{run.output}")
 
 

@@ -304,9 +304,9 @@ def scan(endpoints: Sequence[Endpoint], settings: TlsScanSettings) -> dict[Endpo
     from sslyze import (  # imported lazily: loading nassl costs ~0.3 s and most test runs never scan
         CertificateInfoExtraArgument,
         ClientAuthenticationCredentials,
-        Scanner,
         ScanCommand,
         ScanCommandsExtraArguments,
+        Scanner,
         ServerNetworkConfiguration,
         ServerNetworkLocation,
         ServerScanRequest,

@@ -10,8 +10,11 @@ import pytest
 from smart_conformance.checks import could_not_check
 from smart_conformance.config import BackendClient, Target
 from smart_conformance.http import RecordingClient
-from smart_conformance.smart.backend import BackendSession, Grant, configured_backend_client
-
+from smart_conformance.smart.backend import (
+    BackendSession,
+    Grant,
+    configured_backend_client,
+)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import pytest
 from smart_conformance.smart.assertion import new_key_like, request_token
 from smart_conformance.smart.backend import BackendSession, Grant, must_have_token
 from smart_conformance.smart.token import basic_auth_header
+from smart_conformance.testplan import Fault, proves
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ def controlled(backend: BackendSession, backend_grant: Grant) -> BackendSession:
 
 
 @pytest.mark.requirement("RFC7523-02", "ASYM-05")
+@proves(Fault.ASSERTION_EXP_NOT_CHECKED)
 def test_assertion_expired_refused(controlled: BackendSession) -> None:
     """An assertion that expired two minutes ago."""
     now = time.time()
@@ -35,6 +37,7 @@ def test_assertion_expired_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-06", "ASYM-05")
+@proves(Fault.ASSERTION_LIFETIME_NOT_LIMITED)
 def test_assertion_lifetime_over_five_minutes_refused(controlled: BackendSession) -> None:
     """An assertion whose exp is an hour ahead (SMART: no more than five minutes; reported at SHOULD)."""
     grant = controlled.send(controlled.signer.sign(controlled.claims(lifetime=3600)))
@@ -42,6 +45,7 @@ def test_assertion_lifetime_over_five_minutes_refused(controlled: BackendSession
 
 
 @pytest.mark.requirement("ASYM-02", "ASYM-05")
+@proves(Fault.ASSERTION_JTI_REPLAY_ACCEPTED)
 def test_assertion_jti_replay_refused(controlled: BackendSession) -> None:
     """The same assertion (same jti) sent twice: the first use must work, the second must not."""
     assertion = controlled.signer.assertion(controlled.token_endpoint)
@@ -53,6 +57,7 @@ def test_assertion_jti_replay_refused(controlled: BackendSession) -> None:
 
 @pytest.mark.requirement("RFC7523-01", "ASYM-05")
 @pytest.mark.parametrize("aud", ["wrong", "missing"])
+@proves(Fault.ASSERTION_AUD_NOT_CHECKED)
 def test_assertion_wrong_audience_refused(controlled: BackendSession, aud: str) -> None:
     """aud naming another endpoint (the token endpoint URL with /other appended), or no aud at all."""
     claims = controlled.claims()
@@ -65,6 +70,7 @@ def test_assertion_wrong_audience_refused(controlled: BackendSession, aud: str) 
 
 
 @pytest.mark.requirement("ASYM-03", "RFC7523-03", "ASYM-05")
+@proves(Fault.ASSERTION_ISS_SUB_NOT_CHECKED)
 def test_assertion_iss_sub_mismatch_refused(controlled: BackendSession) -> None:
     """iss names another (made-up) client while sub is the client_id; signed with the client's key."""
     claims = controlled.claims()
@@ -74,6 +80,7 @@ def test_assertion_iss_sub_mismatch_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-03", "ASYM-05")
+@proves(Fault.ASSERTION_KEY_BY_KID_ONLY)
 def test_assertion_unknown_issuer_refused(controlled: BackendSession) -> None:
     """iss = sub = a client_id nobody registered, signed with the real client's key and kid."""
     claims = controlled.claims()
@@ -83,6 +90,7 @@ def test_assertion_unknown_issuer_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-01", "ASYM-05")
+@proves(Fault.ASSERTION_SIGNATURE_NOT_VERIFIED)
 def test_assertion_unregistered_key_refused(controlled: BackendSession) -> None:
     """Signed by a fresh key the server never saw, under the registered kid."""
     other = new_key_like(controlled.signer.key)
@@ -91,6 +99,7 @@ def test_assertion_unregistered_key_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-04", "ASYM-05")
+@proves(Fault.ASSERTION_UNKNOWN_KID_ACCEPTED)
 def test_assertion_unknown_kid_refused(controlled: BackendSession) -> None:
     """Signed by the registered key, but the header's kid names no registered key."""
     grant = controlled.send(controlled.signer.sign(controlled.claims(), kid="smart-conformance-unknown-kid"))
@@ -98,6 +107,7 @@ def test_assertion_unknown_kid_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-01", "JWTBCP-01", "ASYM-05")
+@proves(Fault.ASSERTION_ALG_NONE_ACCEPTED)
 def test_assertion_alg_none_refused(controlled: BackendSession) -> None:
     """An unsigned assertion (alg none, empty signature)."""
     grant = controlled.send(controlled.signer.unsigned(controlled.claims()))
@@ -105,6 +115,7 @@ def test_assertion_alg_none_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-01", "JWTBCP-01", "ASYM-05")
+@proves(Fault.ASSERTION_HS256_CONFUSION)
 def test_assertion_hs256_public_key_refused(controlled: BackendSession) -> None:
     """Algorithm confusion: HS256 with the client's public key (PEM) as the HMAC secret."""
     grant = controlled.send(controlled.signer.hs256_with_public_key(controlled.claims()))
@@ -113,6 +124,7 @@ def test_assertion_hs256_public_key_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-01", "ASYM-05")
+@proves(Fault.ASSERTION_SIGNATURE_NOT_VERIFIED)
 def test_assertion_tampered_payload_refused(controlled: BackendSession) -> None:
     """A correctly signed assertion whose payload was changed afterwards (a new jti, so it is not a replay)."""
     claims = controlled.claims()
@@ -122,6 +134,7 @@ def test_assertion_tampered_payload_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("RFC7523-04", "RFC7521-01")
+@proves(Fault.ASSERTION_TYPE_NOT_CHECKED)
 def test_assertion_wrong_type_refused(controlled: BackendSession) -> None:
     """A good assertion sent with client_assertion_type = the SAML 2.0 bearer type."""
     grant = controlled.send(controlled.signer.assertion(controlled.token_endpoint),
@@ -131,6 +144,7 @@ def test_assertion_wrong_type_refused(controlled: BackendSession) -> None:
 
 
 @pytest.mark.requirement("ASYM-07", "ASYM-05")
+@proves(Fault.KEY_CLIENT_SECRET_ACCEPTED)
 def test_client_secret_refused_for_key_client(controlled: BackendSession) -> None:
     """The backend client's id with a made-up client secret (HTTP Basic), no assertion."""
     secret = "smart-conformance-made-up-secret"

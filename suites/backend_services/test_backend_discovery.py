@@ -14,6 +14,7 @@ import pytest
 from smart_conformance.checks import describe, expect
 from smart_conformance.config import BackendClient
 from smart_conformance.smart.discovery import Document
+from smart_conformance.testplan import Fault, proves
 
 
 def _list(doc: dict[str, Any], name: str) -> Any:
@@ -28,6 +29,7 @@ def _expect_listed(config: dict[str, Any], document: Document, field: str, value
 
 
 @pytest.mark.requirement("BACKEND-01")
+@proves(Fault.CLIENT_CREDENTIALS_NOT_ADVERTISED)
 def test_client_credentials_grant_advertised(backend_client: BackendClient, smart_configuration: Document,
                                              smart_config_raw: dict[str, Any]) -> None:
     """grant_types_supported lists client_credentials."""
@@ -35,6 +37,7 @@ def test_client_credentials_grant_advertised(backend_client: BackendClient, smar
 
 
 @pytest.mark.requirement("BACKEND-02")
+@proves(Fault.PRIVATE_KEY_JWT_NOT_ADVERTISED)
 def test_private_key_jwt_advertised(backend_client: BackendClient, smart_configuration: Document,
                                     smart_config_raw: dict[str, Any]) -> None:
     """token_endpoint_auth_methods_supported lists private_key_jwt."""
@@ -42,6 +45,7 @@ def test_private_key_jwt_advertised(backend_client: BackendClient, smart_configu
 
 
 @pytest.mark.requirement("BACKEND-02")
+@proves(Fault.ASYMMETRIC_CAPABILITY_MISSING)
 def test_asymmetric_capability_advertised(backend_client: BackendClient, smart_configuration: Document,
                                           smart_config_raw: dict[str, Any]) -> None:
     """capabilities lists client-confidential-asymmetric."""
@@ -49,6 +53,7 @@ def test_asymmetric_capability_advertised(backend_client: BackendClient, smart_c
 
 
 @pytest.mark.requirement("BACKEND-03")
+@proves(Fault.ASSERTION_ALGS_NOT_ADVERTISED)
 def test_assertion_signing_algs_advertised(backend_client: BackendClient, smart_configuration: Document,
                                            smart_config_raw: dict[str, Any]) -> None:
     """token_endpoint_auth_signing_alg_values_supported lists RS384 or ES384, and the algorithm the target file says
@@ -62,6 +67,7 @@ def test_assertion_signing_algs_advertised(backend_client: BackendClient, smart_
 
 
 @pytest.mark.requirement("BACKEND-04")
+@proves(Fault.SYSTEM_SCOPES_NOT_ADVERTISED)
 def test_system_scopes_advertised(backend_client: BackendClient, smart_configuration: Document,
                                   smart_config_raw: dict[str, Any]) -> None:
     """scopes_supported includes system/ scopes (recommended: scopes_supported is RECOMMENDED)."""

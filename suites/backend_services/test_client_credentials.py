@@ -12,15 +12,30 @@ import pytest
 
 from smart_conformance.checks import describe, expect, not_applicable
 from smart_conformance.config import Target
-from smart_conformance.oauth import covered_by, issued_tokens, oauth_error, scope_set, wider_than
-from smart_conformance.smart.backend import (BackendSession, Grant, has_resources, must_have_token, outside_types,
-                                             supported_types, system_search)
+from smart_conformance.oauth import (
+    covered_by,
+    issued_tokens,
+    oauth_error,
+    scope_set,
+    wider_than,
+)
+from smart_conformance.smart.backend import (
+    BackendSession,
+    Grant,
+    has_resources,
+    must_have_token,
+    outside_types,
+    supported_types,
+    system_search,
+)
 from smart_conformance.smart.discovery import Document
+from smart_conformance.testplan import Fault, proves
 
 RECOMMENDED_MAX_TTL = 300
 
 
 @pytest.mark.requirement("BACKEND-05")
+@proves(Fault.BACKEND_TOKEN_NO_EXPIRES_IN)
 def test_backend_token_issued(backend: BackendSession, backend_grant: Grant) -> None:
     """A good assertion with the registered system scopes gets HTTP 200 and a token response with access_token,
     token_type bearer, a positive integer expires_in and scope."""
@@ -42,6 +57,7 @@ def test_backend_token_issued(backend: BackendSession, backend_grant: Grant) -> 
 
 
 @pytest.mark.requirement("BACKEND-06")
+@proves(Fault.BACKEND_TOKEN_LONG_LIVED)
 def test_backend_token_short_lived(backend: BackendSession, backend_grant: Grant) -> None:
     """expires_in is at most 300 seconds (SHOULD NOT exceed 300: a longer lifetime is a warning)."""
     must_have_token(backend_grant, "no token lifetime to judge")
@@ -53,6 +69,7 @@ def test_backend_token_short_lived(backend: BackendSession, backend_grant: Grant
 
 
 @pytest.mark.requirement("BACKEND-07")
+@proves(Fault.BACKEND_SCOPE_WIDENED)
 def test_backend_token_scope_within_request(backend: BackendSession, backend_grant: Grant) -> None:
     """The granted scope is within the requested scopes (it may be narrower, never wider)."""
     must_have_token(backend_grant, "no granted scope to judge")
@@ -64,6 +81,7 @@ def test_backend_token_scope_within_request(backend: BackendSession, backend_gra
 
 
 @pytest.mark.requirement("BACKEND-09")
+@proves(Fault.BACKEND_REFRESH_TOKEN_ISSUED)
 def test_backend_no_refresh_token(backend: BackendSession, backend_grant: Grant) -> None:
     """No refresh_token comes with a backend token (a backend client simply asks again)."""
     must_have_token(backend_grant, "no token response to judge")
@@ -72,6 +90,7 @@ def test_backend_no_refresh_token(backend: BackendSession, backend_grant: Grant)
 
 
 @pytest.mark.requirement("BACKEND-08")
+@proves(Fault.BACKEND_SCOPE_NOT_LIMITED, Fault.BACKEND_SCOPE_WIDENED)
 def test_backend_scope_outside_registration_not_granted(backend: BackendSession, backend_grant: Grant,
                                                         capability_statement: Document, target: Target) -> None:
     """Asking for the registered scopes plus a system scope for a type the client is not registered for: refused

@@ -14,9 +14,18 @@ import pytest
 
 from smart_conformance.checks import could_not_check, expect, not_applicable
 from smart_conformance.config import Target
-from smart_conformance.smart.backend import (BackendSession, Grant, granted_types, has_resources, must_have_token,
-                                             outside_types, supported_types, system_search)
+from smart_conformance.smart.backend import (
+    BackendSession,
+    Grant,
+    granted_types,
+    has_resources,
+    must_have_token,
+    outside_types,
+    supported_types,
+    system_search,
+)
 from smart_conformance.smart.discovery import Document
+from smart_conformance.testplan import Fault, Needs, needs, proves
 
 
 def _granted(backend: BackendSession, grant: Grant) -> list[str]:
@@ -24,6 +33,7 @@ def _granted(backend: BackendSession, grant: Grant) -> list[str]:
 
 
 @pytest.mark.requirement("BACKEND-10")
+@proves(Fault.SYSTEM_TOKENS_REFUSED)
 def test_system_read_of_granted_types(backend: BackendSession, live_backend_grant: Grant, target: Target) -> None:
     """A search (_count=1) of every resource type the granted system scopes name answers HTTP 200 with a Bundle."""
     token = must_have_token(live_backend_grant, "no token to read with")
@@ -43,6 +53,8 @@ def test_system_read_of_granted_types(backend: BackendSession, live_backend_gran
 
 
 @pytest.mark.requirement("BACKEND-10")
+@proves(Fault.BACKEND_SCOPE_WIDENED, Fault.SYSTEM_SCOPE_NOT_ENFORCED)
+@needs(Needs.SYSTEM_READ)
 def test_system_read_outside_scopes_refused(backend: BackendSession, live_backend_grant: Grant, target: Target,
                                             capability_statement: Document) -> None:
     """A type the CapabilityStatement offers but the requested system scopes do not cover: refused or given no data;

@@ -11,7 +11,12 @@ import pytest
 from smart_conformance.checks import could_not_check, not_applicable
 from smart_conformance.config import BackendClient, Bulk, Target
 from smart_conformance.http import RecordingClient
-from smart_conformance.smart.backend import BackendSession, Grant, configured_backend_client, must_have_token
+from smart_conformance.smart.backend import (
+    BackendSession,
+    Grant,
+    configured_backend_client,
+    must_have_token,
+)
 from smart_conformance.smart.bulk import Export, kickoff, poll
 
 NO_BULK = "no bulk section configured (add bulk.group_id to the target file)"

@@ -21,7 +21,15 @@ from smart_conformance.checks import could_not_check, describe, expect, not_appl
 from smart_conformance.config import Bulk
 from smart_conformance.oauth import covered_by, scope_set
 from smart_conformance.smart.backend import BackendSession, must_have_token
-from smart_conformance.smart.bulk import IN_PROGRESS, Export, bearer, kickoff, ndjson_lines, poll
+from smart_conformance.smart.bulk import (
+    IN_PROGRESS,
+    Export,
+    bearer,
+    kickoff,
+    ndjson_lines,
+    poll,
+)
+from smart_conformance.testplan import Fault, Needs, needs, proves
 
 
 def _evidence(export: Export, name: str = "export polling (measured)") -> None:
@@ -68,6 +76,7 @@ def _permitted(scope: str, rtype: str) -> bool:
 
 
 @pytest.mark.requirement("BULK-02", "PDEX-BULK-01")
+@proves(Fault.BULK_CONTENT_LOCATION_MISSING)
 def test_bulk_kickoff_accepted(bulk_session: BackendSession, export_job: Export) -> None:
     """Kick-off with a valid token and Prefer: respond-async: 202 Accepted with an absolute https Content-Location."""
     _evidence(export_job)
@@ -80,6 +89,7 @@ def test_bulk_kickoff_accepted(bulk_session: BackendSession, export_job: Export)
 
 
 @pytest.mark.requirement("BULK-01")
+@proves(Fault.BULK_KICKOFF_WITHOUT_TOKEN)
 def test_bulk_kickoff_requires_token(bulk_session: BackendSession, export_job: Export,
                                      group_export_url: str) -> None:
     """The same kick-off without Authorization: 401 and no job; with the token it was accepted (positive control)."""
@@ -94,6 +104,8 @@ def test_bulk_kickoff_requires_token(bulk_session: BackendSession, export_job: E
 
 
 @pytest.mark.requirement("BULK-03")
+@proves(Fault.BULK_RETRY_AFTER_MISSING)
+@needs(Needs.BULK_STATUS_URL)
 def test_bulk_status_gives_retry_after(bulk_session: BackendSession, export_job: Export) -> None:
     """While the export runs the status URL answers 202 (or 429) with a Retry-After the client can honour."""
     _manifest(export_job)
@@ -107,6 +119,8 @@ def test_bulk_status_gives_retry_after(bulk_session: BackendSession, export_job:
 
 
 @pytest.mark.requirement("BULK-04")
+@proves(Fault.BULK_MANIFEST_INCOMPLETE)
+@needs(Needs.BULK_STATUS_URL)
 def test_bulk_manifest_complete(export_job: Export) -> None:
     """The finished export: HTTP 200 JSON manifest with transactionTime, request, requiresAccessToken (boolean),
     output (type and url each) and error (array)."""
@@ -125,6 +139,8 @@ def test_bulk_manifest_complete(export_job: Export) -> None:
 
 
 @pytest.mark.requirement("BULK-05")
+@proves(Fault.BULK_FILES_UNPROTECTED)
+@needs(Needs.BULK_STATUS_URL, Needs.BULK_TOKEN_FLAG)
 def test_bulk_files_require_token(bulk_session: BackendSession, bulk_token: str, export_job: Export) -> None:
     """requiresAccessToken true: an output file without the token is refused (401/403), with it served (control)."""
     manifest = _manifest(export_job)
@@ -145,6 +161,8 @@ def test_bulk_files_require_token(bulk_session: BackendSession, bulk_token: str,
 
 
 @pytest.mark.requirement("BULK-06")
+@proves(Fault.BULK_TYPE_FILTER_IGNORED)
+@needs(Needs.BULK_STATUS_URL, Needs.BULK_TOKEN_FLAG)
 def test_bulk_output_within_scope_and_type(bulk_session: BackendSession, bulk_token: str, export_job: Export,
                                            bulk_settings: Bulk, group_export_url: str) -> None:
     """Without _type the output holds only types the token's scopes cover; with _type=<one granted type> only that
@@ -184,6 +202,8 @@ def _line_type(line: str) -> str | None:
 
 
 @pytest.mark.requirement("BULK-07")
+@proves(Fault.BULK_NDJSON_INVALID)
+@needs(Needs.BULK_STATUS_URL, Needs.BULK_TOKEN_FLAG)
 def test_bulk_ndjson_parses(bulk_session: BackendSession, bulk_token: str, export_job: Export) -> None:
     """Every output file is served 200 as NDJSON: each line one JSON resource of the type the manifest names."""
     manifest = _manifest(export_job)
@@ -206,6 +226,8 @@ def test_bulk_ndjson_parses(bulk_session: BackendSession, bulk_token: str, expor
 
 
 @pytest.mark.requirement("BULK-08")
+@proves(Fault.BULK_DELETE_IGNORED)
+@needs(Needs.BULK_STATUS_URL)
 def test_bulk_delete_cancels_export(bulk_session: BackendSession, bulk_token: str, bulk_settings: Bulk,
                                     group_export_url: str) -> None:
     """DELETE on a new job's status URL: 202, and afterwards the status URL never serves a manifest (4xx)."""
@@ -225,6 +247,8 @@ def test_bulk_delete_cancels_export(bulk_session: BackendSession, bulk_token: st
 
 
 @pytest.mark.requirement("BULK-09")
+@proves(Fault.BULK_STATUS_ANY_CLIENT)
+@needs(Needs.BULK_STATUS_URL, Needs.BULK_TOKEN_FLAG)
 def test_bulk_status_other_client_refused(bulk_session: BackendSession, bulk_token: str, export_job: Export,
                                           bulk_settings: Bulk) -> None:
     """Another backend client's token gets neither this client's job status nor its files (its own token did:

@@ -11,8 +11,15 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
+from smart_conformance.checks import (
+    could_not_check,
+    describe,
+    expect,
+    fail,
+    not_applicable,
+)
 from smart_conformance.smart.discovery import Document
+from smart_conformance.testplan import Fault, Needs, needs, proves
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/restful-security-service"
@@ -33,6 +40,7 @@ def _security(cs: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.requirement("FHIR-CAP-01")
+@proves(Fault.METADATA_REQUIRES_TOKEN)
 def test_metadata_readable_without_token(capability_statement: Document) -> None:
     """GET /metadata without a token returns the CapabilityStatement."""
     body = capability_statement.json if isinstance(capability_statement.json, dict) else {}
@@ -43,6 +51,8 @@ def test_metadata_readable_without_token(capability_statement: Document) -> None
 
 
 @pytest.mark.requirement("FHIR-CAP-02")
+@proves(Fault.CAPABILITY_WRONG_FHIR_VERSION)
+@needs(Needs.CAPABILITY_STATEMENT)
 def test_fhir_version_r4(capability_statement: Document) -> None:
     """fhirVersion is 4.0.1 (FHIR R4) and JSON is a supported format."""
     cs = _statement(capability_statement)
@@ -55,6 +65,8 @@ def test_fhir_version_r4(capability_statement: Document) -> None:
 
 
 @pytest.mark.requirement("FHIR-CAP-03", "FHIR-SEC-05")
+@proves(Fault.CAPABILITY_NO_SECURITY_SERVICE)
+@needs(Needs.CAPABILITY_STATEMENT)
 def test_security_service_smart_on_fhir(capability_statement: Document) -> None:
     """rest.security.service names SMART-on-FHIR."""
     security = _security(_statement(capability_statement))
@@ -65,6 +77,9 @@ def test_security_service_smart_on_fhir(capability_statement: Document) -> None:
 
 
 @pytest.mark.requirement("SMART-DISC-15")
+@proves(Fault.AUTHORIZATION_ENDPOINT_MISSING, Fault.CAPABILITY_OAUTH_URIS_MISMATCH, Fault.REVOCATION_NOT_ADVERTISED,
+        Fault.SMART_CONFIG_RELATIVE_URLS)
+@needs(Needs.CAPABILITY_STATEMENT)
 def test_oauth_uris_match_well_known(capability_statement: Document, smart_configuration: Document,
                                      smart_version: str) -> None:
     """The oauth-uris extension gives the authorize and token endpoints (required in SMART v1, where it is the

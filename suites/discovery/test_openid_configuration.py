@@ -15,6 +15,7 @@ import pytest
 from smart_conformance.checks import could_not_check, describe, expect, fail
 from smart_conformance.http import RecordingClient
 from smart_conformance.smart.discovery import Document, fetch_json
+from smart_conformance.testplan import Fault, proves
 
 REQUIRED = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "response_types_supported",
             "subject_types_supported", "id_token_signing_alg_values_supported")
@@ -22,6 +23,7 @@ PRIVATE_RSA_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
 
 
 @pytest.mark.requirement("OIDC-DISC-01", "SMART-OIDC-05")
+@proves(Fault.OPENID_CONFIG_INCOMPLETE)
 def test_openid_configuration_served(openid_configuration: Document) -> None:
     """{issuer}/.well-known/openid-configuration is a JSON object with every required member."""
     expect(openid_configuration.ok, expected="HTTP 200 with a JSON object",
@@ -33,6 +35,7 @@ def test_openid_configuration_served(openid_configuration: Document) -> None:
 
 
 @pytest.mark.requirement("SMART-OIDC-04", "OIDC-DISC-01")
+@proves(Fault.OPENID_CONFIG_NO_RS256)
 def test_openid_rs256_supported(openid_configuration: Document) -> None:
     """RS256 is among the id_token signing algorithms."""
     if not openid_configuration.ok:
@@ -43,6 +46,7 @@ def test_openid_rs256_supported(openid_configuration: Document) -> None:
 
 
 @pytest.mark.requirement("OIDC-DISC-02", "SMART-DISC-09")
+@proves(Fault.ISSUER_MISMATCH)
 def test_issuer_identical_across_documents(openid_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """The issuer in openid-configuration is byte-for-byte the issuer in smart-configuration."""
     if not openid_configuration.ok:
@@ -62,6 +66,7 @@ def jwks(http: RecordingClient, smart_config: dict[str, Any], openid_configurati
 
 
 @pytest.mark.requirement("SMART-OIDC-03", "OIDC-05")
+@proves(Fault.JWKS_MISSING_KID)
 def test_jwks_has_usable_rsa_public_keys(jwks: Document) -> None:
     """The JWKS is reachable and holds bare RSA public keys for RS256, each with a kid, and no private material."""
     expect(jwks.ok and isinstance(jwks.json.get("keys"), list), expected="HTTP 200 with a JSON object holding 'keys'",

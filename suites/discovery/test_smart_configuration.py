@@ -12,12 +12,25 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
-from smart_conformance.http import RecordingClient
+from smart_conformance.checks import (
+    could_not_check,
+    describe,
+    expect,
+    fail,
+    not_applicable,
+)
 from smart_conformance.config import Target
+from smart_conformance.http import RecordingClient
 from smart_conformance.plugin import declares_v1
-from smart_conformance.smart.discovery import (CAPABILITY_STATEMENT, Discovery, Document, fetch_json, metadata_url,
-                                               oauth_uris)
+from smart_conformance.smart.discovery import (
+    CAPABILITY_STATEMENT,
+    Discovery,
+    Document,
+    fetch_json,
+    metadata_url,
+    oauth_uris,
+)
+from smart_conformance.testplan import Fault, Needs, needs, proves
 
 ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "introspection_endpoint", "revocation_endpoint",
                    "management_endpoint", "registration_endpoint", "jwks_uri", "issuer")
@@ -40,6 +53,7 @@ def _v1_endpoints(http: RecordingClient, target: Target) -> str:
 
 
 @pytest.mark.requirement("SMART-DISC-01", "CARIN-SEC-02")
+@proves(Fault.SMART_CONFIG_REQUIRES_TOKEN)
 def test_smart_configuration_served(smart_configuration: Document, http: RecordingClient, target: Target) -> None:
     """The well-known SMART configuration is served as a JSON object without authentication.
 
@@ -64,6 +78,7 @@ def test_smart_configuration_served(smart_configuration: Document, http: Recordi
 @pytest.mark.requirement("SMART-DISC-02")
 @pytest.mark.parametrize("accept", [None, "*/*", "application/fhir+json", "text/html"],
                          ids=["no-accept", "any", "fhir-json", "text-html"])
+@proves(Fault.SMART_CONFIG_HTML_ON_ACCEPT_HTML)
 def test_smart_configuration_json_whatever_accept(http: RecordingClient, smart_configuration: Document,
                                                   smart_config_raw: dict[str, Any], smart_version: str,
                                                   accept: str | None) -> None:
@@ -87,6 +102,7 @@ def _urls(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.requirement("SMART-DISC-03")
+@proves(Fault.SMART_CONFIG_RELATIVE_URLS)
 def test_smart_configuration_urls_absolute_https(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """Every URL in the document is absolute and uses https."""
     bad = {}
@@ -99,6 +115,7 @@ def test_smart_configuration_urls_absolute_https(smart_configuration: Document, 
 
 
 @pytest.mark.requirement("SMART-DISC-04")
+@proves(Fault.CAPABILITIES_AS_STRING)
 def test_capabilities_is_array_of_strings(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """capabilities is present and is an array of strings."""
     caps = smart_config_raw.get("capabilities")
@@ -108,6 +125,7 @@ def test_capabilities_is_array_of_strings(smart_configuration: Document, smart_c
 
 
 @pytest.mark.requirement("SMART-DISC-05")
+@proves(Fault.SMART_CONFIG_RELATIVE_URLS)
 def test_token_endpoint_advertised_and_answers(smart_discovery: Discovery, http: RecordingClient) -> None:
     """token_endpoint is advertised (SMART v1: the oauth-uris token), and an empty POST there gets an OAuth error,
     not a missing page."""
@@ -131,6 +149,8 @@ def test_token_endpoint_advertised_and_answers(smart_discovery: Discovery, http:
 
 
 @pytest.mark.requirement("SMART-DISC-06", "CARIN-SEC-02")
+@proves(Fault.AUTHORIZATION_ENDPOINT_MISSING)
+@needs(Needs.SMART_CONFIGURATION)
 def test_authorization_endpoint_advertised(smart_discovery: Discovery) -> None:
     """authorization_endpoint is advertised (required with launch-standalone; SMART v1: the oauth-uris authorize)."""
     config = smart_discovery.config
@@ -147,6 +167,7 @@ def test_authorization_endpoint_advertised(smart_discovery: Discovery) -> None:
 
 
 @pytest.mark.requirement("SMART-DISC-07")
+@proves(Fault.GRANT_TYPES_MISSING)
 def test_grant_types_supported(smart_configuration: Document, smart_config_raw: dict[str, Any], smart_version: str) -> None:
     """grant_types_supported lists authorization_code (SMART 2)."""
     if smart_version == "1":
@@ -158,6 +179,7 @@ def test_grant_types_supported(smart_configuration: Document, smart_config_raw: 
 
 
 @pytest.mark.requirement("SMART-DISC-08", "SMART-PKCE-01", "SMART-PKCE-02")
+@proves(Fault.PKCE_PLAIN_ADVERTISED)
 def test_pkce_s256_only(smart_configuration: Document, smart_config_raw: dict[str, Any], smart_version: str) -> None:
     """code_challenge_methods_supported lists S256 and not plain."""
     if smart_version == "1":
@@ -173,6 +195,7 @@ def test_pkce_s256_only(smart_configuration: Document, smart_config_raw: dict[st
 
 
 @pytest.mark.requirement("SMART-DISC-09")
+@proves(Fault.SSO_WITHOUT_JWKS_URI)
 def test_openid_fields_when_sso(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """With sso-openid-connect, issuer and jwks_uri are advertised."""
     if "sso-openid-connect" not in (smart_config_raw.get("capabilities") or []):
@@ -183,6 +206,7 @@ def test_openid_fields_when_sso(smart_configuration: Document, smart_config_raw:
 
 
 @pytest.mark.requirement("SMART-DISC-11", "CARIN-SEC-02")
+@proves(Fault.SCOPES_SUPPORTED_MISSING)
 def test_scopes_supported_listed(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """scopes_supported is a non-empty array of scope strings."""
     scopes = smart_config_raw.get("scopes_supported")
@@ -205,6 +229,7 @@ def _grants_read(scopes: set[str], context: str, resource: str) -> bool:
 
 
 @pytest.mark.requirement("CARIN-SEC-05")
+@proves(Fault.SCOPES_SUPPORTED_MISSING)
 def test_carin_scopes_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """The scopes CARIN Blue Button requires are advertised (openid, fhirUser, launch/patient, patient read scopes)."""
     scopes = set(smart_config_raw.get("scopes_supported") or [])
@@ -216,6 +241,7 @@ def test_carin_scopes_advertised(smart_configuration: Document, smart_config_raw
 
 
 @pytest.mark.requirement("SMART-DISC-12")
+@proves(Fault.RESPONSE_TYPES_MISSING)
 def test_response_types_supported(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """response_types_supported lists 'code'."""
     types = smart_config_raw.get("response_types_supported")
@@ -224,6 +250,7 @@ def test_response_types_supported(smart_configuration: Document, smart_config_ra
 
 
 @pytest.mark.requirement("SMART-DISC-14", "SMART-INTRO-01")
+@proves(Fault.REVOCATION_NOT_ADVERTISED)
 def test_introspection_and_revocation_advertised(smart_discovery: Discovery) -> None:
     """introspection_endpoint and revocation_endpoint are advertised (SMART v1: oauth-uris introspect and revoke)."""
     missing = [f for f in ("introspection_endpoint", "revocation_endpoint") if not smart_discovery.config.get(f)]
@@ -233,6 +260,8 @@ def test_introspection_and_revocation_advertised(smart_discovery: Discovery) -> 
 
 
 @pytest.mark.requirement("CARIN-SEC-04", "SMART-CAP-01")
+@proves(Fault.SMART_CONFIG_MISSING_CAPABILITY)
+@needs(Needs.SMART_CONFIGURATION)
 def test_payer_standalone_capabilities(smart_discovery: Discovery) -> None:
     """The capabilities a payer member's standalone confidential app relies on are all advertised (SMART v1: in the
     CapabilityStatement's capabilities extensions)."""
@@ -248,6 +277,7 @@ def test_payer_standalone_capabilities(smart_discovery: Discovery) -> None:
 
 
 @pytest.mark.requirement("SMART-SCOPE-01")
+@proves(Fault.PERMISSION_V1_NOT_ADVERTISED)
 def test_v1_scopes_accepted_on_v2(smart_configuration: Document, smart_config_raw: dict[str, Any],
                                   smart_version: str) -> None:
     """A SMART 2 server advertises permission-v1, so CARIN's v1-syntax scopes keep working."""
@@ -259,6 +289,7 @@ def test_v1_scopes_accepted_on_v2(smart_configuration: Document, smart_config_ra
 
 
 @pytest.mark.requirement("SMART-DISC-10", "SMART-TOKEN-01")
+@proves(Fault.AUTH_METHODS_POST_ONLY)
 def test_client_secret_basic_advertised(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
     """With client-confidential-symmetric, token_endpoint_auth_methods_supported (if given) lists client_secret_basic."""
     caps = smart_config_raw.get("capabilities") or []

@@ -19,6 +19,7 @@ from smart_conformance.checks import could_not_check, expect
 from smart_conformance.config import Target
 from smart_conformance.fhir import Reply, call, control, disclosure, require
 from smart_conformance.http import RecordingClient
+from smart_conformance.testplan import Fault, proves
 
 EVIL_ORIGIN = "https://smart-conformance-attacker.example"
 SCRIPT = "<script>alert(1)</script>"
@@ -54,6 +55,7 @@ def _controls(http: RecordingClient, target: Target, launch: Any, verdict: str) 
 
 @pytest.mark.requirement("SAFETY-41", "SAFETY-39", "FHIR-HTTP-02", "CARIN-SEC-08", "FHIR-SEC-03")
 @pytest.mark.parametrize("case", ["bad _count", "unknown parameter (strict)", "malformed id"])
+@proves(Fault.ERROR_NOT_OPERATIONOUTCOME, Fault.ERROR_STACK_TRACE, Fault.SERVER_BANNER)
 def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: Target, launch: Any) -> None:
     """A bad _count, an unknown search parameter under handling=strict and a malformed id get a 4xx OperationOutcome."""
     _controls(http, target, launch, f"judging the answer to a {case}")
@@ -78,6 +80,7 @@ def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: T
 
 
 @pytest.mark.requirement("FHIR-SEC-13", "SAFETY-35")
+@proves(Fault.ERROR_STACK_TRACE)
 def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launch: Any) -> None:
     """Junk, injection-shaped, 8 KB and unicode search values are answered without a server error."""
     _controls(http, target, launch, "judging the answers to junk input")
@@ -88,6 +91,7 @@ def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launc
 
 
 @pytest.mark.requirement("HTTP-HYG-05", "FHIR-SEC-12")
+@proves(Fault.ERROR_NOT_OPERATIONOUTCOME, Fault.PATH_REFLECTED_IN_HTML)
 def test_input_not_reflected_as_html(http: RecordingClient, target: Target, launch: Any) -> None:
     """Script-shaped input never comes back unescaped in a text/html response: search values and names, and path
     segments (an unknown resource type, an id, an operation name)."""
@@ -109,6 +113,7 @@ def test_input_not_reflected_as_html(http: RecordingClient, target: Target, laun
 @pytest.mark.requirement("HTTP-HYG-04", "SAFETY-41")
 @pytest.mark.parametrize("method,path", [("TRACE", "Patient/{pid}"), ("PROPFIND", "Patient/{pid}"),
                                          ("DELETE", "metadata")])
+@proves(Fault.ERROR_NOT_OPERATIONOUTCOME, Fault.PATH_REFLECTED_IN_HTML)
 def test_unsupported_methods_refused(method: str, path: str, http: RecordingClient, target: Target,
                                      launch: Any) -> None:
     """TRACE, an unknown method and DELETE on metadata get 405/501 (or another 4xx) with an OperationOutcome."""
@@ -130,6 +135,7 @@ def _member_read(http: RecordingClient, target: Target, launch: Any, **headers: 
 
 
 @pytest.mark.requirement("FHIR-HTTP-01", "SAFETY-38")
+@proves(Fault.WRONG_CONTENT_TYPE)
 def test_fhir_json_content_type(http: RecordingClient, target: Target, launch: Any) -> None:
     """A read asking for application/fhir+json is served as application/fhir+json."""
     reply = _member_read(http, target, launch)
@@ -141,6 +147,7 @@ def test_fhir_json_content_type(http: RecordingClient, target: Target, launch: A
 
 
 @pytest.mark.requirement("HTTP-HYG-01", "FHIR-SEC-12")
+@proves(Fault.NOSNIFF_MISSING)
 def test_nosniff_on_api_responses(http: RecordingClient, target: Target, launch: Any,
                                   smart_config: dict[str, Any]) -> None:
     """FHIR reads and errors, discovery and token responses carry X-Content-Type-Options: nosniff."""
@@ -159,6 +166,7 @@ def test_nosniff_on_api_responses(http: RecordingClient, target: Target, launch:
 
 
 @pytest.mark.requirement("FHIR-SEC-03")
+@proves(Fault.SERVER_BANNER)
 def test_no_server_banner(http: RecordingClient, target: Target, launch: Any) -> None:
     """Successful responses name no server software version (Server, X-Powered-By, X-AspNet-Version)."""
     for reply in (_member_read(http, target, launch),
@@ -177,6 +185,7 @@ def _credentials_to(reply: Reply, origin: str) -> str | None:
 
 
 @pytest.mark.requirement("HTTP-HYG-03", "SMART-SEC-01", "SAFETY-37")
+@proves(Fault.CORS_WILDCARD_CREDENTIALS)
 def test_cors_no_credentials_for_any_origin(http: RecordingClient, target: Target, launch: Any,
                                             smart_config: dict[str, Any]) -> None:
     """Neither '*' nor an arbitrary reflected Origin is combined with Access-Control-Allow-Credentials: true.
@@ -198,6 +207,7 @@ def test_cors_no_credentials_for_any_origin(http: RecordingClient, target: Targe
 
 
 @pytest.mark.requirement("HTTP-HYG-03", "SAFETY-37")
+@proves(Fault.CORS_WILDCARD_CREDENTIALS)
 def test_cors_preflight_sane(http: RecordingClient, target: Target) -> None:
     """A preflight from an arbitrary origin gets 2xx or 4xx (not 5xx) and no credentialed grant to that origin."""
     reply = call(http, "OPTIONS", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",

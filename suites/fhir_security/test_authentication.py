@@ -31,6 +31,7 @@ from smart_conformance.fhir import (
     unsigned_jwt,
 )
 from smart_conformance.http import RecordingClient
+from smart_conformance.testplan import Fault, proves
 
 
 def _alg_none_token(target: Target, smart_config: dict[str, Any]) -> str:
@@ -65,6 +66,7 @@ def _assert_refused(reply: Reply, target: Target, label: str, credential: str | 
 
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03")
+@proves(Fault.WWW_AUTHENTICATE_MISSING)
 def test_request_without_token_refused(http: RecordingClient, target: Target, launch: Any) -> None:
     """A read of the member's Patient without any token is refused with 401 and a Bearer challenge."""
     require(_own_read(http, target, launch), verdict="a refusal of a request without a token")
@@ -73,6 +75,7 @@ def test_request_without_token_refused(http: RecordingClient, target: Target, la
 
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03", "FHIR-SEC-14")
+@proves(Fault.REFUSAL_ECHOES_TOKEN, Fault.WWW_AUTHENTICATE_MISSING)
 def test_made_up_token_refused(http: RecordingClient, target: Target, launch: Any) -> None:
     """A random bearer token is refused with 401 and a Bearer challenge, and the refusal does not repeat it."""
     require(_own_read(http, target, launch), verdict="a refusal of a made-up token")
@@ -82,6 +85,8 @@ def test_made_up_token_refused(http: RecordingClient, target: Target, launch: An
 
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03", "JWTBCP-01", "FHIR-SEC-14")
+@proves(Fault.ALG_NONE_ACCEPTED, Fault.REFUSAL_ECHOES_TOKEN, Fault.TAMPERED_SIGNATURE_ACCEPTED,
+        Fault.WWW_AUTHENTICATE_MISSING)
 def test_unsigned_alg_none_token_refused(http: RecordingClient, target: Target, smart_config: dict[str, Any],
                                          launch: Any) -> None:
     """An unsigned JWT (alg: none) claiming the member's patient is refused."""
@@ -92,6 +97,7 @@ def test_unsigned_alg_none_token_refused(http: RecordingClient, target: Target, 
 
 
 @pytest.mark.requirement("FHIR-SEC-03")
+@proves(Fault.SERVER_BANNER)
 def test_refusal_discloses_no_internals(http: RecordingClient, target: Target, launch: Any) -> None:
     """An unauthorized request's response reveals no stack trace, framework banner or software version."""
     require(control(http, target.fhir_base_url, "ExplanationOfBenefit", launch.token.access_token,
@@ -115,6 +121,7 @@ def _tampered(token: str) -> str:
 
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "JWTBCP-01", "RFC6750-03", "FHIR-SEC-14")
+@proves(Fault.REFUSAL_ECHOES_TOKEN, Fault.TAMPERED_SIGNATURE_ACCEPTED, Fault.WWW_AUTHENTICATE_MISSING)
 def test_tampered_signature_refused(http: RecordingClient, target: Target, launch: Any) -> None:
     """The shared access token with one signature character altered is refused (opaque tokens: last character)."""
     require(_own_read(http, target, launch), verdict="a refusal of an altered token")
@@ -153,6 +160,7 @@ def test_expired_token_refused(http: RecordingClient, target: Target, launch: An
 
 
 @pytest.mark.requirement("RFC6750-02")
+@proves(Fault.TOKEN_IN_QUERY_ACCEPTED)
 def test_token_in_query_not_accepted(http: RecordingClient, target: Target, launch: Any) -> None:
     """A valid token sent only as ?access_token= (no Authorization header): advice if it is accepted.
 

@@ -22,6 +22,7 @@ from smart_conformance.browser import PageDocument, PageForm, Step, compose_step
 from smart_conformance.checks import could_not_check, expect
 from smart_conformance.config import Target
 from smart_conformance.plugin import build_client
+from smart_conformance.testplan import Fault, proves
 
 REDIRECTS = (301, 302, 303, 307, 308)
 CSRF_NAME = re.compile(r"csrf|xsrf|authenticity|forgery|requestverification|token", re.IGNORECASE)
@@ -40,6 +41,7 @@ def _frame_protection(document: PageDocument) -> str | None:
 
 
 @pytest.mark.requirement("OAUTHBCP-04", "HTTP-HYG-02")
+@proves(Fault.CONSENT_PAGE_FRAMEABLE)
 def test_sign_in_pages_not_frameable(launcher: Any) -> None:
     """Every HTML page of the sign-in and consent, as loaded by the launch, forbids framing by another site."""
     control, problem = launcher.control()
@@ -96,6 +98,7 @@ def _page(url: str) -> str:
 
 
 @pytest.mark.requirement("RFC6749-10")
+@proves(Fault.LOGIN_NO_CSRF)
 def test_sign_in_form_resists_csrf(launcher: Any, target: Target) -> None:
     """The password form of a live sign-in, posted by another browser without its anti-forgery token or the cookies
     the page set, is refused."""

@@ -22,6 +22,7 @@ from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
 from smart_conformance.smart.launch import LaunchOutcome
+from smart_conformance.testplan import Fault, Needs, needs, proves
 
 FOREIGN_AUD = "https://fhir.attacker.example/r4"
 
@@ -41,6 +42,8 @@ def _refused(result: Any) -> None:
 
 
 @pytest.mark.requirement("RFC6749-01")
+@proves(Fault.UNKNOWN_CLIENT_REDIRECTS)
+@needs(Needs.MEMBER_LAUNCH)
 def test_unknown_client_not_redirected(launcher: Any) -> None:
     """An unknown client_id gets an error page; the browser never goes to the redirect_uri it named."""
     result = launcher.launch(request_overrides={"client_id": "smart-conformance-unknown-client"},
@@ -52,6 +55,8 @@ def test_unknown_client_not_redirected(launcher: Any) -> None:
 
 @pytest.mark.requirement("RFC6749-01", "OAUTHBCP-01", "SMART-AUTHZ-03")
 @pytest.mark.parametrize("variant", ["extra-path", "suffix", "extra-query"])
+@proves(Fault.REDIRECT_URI_PREFIX_MATCH)
+@needs(Needs.MEMBER_LAUNCH)
 def test_unregistered_redirect_uri_not_redirected(launcher: Any, target: Target, variant: str) -> None:
     """A redirect_uri that differs from the registered one in any way is never redirected to."""
     registered = target.client.redirect_uri
@@ -66,6 +71,8 @@ def test_unregistered_redirect_uri_not_redirected(launcher: Any, target: Target,
 
 @pytest.mark.requirement("SMART-AUTHZ-05", "SMART-FHIR-04")
 @pytest.mark.parametrize("aud", ["foreign", "missing"])
+@proves(Fault.AUD_NOT_VALIDATED)
+@needs(Needs.MEMBER_LAUNCH)
 def test_wrong_aud_refused(launcher: Any, target: Target, http: RecordingClient, aud: str) -> None:
     """An authorization request for another FHIR server (or none) yields no token usable here."""
     overrides = {"aud": FOREIGN_AUD} if aud == "foreign" else {"aud": None}
@@ -95,6 +102,8 @@ def test_wrong_aud_refused(launcher: Any, target: Target, http: RecordingClient,
 
 
 @pytest.mark.requirement("PDEX-SEC-02")
+@proves(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
+@needs(Needs.MEMBER_LAUNCH)
 def test_wrong_password_refused(launcher: Any, target: Target) -> None:
     """Signing in with a wrong password never ends in a code for the app."""
     values = {**target.member.values("member"), "member.password": "smart-conformance-wrong-password"}
@@ -105,6 +114,8 @@ def test_wrong_password_refused(launcher: Any, target: Target) -> None:
 
 
 @pytest.mark.requirement("OAUTHBCP-03", "SMART-AUTHZ-02")
+@proves(Fault.IMPLICIT_GRANT_ALLOWED)
+@needs(Needs.MEMBER_LAUNCH)
 def test_implicit_grant_refused(launcher: Any) -> None:
     """response_type=token (the implicit grant) never puts a token in the redirect."""
     result = launcher.launch(request_overrides={"response_type": "token"}, tolerant=True, exchange=False)
@@ -122,6 +133,8 @@ def test_implicit_grant_refused(launcher: Any) -> None:
 
 
 @pytest.mark.requirement("SMART-PKCE-05", "RFC7636-02")
+@proves(Fault.PKCE_NOT_REQUIRED)
+@needs(Needs.MEMBER_LAUNCH)
 def test_pkce_challenge_required(launcher: Any) -> None:
     """A launch without code_challenge ends in no token."""
     result = launcher.launch(pkce=False, tolerant=True)
@@ -133,6 +146,8 @@ def test_pkce_challenge_required(launcher: Any) -> None:
 
 @pytest.mark.requirement("SMART-PKCE-02", "RFC7636-01")
 @pytest.mark.parametrize("method", ["plain", "no-method"])
+@proves(Fault.PKCE_PLAIN_ACCEPTED)
+@needs(Needs.MEMBER_LAUNCH)
 def test_pkce_plain_refused(launcher: Any, method: str) -> None:
     """code_challenge_method=plain (or a challenge with no method, which means plain) ends in no token."""
     if method == "plain":

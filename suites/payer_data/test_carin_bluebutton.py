@@ -19,6 +19,7 @@ from smart_conformance.compartment import entries, foreign, patients_of, ref_id
 from smart_conformance.config import Target
 from smart_conformance.fhir import Reply, call
 from smart_conformance.http import RecordingClient
+from smart_conformance.testplan import Fault, proves
 from smart_conformance.validation import FHIR_RELEASE, problems
 
 MemberData = Any  # suites/payer_data/conftest.py: MemberData (conftests are not importable)
@@ -67,12 +68,14 @@ def _member_only(data: MemberData, rtype: str, element: str) -> None:
 
 
 @pytest.mark.requirement("CARIN-DATA-01", "SMART-FHIR-05")
+@proves(Fault.SEARCH_UNFILTERED)
 def test_eob_search_returns_member_claims_only(member_data: MemberData) -> None:
     """ExplanationOfBenefit?patient={launch patient} returns only that member's claims."""
     _member_only(member_data, "ExplanationOfBenefit", "patient")
 
 
 @pytest.mark.requirement("CARIN-DATA-02", "SMART-FHIR-05")
+@proves(Fault.SEARCH_UNFILTERED)
 def test_coverage_search_returns_member_coverage_only(member_data: MemberData) -> None:
     """Coverage?patient={launch patient} returns only Coverage whose beneficiary is that member."""
     _member_only(member_data, "Coverage", "beneficiary")
@@ -86,6 +89,7 @@ def _next(body: Any) -> str | None:
 
 
 @pytest.mark.requirement("FHIR-HTTP-03", "SMART-FHIR-05")
+@proves(Fault.PAGING_LEAKS_OTHER_MEMBERS, Fault.SEARCH_UNFILTERED)
 def test_search_paging_consistent(http: RecordingClient, target: Target, launch: Any,
                                   member_data: MemberData) -> None:
     """_count=1 pages through the member's claims by next links: same set, no duplicates, total agrees, no leaks."""
@@ -132,6 +136,7 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
 
 
 @pytest.mark.requirement("SAFETY-10")
+@proves(Fault.INVALID_FHIR_DATES)
 def test_member_resources_valid_fhir(member_data: MemberData) -> None:
     """The member's Patient, Coverage and ExplanationOfBenefit resources are structurally valid FHIR R4."""
     checked: list[tuple[dict[str, Any], Reply]] = []
@@ -151,6 +156,7 @@ def test_member_resources_valid_fhir(member_data: MemberData) -> None:
 
 
 @pytest.mark.requirement("CARIN-DATA-03")
+@proves(Fault.EOB_INSURER_UNRESOLVABLE, Fault.SEARCH_UNFILTERED)
 def test_eob_carin_must_haves(http: RecordingClient, target: Target, launch: Any, member_data: MemberData) -> None:
     """Each claim has patient = the member, an insurer that resolves to an Organization, and an outcome."""
     reply = _searched(member_data, "ExplanationOfBenefit", "checking each claim's CARIN elements")

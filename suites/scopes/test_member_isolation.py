@@ -27,6 +27,7 @@ from smart_conformance.compartment import (
 from smart_conformance.config import Target
 from smart_conformance.fhir import FHIR_JSON, Reply, call, control
 from smart_conformance.http import RecordingClient
+from smart_conformance.testplan import Fault, proves
 
 MemberRecords = Any  # suites/scopes/conftest.py: MemberRecords (conftests are not importable)
 
@@ -54,6 +55,7 @@ def _other_reads(other: MemberRecords) -> list[str]:
 
 
 @pytest.mark.requirement("SMART-FHIR-05", "HREX-SEC-01", "CARIN-SEC-07")
+@proves(Fault.COMPARTMENT_LEAK_READ)
 def test_other_member_read_refused(http: RecordingClient, target: Target, launch: Any,
                                    other_records: MemberRecords) -> None:
     """The second member's Patient, Coverage and EOB, read by id with the first member's token, are refused."""
@@ -67,6 +69,7 @@ def test_other_member_read_refused(http: RecordingClient, target: Target, launch
 
 
 @pytest.mark.requirement("SMART-FHIR-05", "FHIR-SEC-07")
+@proves(Fault.COMPARTMENT_LEAK_SEARCH, Fault.SEARCH_UNFILTERED)
 def test_other_member_search_refused(http: RecordingClient, target: Target, launch: Any, capability_statement: Any,
                                      own_records: MemberRecords, other_records: MemberRecords) -> None:
     """Searches naming the second member (patient=, beneficiary=, _id=, batch entries) return none of their data."""
@@ -89,6 +92,7 @@ def test_other_member_search_refused(http: RecordingClient, target: Target, laun
 
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
+@proves(Fault.COMPARTMENT_LEAK_INCLUDE, Fault.SEARCH_UNFILTERED)
 def test_other_member_include_refused(http: RecordingClient, target: Target, launch: Any,
                                       own_records: MemberRecords) -> None:
     """_include and _revinclude pull in no other member's resources (e.g. Organization?_revinclude=EOB:insurer)."""
@@ -122,6 +126,7 @@ def _family(patient: dict[str, Any]) -> str | None:
 
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
+@proves(Fault.COMPARTMENT_LEAK_CHAINED, Fault.SEARCH_UNFILTERED)
 def test_other_member_chained_search_refused(http: RecordingClient, target: Target, launch: Any,
                                              own_records: MemberRecords, other_records: MemberRecords) -> None:
     """Chained parameters naming the second member (patient.identifier=, patient.name=) find none of their data."""
@@ -143,6 +148,7 @@ def test_other_member_chained_search_refused(http: RecordingClient, target: Targ
 
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
+@proves(Fault.COMPARTMENT_LEAK_EVERYTHING)
 def test_other_member_everything_refused(http: RecordingClient, target: Target, launch: Any, other_launch: Any,
                                          own_records: MemberRecords, other_records: MemberRecords) -> None:
     """Patient/{other}/$everything with the first member's token returns none of the second member's data.
@@ -190,6 +196,7 @@ def _shape(reply: Reply, *ids: str) -> str:
 
 
 @pytest.mark.requirement("FHIR-SEC-08")
+@proves(Fault.COMPARTMENT_LEAK_READ, Fault.EXISTENCE_ORACLE)
 def test_refusal_same_for_existing_and_missing(http: RecordingClient, target: Target, launch: Any,
                                                other_records: MemberRecords) -> None:
     """Another member's real record and a nonexistent id are refused alike (no existence oracle)."""
@@ -206,6 +213,8 @@ def test_refusal_same_for_existing_and_missing(http: RecordingClient, target: Ta
 
 
 @pytest.mark.requirement("PDEX-SEC-04", "SMART-FHIR-05", "HREX-SEC-01")
+@proves(Fault.COMPARTMENT_LEAK_READ, Fault.COMPARTMENT_LEAK_SEARCH, Fault.REPRESENTATIVE_OVER_REACH,
+        Fault.SEARCH_UNFILTERED)
 def test_representative_reaches_only_represented_member(http: RecordingClient, target: Target,
                                                         representative_launch: Any, own_records: MemberRecords,
                                                         other_records: MemberRecords) -> None:

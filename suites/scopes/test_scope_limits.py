@@ -21,6 +21,7 @@ from smart_conformance.config import Target
 from smart_conformance.fhir import FHIR_JSON, Reply, call, leaked_data
 from smart_conformance.http import RecordingClient
 from smart_conformance.oauth import covered_by, scope_set
+from smart_conformance.testplan import Fault, proves
 
 CLAIM_TYPES = ("Coverage", "ExplanationOfBenefit")
 # A write refused for scope (401/403), as not supported by a read-only API (405/501), or with a status the target's
@@ -44,6 +45,7 @@ def _types_outside(scope: str | None) -> list[str]:
 
 @pytest.mark.requirement("SMART-FHIR-03", "CARIN-SEC-08")
 @pytest.mark.parametrize("interaction", ["read", "search"])
+@proves(Fault.SCOPE_NOT_ENFORCED)
 def test_type_outside_scopes_refused(interaction: str, http: RecordingClient, target: Target,
                                      limited_launch: Any, own_records: Any) -> None:
     """With scopes.limited, the member's own Coverage and EOB are refused by read and by search.
@@ -102,6 +104,7 @@ def _write_probe(kind: str, target: Target, own: Any, coverage: dict[str, Any]) 
 
 @pytest.mark.requirement("SMART-FHIR-06", "SMART-FHIR-03")
 @pytest.mark.parametrize("kind", ["create", "update", "conditional-update", "delete", "transaction"])
+@proves(Fault.WRITES_ALLOWED)
 def test_writes_refused_under_read_scopes(kind: str, http: RecordingClient, target: Target, launch: Any,
                                           own_records: Any) -> None:
     """Under the read-only full grant, a create, update, delete or transaction is refused and changes nothing.
@@ -179,6 +182,7 @@ def _only_that_type(http: RecordingClient, target: Target, result: Any, scope: s
 
 
 @pytest.mark.requirement("SMART-SCOPE-01", "CARIN-SEC-05", "SMART-FHIR-03")
+@proves(Fault.SCOPE_NOT_ENFORCED, Fault.SEARCH_UNFILTERED, Fault.V1_SCOPES_IGNORED)
 def test_v1_scope_grants_only_its_type(launcher: Any, http: RecordingClient, target: Target,
                                        smart_config: dict[str, Any], own_records: Any) -> None:
     """patient/Coverage.read (v1) reads the member's Coverage and nothing else."""
@@ -188,6 +192,7 @@ def test_v1_scope_grants_only_its_type(launcher: Any, http: RecordingClient, tar
 
 
 @pytest.mark.requirement("SMART-FHIR-03", "SMART-SCOPE-02")
+@proves(Fault.SCOPE_NOT_ENFORCED, Fault.SEARCH_UNFILTERED)
 def test_v2_scope_grants_only_its_type(launcher: Any, http: RecordingClient, target: Target,
                                        smart_config: dict[str, Any], own_records: Any) -> None:
     """patient/Coverage.rs (v2) reads the member's Coverage and nothing else."""

@@ -31,6 +31,7 @@ from smart_conformance import tls
 from smart_conformance.checks import CouldNotCheck, could_not_check, describe, fail
 from smart_conformance.config import Target
 from smart_conformance.http import Exchange, RecordingClient
+from smart_conformance.testplan import Fault, Needs, needs, proves
 from smart_conformance.tls import CertificateSummary, Endpoint, ProtocolVersion, TlsScan
 
 EXPIRY_WARNING_DAYS = 30
@@ -181,6 +182,7 @@ def _cipher_hint(endpoint: Endpoint, version: ProtocolVersion, openssl_name: str
 
 
 @pytest.mark.requirement("TLS-03", "CARIN-SEC-06", "USCORE-SEC-01")
+@proves(Fault.TLS12_DISABLED)
 def test_tls_1_2_accepted(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """Every endpoint accepts a TLS 1.2 handshake."""
     tally = Tally()
@@ -207,6 +209,7 @@ def test_tls_legacy_ssl_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoint
 
 
 @pytest.mark.requirement("TLS-02", "FHIR-SEC-02")
+@proves(Fault.TLS_LEGACY_PROTOCOLS)
 def test_tls_legacy_tls_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """No endpoint negotiates TLS 1.0 or TLS 1.1."""
     _versions_refused(tls_scans, tls_endpoints, ("TLSv1", "TLSv1.1")).verdict(
@@ -215,6 +218,7 @@ def test_tls_legacy_tls_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoint
 
 
 @pytest.mark.requirement("TLS-07")
+@proves(Fault.TLS13_DISABLED)
 def test_tls_1_3_offered(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """Every endpoint accepts TLS 1.3 (SHOULD)."""
     tally = Tally()
@@ -253,6 +257,7 @@ def _not_forward_secret(version: ProtocolVersion, ciphers: tuple[tls.CipherInfo,
 
 
 @pytest.mark.requirement("TLS-04", "FHIR-SEC-02")
+@proves(Fault.TLS_CBC_ONLY)
 def test_tls_no_weak_cipher_suites(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """No NULL, EXPORT, anonymous, RC4, 3DES or DES suite in any version, and TLS 1.2 offers an AEAD suite."""
     _cipher_walk(tls_scans, tls_endpoints, _weak).verdict(
@@ -261,6 +266,7 @@ def test_tls_no_weak_cipher_suites(tls_scans: dict[Endpoint, TlsScan], tls_endpo
 
 
 @pytest.mark.requirement("TLS-04")
+@proves(Fault.TLS_WEAK_CIPHERS)
 def test_tls_forward_secrecy(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """Every accepted suite below TLS 1.3 uses an ephemeral (ECDHE/DHE) key exchange."""
     _cipher_walk(tls_scans, tls_endpoints, _not_forward_secret).verdict(
@@ -282,6 +288,7 @@ def _verify_hint(endpoint: Endpoint, target: Target) -> str:
 
 
 @pytest.mark.requirement("TLS-05")
+@proves(Fault.CERT_EXPIRED)
 def test_tls_certificate_chain_valid(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str],
                                      target: Target) -> None:
     """Every certificate chain validates to a trust anchor as a client validates it (host name aside, which has its
@@ -298,6 +305,8 @@ def test_tls_certificate_chain_valid(tls_scans: dict[Endpoint, TlsScan], tls_end
 
 
 @pytest.mark.requirement("TLS-10")
+@proves(Fault.CERT_CRITICAL_SAN)
+@needs(Needs.CLIENT_ACCEPTED_CHAIN)
 def test_tls_certificate_profile(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str],
                                  target: Target) -> None:
     """Every chain clients accept also passes the strict RFC 5280 / CA/B Forum profile verifier (cryptography's, as
@@ -318,6 +327,7 @@ def test_tls_certificate_profile(tls_scans: dict[Endpoint, TlsScan], tls_endpoin
 
 
 @pytest.mark.requirement("TLS-05")
+@proves(Fault.CERT_HOSTNAME_MISMATCH)
 def test_tls_certificate_hostname_matches(tls_scans: dict[Endpoint, TlsScan],
                                           tls_endpoints: dict[Endpoint, str]) -> None:
     """Every certificate names the host it is served for in its subjectAltName."""
@@ -330,6 +340,7 @@ def test_tls_certificate_hostname_matches(tls_scans: dict[Endpoint, TlsScan],
 
 
 @pytest.mark.requirement("TLS-05")
+@proves(Fault.CERT_EXPIRED)
 def test_tls_certificate_not_expired(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """Every certificate is inside its validity period."""
     now = datetime.now(UTC)
@@ -344,6 +355,7 @@ def test_tls_certificate_not_expired(tls_scans: dict[Endpoint, TlsScan], tls_end
 
 
 @pytest.mark.requirement("TLS-08")
+@proves(Fault.CERT_EXPIRING_SOON)
 def test_tls_certificate_not_expiring_soon(tls_scans: dict[Endpoint, TlsScan],
                                            tls_endpoints: dict[Endpoint, str]) -> None:
     """No currently valid certificate expires within 30 days (SHOULD; expired ones are the check above)."""
@@ -358,6 +370,7 @@ def test_tls_certificate_not_expiring_soon(tls_scans: dict[Endpoint, TlsScan],
 
 
 @pytest.mark.requirement("TLS-05")
+@proves(Fault.CERT_WEAK_KEY_1024)
 def test_tls_certificate_key_strength(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """Every leaf key is RSA of at least 2048 bits, EC of at least 256 bits, or EdDSA."""
     tally = Tally()
@@ -396,6 +409,7 @@ def _hsts_problem(policy: tls.HstsPolicy | None) -> str | None:
 
 
 @pytest.mark.requirement("TLS-06")
+@proves(Fault.HSTS_MISSING)
 def test_tls_hsts_header(request: pytest.FixtureRequest, target: Target, tls_scans: dict[Endpoint, TlsScan],
                          tls_endpoints: dict[Endpoint, str]) -> None:
     """Responses carry Strict-Transport-Security with max-age of at least one year (SHOULD)."""
@@ -428,6 +442,7 @@ def test_tls_hsts_header(request: pytest.FixtureRequest, target: Target, tls_sca
 
 
 @pytest.mark.requirement("FHIR-SEC-01", "TLS-06", "TLS-09", "USCORE-SEC-01")
+@proves(Fault.PLAINTEXT_HTTP_SERVED)
 def test_tls_plain_http_not_served(request: pytest.FixtureRequest, target: Target) -> None:
     """Plain http to the FHIR host is refused or redirected to https, never serves data and sends no HSTS."""
     base = urlsplit(target.fhir_base_url)

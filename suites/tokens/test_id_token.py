@@ -13,13 +13,27 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
+from smart_conformance.checks import (
+    could_not_check,
+    describe,
+    expect,
+    fail,
+    not_applicable,
+)
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
 from smart_conformance.oauth import scope_set
-from smart_conformance.smart.idtoken import (IdTokenProblem, MalformedJwt, decode_unverified, fetch_jwks,
-                                             fetch_openid_configuration, fhir_user_reference, verify_signature)
+from smart_conformance.smart.idtoken import (
+    IdTokenProblem,
+    MalformedJwt,
+    decode_unverified,
+    fetch_jwks,
+    fetch_openid_configuration,
+    fhir_user_reference,
+    verify_signature,
+)
+from smart_conformance.testplan import Fault, proves
 
 LEEWAY = 60
 
@@ -45,12 +59,14 @@ def _claims(launch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @pytest.mark.requirement("SMART-OIDC-01", "CARIN-SEC-03")
+@proves(Fault.ID_TOKEN_MISSING)
 def test_id_token_issued(launch: Any) -> None:
     """openid fhirUser granted → an id_token comes with the access token, as a well-formed JWT."""
     _claims(launch)
 
 
 @pytest.mark.requirement("SMART-OIDC-04", "SMART-OIDC-05", "OIDC-05")
+@proves(Fault.ID_TOKEN_BAD_SIGNATURE, Fault.ID_TOKEN_HS256, Fault.ID_TOKEN_MISSING, Fault.ID_TOKEN_NO_KID)
 def test_id_token_signature(launch: Any, http: RecordingClient) -> None:
     """The id_token is RS256-signed by a key the JWKS names by kid, found through its iss."""
     header, claims = _claims(launch)
@@ -72,6 +88,7 @@ def test_id_token_signature(launch: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("OIDC-01", "OIDC-02")
+@proves(Fault.ID_TOKEN_EXPIRED, Fault.ID_TOKEN_MISSING, Fault.ID_TOKEN_WRONG_AUD)
 def test_id_token_claims(launch: Any, advertised_issuer: str | None, target: Target) -> None:
     """iss is the advertised issuer (byte-equal), aud holds the client_id, exp is ahead and iat is not."""
     _, claims = _claims(launch)
@@ -95,6 +112,7 @@ def test_id_token_claims(launch: Any, advertised_issuer: str | None, target: Tar
 
 
 @pytest.mark.requirement("OIDC-03")
+@proves(Fault.ID_TOKEN_MISSING, Fault.ID_TOKEN_NONCE_NOT_ECHOED)
 def test_id_token_nonce(launch: Any) -> None:
     """The nonce sent in the authorization request comes back in the id_token."""
     _, claims = _claims(launch)
@@ -123,6 +141,7 @@ def _resolve_fhir_user(http: RecordingClient, target: Target, token: str, fhir_u
 
 
 @pytest.mark.requirement("SMART-OIDC-02")
+@proves(Fault.FHIRUSER_MISSING, Fault.FHIRUSER_OTHER_ORIGIN, Fault.ID_TOKEN_MISSING)
 def test_fhir_user_resolves_to_member(launch: Any, http: RecordingClient, target: Target) -> None:
     """fhirUser resolves, with the access token, to the member's own Patient."""
     _, claims = _claims(launch)
@@ -135,6 +154,7 @@ def test_fhir_user_resolves_to_member(launch: Any, http: RecordingClient, target
 
 
 @pytest.mark.requirement("OIDC-04")
+@proves(Fault.ID_TOKEN_MISSING, Fault.SUB_UNSTABLE)
 def test_sub_stable_per_member(launch: Any, launcher: Any, target: Target) -> None:
     """sub is the same across two sign-ins of one member, and differs for another member."""
     _, first = _claims(launch)
@@ -156,6 +176,8 @@ def test_sub_stable_per_member(launch: Any, launcher: Any, target: Target) -> No
 
 
 @pytest.mark.requirement("PDEX-SEC-04", "SMART-OIDC-02")
+@proves(Fault.FHIRUSER_MISSING, Fault.FHIRUSER_OTHER_ORIGIN, Fault.PATIENT_MISSING,
+        Fault.REPRESENTATIVE_FHIRUSER_PATIENT)
 def test_representative_launch(launcher: Any, http: RecordingClient, target: Target) -> None:
     """A personal representative signs in for their dependent: patient is the dependent, fhirUser is the
     representative's own RelatedPerson/Person."""

@@ -20,8 +20,15 @@ from smart_conformance.checks import could_not_check, describe, expect, not_appl
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient
 from smart_conformance.launcher import credentials
-from smart_conformance.oauth import issued_tokens, no_store_problems, oauth_error, scope_set, wider_than
+from smart_conformance.oauth import (
+    issued_tokens,
+    no_store_problems,
+    oauth_error,
+    scope_set,
+    wider_than,
+)
 from smart_conformance.smart.token import ClientCredentials, refresh
+from smart_conformance.testplan import Fault, proves
 
 
 def _grant(launcher: Any, why: str) -> tuple[str, str]:
@@ -48,6 +55,7 @@ def _control(http: RecordingClient, launcher: Any, refresh_token: str, refusal: 
 
 
 @pytest.mark.requirement("SMART-REFRESH-01", "SMART-CAP-02")
+@proves(Fault.OFFLINE_ACCESS_NO_REFRESH_TOKEN)
 def test_refresh_token_issued(launch: Any, smart_config: dict[str, Any]) -> None:
     """offline_access granted (permission-offline advertised) → a refresh_token comes with the access token."""
     if "offline_access" not in scope_set(launch.token.scope):
@@ -59,6 +67,7 @@ def test_refresh_token_issued(launch: Any, smart_config: dict[str, Any]) -> None
 
 
 @pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-06")
+@proves(Fault.EXPIRES_IN_MISSING, Fault.TOKEN_NO_STORE_MISSING, Fault.TOKEN_SCOPE_MISSING)
 def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient) -> None:
     """A refresh with client authentication returns a new access token, expires_in and scope, not cached."""
     refresh_token, _ = _grant(launcher, "the refresh check")
@@ -76,6 +85,7 @@ def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient) 
 
 
 @pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-02")
+@proves(Fault.REFRESH_WITHOUT_CLIENT_AUTH)
 def test_refresh_requires_client_authentication(launcher: Any, http: RecordingClient, target: Target) -> None:
     """A refresh without client authentication gets no tokens (while the same refresh, authenticated, does)."""
     if target.client.auth_method == "none":
@@ -90,6 +100,7 @@ def test_refresh_requires_client_authentication(launcher: Any, http: RecordingCl
 
 
 @pytest.mark.requirement("SMART-REFRESH-03")
+@proves(Fault.REFRESH_OTHER_CLIENT)
 def test_refresh_token_bound_to_client(launcher: Any, http: RecordingClient, target: Target) -> None:
     """Another registered client cannot use this client's refresh token (its own client still can)."""
     if target.other_client is None:
@@ -104,6 +115,7 @@ def test_refresh_token_bound_to_client(launcher: Any, http: RecordingClient, tar
 
 
 @pytest.mark.requirement("SMART-REFRESH-04")
+@proves(Fault.REFRESH_WIDENS_SCOPE)
 def test_refresh_never_widens_scope(launcher: Any, http: RecordingClient) -> None:
     """Asking for more at refresh (a write scope never granted) gets an error or the original scope, never more."""
     refresh_token, scope = _grant(launcher, "the refresh scope-widening check")
@@ -123,6 +135,7 @@ def test_refresh_never_widens_scope(launcher: Any, http: RecordingClient) -> Non
 
 
 @pytest.mark.requirement("SMART-REFRESH-04")
+@proves(Fault.REFRESH_IGNORES_NARROWER_SCOPE)
 def test_refresh_narrower_scope_honoured(launcher: Any, http: RecordingClient) -> None:
     """Asking for a subset at refresh yields a token with that subset."""
     refresh_token, scope = _grant(launcher, "the refresh scope-narrowing check")

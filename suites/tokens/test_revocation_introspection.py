@@ -18,10 +18,15 @@ import time
 from typing import Any
 
 import httpx
-
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, fail, not_applicable
+from smart_conformance.checks import (
+    could_not_check,
+    describe,
+    expect,
+    fail,
+    not_applicable,
+)
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient, current_evidence
 from smart_conformance.launcher import credentials
@@ -29,6 +34,7 @@ from smart_conformance.oauth import issued_tokens, oauth_error
 from smart_conformance.revocation import REFUSAL_WAIT_S, wait_for_refusal, watch
 from smart_conformance.smart.idtoken import decode_unverified
 from smart_conformance.smart.token import ClientCredentials, introspect, refresh, revoke
+from smart_conformance.testplan import Fault, Needs, needs, proves
 
 
 def _endpoint(smart_config: dict[str, Any], name: str) -> str:
@@ -49,6 +55,7 @@ def _introspect(http: RecordingClient, smart_config: dict[str, Any], target: Tar
 
 
 @pytest.mark.requirement("SMART-INTRO-02", "SMART-INTRO-03", "SMART-INTRO-04")
+@proves(Fault.INTROSPECT_MISSING_PATIENT, Fault.PATIENT_MISSING, Fault.SUB_UNSTABLE)
 def test_introspection_of_live_token(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
                                      target: Target) -> None:
     """A live access token introspects as active, with scope, client_id, exp, patient and the id_token's iss/sub."""
@@ -86,6 +93,7 @@ def _introspection_control(http: RecordingClient, smart_config: dict[str, Any], 
 
 
 @pytest.mark.requirement("RFC7662-01")
+@proves(Fault.INTROSPECT_UNKNOWN_ERROR)
 def test_introspection_of_unknown_token(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
                                         target: Target) -> None:
     """A made-up token introspects as active: false, with nothing else about it."""
@@ -97,6 +105,7 @@ def test_introspection_of_unknown_token(launch: Any, http: RecordingClient, smar
 
 
 @pytest.mark.requirement("RFC7662-01")
+@proves(Fault.INTROSPECT_UNAUTHENTICATED)
 def test_introspection_requires_authentication(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
                                                target: Target) -> None:
     """The introspection endpoint does not answer an unauthenticated caller about a live token."""
@@ -132,6 +141,7 @@ def _note(text: str) -> None:
 
 
 @pytest.mark.requirement("RFC7009-01", "RFC7009-06", "SMART-FHIR-01")
+@proves(Fault.INTROSPECT_REVOKED_ACTIVE, Fault.REVOCATION_IGNORED, Fault.REVOKED_TOKEN_ACCEPTED)
 def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
                                       target: Target) -> None:
     """After revocation the FHIR API refuses the access token it accepted just before (the delay is measured), and
@@ -161,6 +171,7 @@ def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smar
 
 
 @pytest.mark.requirement("RFC7009-01", "RFC7009-02", "RFC7009-04")
+@proves(Fault.ACCESS_SURVIVES_REFRESH_REVOCATION, Fault.REFRESH_SURVIVES_REVOCATION, Fault.REVOKED_TOKEN_ACCEPTED)
 def test_revoked_refresh_token_stops_refresh(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
                                             target: Target) -> None:
     """A refresh token that refreshed a moment ago stops refreshing once revoked, and the grant's access token, which
@@ -201,6 +212,8 @@ def test_revoked_refresh_token_stops_refresh(launcher: Any, http: RecordingClien
 
 
 @pytest.mark.requirement("RFC7009-07")
+@proves(Fault.REVOCATION_WITHOUT_CLIENT_AUTH)
+@needs(Needs.AUTHENTICATED_REVOCATION)
 def test_revocation_requires_client_authentication(launcher: Any, http: RecordingClient,
                                                    smart_config: dict[str, Any], target: Target) -> None:
     """Revocation without client credentials is refused and revokes nothing (RFC 7009 §2.1: the server first

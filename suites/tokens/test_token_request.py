@@ -21,6 +21,7 @@ from smart_conformance.launcher import credentials
 from smart_conformance.oauth import issued_tokens, oauth_error
 from smart_conformance.revocation import REFUSAL_WAIT_S, wait_for_refusal, watch
 from smart_conformance.smart.token import ClientCredentials, exchange_code
+from smart_conformance.testplan import Fault, proves
 
 
 def fresh_code(launcher: Any, **kwargs: Any) -> Any:
@@ -51,6 +52,7 @@ def _refused(http: RecordingClient, response: Any, *, expected: str, statuses: t
 
 @pytest.mark.requirement("SMART-TOKEN-02", "RFC6749-08")
 @pytest.mark.parametrize("auth", ["wrong-secret", "no-authentication"])
+@proves(Fault.INVALID_CLIENT_WITHOUT_401, Fault.WRONG_SECRET_ACCEPTED)
 def test_client_authentication_required(launcher: Any, http: RecordingClient, target: Target, auth: str) -> None:
     """A wrong client secret, or none at all, gets invalid_client and no tokens. RFC 6749 §5.2: only a client that
     tried the Authorization header (client_secret_basic) is owed HTTP 401 with a WWW-Authenticate challenge; otherwise
@@ -92,6 +94,7 @@ def _code_control(http: RecordingClient, launcher: Any, result: Any, refusal: st
 
 
 @pytest.mark.requirement("RFC6749-04")
+@proves(Fault.CODE_REUSE_ALLOWED)
 def test_code_single_use(launcher: Any, http: RecordingClient) -> None:
     """A code works once; the second exchange is refused with invalid_grant."""
     result = fresh_code(launcher)
@@ -103,6 +106,7 @@ def test_code_single_use(launcher: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("RFC6749-11")
+@proves(Fault.CODE_REUSE_ALLOWED, Fault.CODE_REUSE_KEEPS_TOKENS, Fault.REVOKED_TOKEN_ACCEPTED)
 def test_code_reuse_revokes_tokens(launcher: Any, http: RecordingClient, target: Target) -> None:
     """After a code is replayed, the token issued for it, which worked just before, stops working (RFC 6749 §4.1.2:
     SHOULD). Without that positive control a refusal proves nothing."""
@@ -121,6 +125,7 @@ def test_code_reuse_revokes_tokens(launcher: Any, http: RecordingClient, target:
 
 
 @pytest.mark.requirement("RFC6749-06")
+@proves(Fault.CODE_NOT_BOUND_TO_REDIRECT)
 def test_code_bound_to_redirect_uri(launcher: Any, http: RecordingClient) -> None:
     """A code presented with another redirect_uri is refused."""
     result = fresh_code(launcher)
@@ -129,6 +134,7 @@ def test_code_bound_to_redirect_uri(launcher: Any, http: RecordingClient) -> Non
 
 
 @pytest.mark.requirement("RFC6749-05")
+@proves(Fault.CODE_NOT_BOUND_TO_CLIENT)
 def test_code_bound_to_client(launcher: Any, http: RecordingClient, target: Target) -> None:
     """A code issued to one client is refused when another registered client presents it."""
     if target.other_client is None:
@@ -141,6 +147,7 @@ def test_code_bound_to_client(launcher: Any, http: RecordingClient, target: Targ
 
 @pytest.mark.requirement("SMART-PKCE-03", "SMART-PKCE-04", "OAUTHBCP-02")
 @pytest.mark.parametrize("verifier", ["missing", "blank", "wrong", "equals-challenge", "other-launch"])
+@proves(Fault.PKCE_VERIFIER_NOT_CHECKED)
 def test_pkce_verifier_checked(launcher: Any, http: RecordingClient, verifier: str) -> None:
     """The code is refused without the exact code_verifier of its own challenge."""
     result = fresh_code(launcher)
@@ -159,6 +166,7 @@ def test_pkce_verifier_checked(launcher: Any, http: RecordingClient, verifier: s
 
 @pytest.mark.requirement("OAUTHBCP-03", "RFC6749-13")
 @pytest.mark.parametrize("grant", ["password", "made-up"])
+@proves(Fault.PASSWORD_GRANT_ALLOWED)
 def test_unsupported_grant_types_refused(launcher: Any, http: RecordingClient, target: Target, grant: str) -> None:
     """The password grant and unknown grant types get an OAuth error, never tokens."""
     form = {"grant_type": "password", "username": target.member.username, "password": target.member.password,
@@ -176,6 +184,7 @@ def test_unsupported_grant_types_refused(launcher: Any, http: RecordingClient, t
 
 
 @pytest.mark.requirement("RFC6749-12")
+@proves(Fault.TOKEN_GET_ACCEPTED)
 def test_token_endpoint_requires_post(launcher: Any, http: RecordingClient, target: Target) -> None:
     """The token endpoint does not hand out tokens to a GET (credentials would end up in logs)."""
     result = fresh_code(launcher)

@@ -17,6 +17,7 @@ from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
 from smart_conformance.oauth import no_store_problems, scope_set, wider_than
+from smart_conformance.testplan import Fault, proves
 
 
 def _exchange(http: RecordingClient, launch: Any) -> Any:
@@ -24,6 +25,7 @@ def _exchange(http: RecordingClient, launch: Any) -> Any:
 
 
 @pytest.mark.requirement("SMART-TOKEN-03", "RFC6749-07")
+@proves(Fault.TOKEN_TYPE_NOT_BEARER)
 def test_token_response_fields(launch: Any, http: RecordingClient) -> None:
     """access_token is a non-empty string and token_type is Bearer (any case), as JSON."""
     token, response = launch.token, launch.token_response
@@ -37,6 +39,7 @@ def test_token_response_fields(launch: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("SMART-TOKEN-04")
+@proves(Fault.TOKEN_SCOPE_MISSING)
 def test_token_response_scope(launch: Any, http: RecordingClient) -> None:
     """scope is present: the scopes actually granted."""
     expect(isinstance(launch.token.raw.get("scope"), str) and bool(launch.token.scope),
@@ -45,6 +48,7 @@ def test_token_response_scope(launch: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("SMART-TOKEN-05")
+@proves(Fault.EXPIRES_IN_MISSING)
 def test_token_expires_in(launch: Any, http: RecordingClient) -> None:
     """expires_in is a positive integer of at most one hour."""
     value = launch.token.raw.get("expires_in")
@@ -54,6 +58,7 @@ def test_token_expires_in(launch: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("SMART-TOKEN-07", "SMART-AUTHZ-06", "CARIN-SEC-01")
+@proves(Fault.PATIENT_MISSING)
 def test_token_patient_context(launch: Any, target: Target, http: RecordingClient) -> None:
     """patient is the launched member's Patient id, and that Patient is readable with the token."""
     patient = launch.token.raw.get("patient")
@@ -67,6 +72,7 @@ def test_token_patient_context(launch: Any, target: Target, http: RecordingClien
 
 
 @pytest.mark.requirement("SMART-TOKEN-08", "SMART-TOKEN-09")
+@proves(Fault.CONTEXT_WRONG_TYPES)
 def test_token_context_types(launch: Any, http: RecordingClient) -> None:
     """Optional launch context values have their defined types when present."""
     raw, problems = launch.token.raw, list(launch.token.problems)
@@ -93,6 +99,7 @@ def test_token_context_types(launch: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("SMART-AUTHZ-09", "SMART-TOKEN-04")
+@proves(Fault.SCOPE_WIDENED)
 def test_granted_scope_within_requested(launch: Any, http: RecordingClient) -> None:
     """Nothing is granted beyond what the app requested."""
     extra = wider_than(scope_set(launch.token.scope), scope_set(launch.spec.scope))
@@ -101,6 +108,7 @@ def test_granted_scope_within_requested(launch: Any, http: RecordingClient) -> N
 
 
 @pytest.mark.requirement("SMART-TOKEN-06")
+@proves(Fault.TOKEN_NO_STORE_MISSING)
 def test_token_response_not_cached(launch: Any, http: RecordingClient) -> None:
     """The successful token response carries Cache-Control: no-store and Pragma: no-cache."""
     problems = no_store_problems(launch.token_response)
@@ -109,6 +117,7 @@ def test_token_response_not_cached(launch: Any, http: RecordingClient) -> None:
 
 
 @pytest.mark.requirement("SMART-TOKEN-06", "RFC6749-08")
+@proves(Fault.TOKEN_NO_STORE_MISSING)
 def test_token_error_not_cached(launcher: Any, http: RecordingClient) -> None:
     """A token error (an unknown code) is a JSON OAuth error that is not cached either."""
     from smart_conformance.launcher import credentials

@@ -16,7 +16,8 @@ import jwt
 import pytest
 from cryptography import x509
 
-from smart_conformance.reference.faults import FAULTS, Fault
+from smart_conformance.reference.faults import FAULTS, FaultSpec
+from smart_conformance.testplan import plan
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.server import ReferenceServer
 from tests.reference.launcher import CALLBACK, TRICKY_STATE, Launcher, hidden_inputs, pkce_pair, query
@@ -616,10 +617,10 @@ def _(L: Launcher) -> None:
 
 def test_every_fault_has_a_probe() -> None:
     """Each fault's effect is shown here by a direct probe, or through the harness by the fault matrix
-    (tests/test_fault_matrix.py runs the suite checks named in its caught_by against it)."""
+    (tests/test_fault_matrix.py runs the suite checks that @proves it against it)."""
     assert not set(PROBES) - set(FAULTS), "probes for faults that do not exist"
-    unproven = sorted(name for name, fault in FAULTS.items() if name not in PROBES and not fault.caught_by)
-    assert not unproven, f"faults with neither a probe nor a caught_by: {unproven}"
+    unproven = sorted(name for name in FAULTS if name not in PROBES and not plan().caught_by(name))
+    assert not unproven, f"faults with neither a probe nor a check that @proves it: {unproven}"
 
 
 def test_fault_records_are_well_formed() -> None:
@@ -627,7 +628,7 @@ def test_fault_records_are_well_formed() -> None:
 
     known = set(catalog())
     for name, fault in FAULTS.items():
-        assert isinstance(fault, Fault) and fault.name == name and fault.summary and fault.breaks and fault.area
+        assert isinstance(fault, FaultSpec) and fault.name == name and fault.summary and fault.breaks and fault.area
         assert set(fault.breaks) <= known, f"{name} breaks ids missing from the catalog: {set(fault.breaks) - known}"
 
 

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 
 from smart_conformance.reference import auth, backend, bulk, discovery, fhir
 from smart_conformance.reference.context import Context, ctx_of
+from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.middleware import SecurityHeaders
 
 FHIR_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
@@ -91,7 +92,7 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
 
 def build_plain_app(ctx: Context, https_app: Starlette) -> ASGIApp:
     """The plain-http listener: a redirect to https without any data, or (fault) the whole server in clear text."""
-    if ctx.faults.active("plaintext-http-served"):
+    if ctx.faults.active(Fault.PLAINTEXT_HTTP_SERVED):
         return https_app
 
     async def to_https(request: Request) -> Response:

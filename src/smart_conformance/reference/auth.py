@@ -25,15 +25,29 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
-from smart_conformance.reference.context import CODE_TTL, REFRESH_TOKEN_TTL, Context, ctx_of
+from smart_conformance.reference.context import (
+    CODE_TTL,
+    REFRESH_TOKEN_TTL,
+    Context,
+    ctx_of,
+)
+from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.pages import error_page, esc, page
 from smart_conformance.reference.store import check_secret
-from smart_conformance.reference.variants import (AUTHORIZE_REFUSAL_EMPTY_400, CONSENT_WITHOUT_SCOPE_CONTROLS,
-                                                  IMPLICIT_ERROR_IN_FRAGMENT, SCRIPT_RENDERED_SIGN_IN,
-                                                  TWO_PAGE_SIGN_IN)
-from smart_conformance.reference.variants import (CLIENT_SECRET_POST_ONLY, JWT_ACCESS_TOKENS, OPAQUE_ACCESS_TOKENS,
-                                                  ONLY_REFRESH_TOKENS_REVOCABLE, REVOKE_ALL_ON_REFRESH_REVOCATION,
-                                                  ROTATING_REFRESH_TOKENS, TOKEN_401_WITHOUT_WWW_AUTHENTICATE)
+from smart_conformance.reference.variants import (
+    AUTHORIZE_REFUSAL_EMPTY_400,
+    CLIENT_SECRET_POST_ONLY,
+    CONSENT_WITHOUT_SCOPE_CONTROLS,
+    IMPLICIT_ERROR_IN_FRAGMENT,
+    JWT_ACCESS_TOKENS,
+    ONLY_REFRESH_TOKENS_REVOCABLE,
+    OPAQUE_ACCESS_TOKENS,
+    REVOKE_ALL_ON_REFRESH_REVOCATION,
+    ROTATING_REFRESH_TOKENS,
+    SCRIPT_RENDERED_SIGN_IN,
+    TOKEN_401_WITHOUT_WWW_AUTHENTICATE,
+    TWO_PAGE_SIGN_IN,
+)
 
 BROWSER_COOKIE = "__Host-smartref_browser"
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -58,7 +72,7 @@ def _redirect(uri: str, params: dict[str, str], *, fragment: bool = False) -> Re
 def _error_redirect(ctx: Context, uri: str, error: str, description: str, state: str | None, *,
                     fragment: bool = False) -> RedirectResponse:
     params = {"error": error, "error_description": description}
-    if state is not None and not ctx.faults.active("state-not-echoed-on-error"):
+    if state is not None and not ctx.faults.active(Fault.STATE_NOT_ECHOED_ON_ERROR):
         params["state"] = state
     return _redirect(uri, params, fragment=fragment)
 
@@ -72,7 +86,7 @@ def _untrusted(ctx: Context, error: str, description: str) -> Response:
 
 
 def _success_redirect(ctx: Context, uri: str, code: str, state: str) -> RedirectResponse:
-    if ctx.faults.active("state-altered"):
+    if ctx.faults.active(Fault.STATE_ALTERED):
         state = quote(state, safe="")  # encoded here and again by _redirect: the app decodes only once
     return _redirect(uri, {"code": code, "state": state, "iss": ctx.issuer})
 
@@ -84,7 +98,7 @@ async def _params(request: Request) -> MultiDict | FormData:
 
 
 def _redirect_uri_registered(ctx: Context, registered: list[str], uri: str) -> bool:
-    if ctx.faults.active("redirect-uri-prefix-match"):
+    if ctx.faults.active(Fault.REDIRECT_URI_PREFIX_MATCH):
         return any(uri.startswith(r) for r in registered)
     return uri in registered  # exact string comparison (RFC 9700 §4.1.3)
 
@@ -96,7 +110,7 @@ def _same_base(a: str, b: str) -> bool:
 # --- authorize -----------------------------------------------------------------------------------------------
 async def authorize(request: Request) -> Response:
     ctx = ctx_of(request)
-    if request.method == "POST" and ctx.faults.active("authorize-post-unsupported"):
+    if request.method == "POST" and ctx.faults.active(Fault.AUTHORIZE_POST_UNSUPPORTED):
         return JSONResponse({"error": "invalid_request", "error_description": "use GET"}, status_code=405,
                             headers={"Allow": "GET"})
     params = await _params(request)
@@ -107,7 +121,7 @@ async def authorize(request: Request) -> Response:
             return _untrusted(ctx, "invalid_request", f"{name} was sent more than once.")
     client = ctx.store.client(client_id) if client_id else None
     if client is None:
-        if ctx.faults.active("unknown-client-redirects") and redirect_uri:
+        if ctx.faults.active(Fault.UNKNOWN_CLIENT_REDIRECTS) and redirect_uri:
             return _error_redirect(ctx, redirect_uri, "unauthorized_client", "unknown client_id",
                                    params.get("state"))
         return _untrusted(ctx, "invalid_client", "The client_id is missing or not registered.")
@@ -122,7 +136,7 @@ async def authorize(request: Request) -> Response:
         if len(params.getlist(name)) > 1:
             return _error_redirect(ctx, redirect_uri, "invalid_request", f"{name} was sent more than once", state)
     response_type = params.get("response_type", "")
-    implicit_ok = ctx.faults.active("implicit-grant-allowed") and response_type == "token"
+    implicit_ok = ctx.faults.active(Fault.IMPLICIT_GRANT_ALLOWED) and response_type == "token"
     if not response_type:
         return _error_redirect(ctx, redirect_uri, "invalid_request", "response_type is required", state)
     if response_type != "code" and not implicit_ok:
@@ -133,7 +147,7 @@ async def authorize(request: Request) -> Response:
     if not state:
         return _error_redirect(ctx, redirect_uri, "invalid_request", "state is required", state)
     aud = params.get("aud") or params.get("resource") or ""
-    if not ctx.faults.active("aud-not-validated"):
+    if not ctx.faults.active(Fault.AUD_NOT_VALIDATED):
         if not aud:
             return _error_redirect(ctx, redirect_uri, "invalid_request", "aud is required", state)
         if not _same_base(aud, ctx.fhir_base):
@@ -143,10 +157,10 @@ async def authorize(request: Request) -> Response:
     method = params.get("code_challenge_method") or None
     if response_type == "code":
         if challenge is None:
-            if not ctx.faults.active("pkce-not-required"):
+            if not ctx.faults.active(Fault.PKCE_NOT_REQUIRED):
                 return _error_redirect(ctx, redirect_uri, "invalid_request", "code_challenge is required", state)
             method = None
-        elif ctx.faults.active("pkce-plain-accepted") and method in (None, "plain"):
+        elif ctx.faults.active(Fault.PKCE_PLAIN_ACCEPTED) and method in (None, "plain"):
             method = "plain"
         elif method != "S256":
             return _error_redirect(ctx, redirect_uri, "invalid_request",
@@ -171,7 +185,7 @@ async def authorize(request: Request) -> Response:
 
 def _csrf_ok(ctx: Context, request: Request, pending: Any, form: FormData) -> bool:
     """The form's token must match the pending request, and the request must come from the browser that began it."""
-    if ctx.faults.active("login-no-csrf"):
+    if ctx.faults.active(Fault.LOGIN_NO_CSRF):
         return True
     token = str(form.get("csrf_token", ""))
     browser = request.cookies.get(BROWSER_COOKIE, "")
@@ -200,7 +214,7 @@ _SIGN_IN_SCRIPT = """<script nonce="{nonce}">
 
 def _login_form(ctx: Context, pending_id: str, pending: Any, stage: str, username: str = "") -> str:
     """The sign-in form: both fields, or (two-page-sign-in) the username page, then the password page."""
-    csrf_field = ("" if ctx.faults.active("login-no-csrf")
+    csrf_field = ("" if ctx.faults.active(Fault.LOGIN_NO_CSRF)
                   else f'<input type="hidden" name="csrf_token" value="{esc(pending["csrf"])}">')
     if stage == "username":
         fields = '<input type="hidden" name="stage" value="username">' + _USERNAME_FIELD
@@ -259,14 +273,14 @@ async def login(request: Request) -> Response:
         # The password page comes whatever the username: it must not tell who is a member.
         return _login_page(ctx, pending_id, pending, stage="password", username=username)
     member = ctx.store.member(username)
-    password_ok = member is not None and (ctx.faults.active("login-accepts-any-password")
+    password_ok = member is not None and (ctx.faults.active(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
                                           or check_secret(str(form.get("password", "")), member["password_hash"]))
     if not password_ok:
         again = "password" if ctx.variants.active(TWO_PAGE_SIGN_IN) else None
         return _login_page(ctx, pending_id, pending, 401, "Incorrect username or password.", stage=again,
                            username=username)
     ctx.store.set_pending_user(pending_id, username)
-    if ctx.faults.active("consent-skipped"):
+    if ctx.faults.active(Fault.CONSENT_SKIPPED):
         params = json.loads(pending["params"])
         if not ctx.store.take_pending(pending_id):
             return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
@@ -313,11 +327,11 @@ async def consent(request: Request) -> Response:
     if not ctx.store.take_pending(pending_id):
         return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
     decision = str(form.get("decision", ""))
-    if decision != "allow" and not ctx.faults.active("deny-returns-code"):
+    if decision != "allow" and not ctx.faults.active(Fault.DENY_RETURNS_CODE):
         return _error_redirect(ctx, params["redirect_uri"], "access_denied", "the member denied access",
                                params["state"])
     requested: list[str] = params["scopes"]
-    if ctx.faults.active("consent-ignores-unticked") or ctx.variants.active(CONSENT_WITHOUT_SCOPE_CONTROLS):
+    if ctx.faults.active(Fault.CONSENT_IGNORES_UNTICKED) or ctx.variants.active(CONSENT_WITHOUT_SCOPE_CONTROLS):
         granted = list(requested)  # (the variant's page offers no per-scope choice: Allow grants what was asked)
     else:
         ticked = set(form.getlist("scope"))
@@ -392,7 +406,7 @@ def _finish(ctx: Context, params: dict[str, Any], username: str, granted: list[s
 def _token_response(ctx: Context, body: dict[str, Any], status: int = 200,
                     headers: dict[str, str] | None = None) -> JSONResponse:
     response = JSONResponse(body, status_code=status, headers=headers)
-    if not ctx.faults.active("token-no-store-missing"):
+    if not ctx.faults.active(Fault.TOKEN_NO_STORE_MISSING):
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
     return response
@@ -414,7 +428,7 @@ def _challenge(ctx: Context, request: Request) -> dict[str, str]:
 
 
 def _invalid_client(ctx: Context, description: str, request: Request) -> JSONResponse:
-    if ctx.faults.active("invalid-client-without-401"):
+    if ctx.faults.active(Fault.INVALID_CLIENT_WITHOUT_401):
         return _token_response(ctx, {"error": "invalid_client", "error_description": description}, 400)
     return _token_response(ctx, {"error": "invalid_client", "error_description": description}, 401,
                            _challenge(ctx, request))
@@ -457,7 +471,7 @@ def authenticate_client(ctx: Context, request: Request, form: Any = None) -> str
     client = ctx.store.client(client_id)
     if client is None:
         return None
-    if ctx.faults.active("wrong-secret-accepted") or check_secret(secret, client["secret_hash"]):
+    if ctx.faults.active(Fault.WRONG_SECRET_ACCEPTED) or check_secret(secret, client["secret_hash"]):
         return client_id
     return None
 
@@ -494,28 +508,28 @@ def _id_token(ctx: Context, client_id: str, username: str, nonce: str | None, pa
                               "fhirUser": f"{ctx.fhir_base}/{member['fhir_user']}"}
     if nonce:
         claims["nonce"] = nonce
-    if ctx.faults.active("sub-unstable"):
+    if ctx.faults.active(Fault.SUB_UNSTABLE):
         claims["sub"] = secrets.token_hex(16)
-    if ctx.faults.active("id-token-wrong-aud"):
+    if ctx.faults.active(Fault.ID_TOKEN_WRONG_AUD):
         claims["aud"] = ctx.fhir_base
-    if ctx.faults.active("id-token-nonce-not-echoed"):
+    if ctx.faults.active(Fault.ID_TOKEN_NONCE_NOT_ECHOED):
         claims.pop("nonce", None)
-    if ctx.faults.active("id-token-expired"):
+    if ctx.faults.active(Fault.ID_TOKEN_EXPIRED):
         claims["exp"] = now - 600
-    if ctx.faults.active("fhiruser-missing"):
+    if ctx.faults.active(Fault.FHIRUSER_MISSING):
         claims.pop("fhirUser")
-    if ctx.faults.active("fhiruser-other-origin"):
+    if ctx.faults.active(Fault.FHIRUSER_OTHER_ORIGIN):
         # A plain-http origin that is not this server ($SMART_REFERENCE_FHIRUSER_ORIGIN lets a test listen there).
         elsewhere = os.environ.get("SMART_REFERENCE_FHIRUSER_ORIGIN", "http://127.0.0.1:9")
         claims["fhirUser"] = f"{elsewhere.rstrip('/')}/fhir/{member['fhir_user']}"
-    if ctx.faults.active("representative-fhiruser-patient") and patient and \
+    if ctx.faults.active(Fault.REPRESENTATIVE_FHIRUSER_PATIENT) and patient and \
             not member["fhir_user"].startswith("Patient/"):
         claims["fhirUser"] = f"{ctx.fhir_base}/Patient/{patient}"
-    if ctx.faults.active("id-token-hs256"):
+    if ctx.faults.active(Fault.ID_TOKEN_HS256):
         return jwt.encode(claims, hashlib.sha256(b"reference-idtoken" + ctx.origin.encode()).hexdigest(),
                           algorithm="HS256", headers={"kid": ctx.keys.active.kid})
-    token = ctx.keys.sign(claims, kid=not ctx.faults.active("id-token-no-kid"))
-    if ctx.faults.active("id-token-bad-signature"):
+    token = ctx.keys.sign(claims, kid=not ctx.faults.active(Fault.ID_TOKEN_NO_KID))
+    if ctx.faults.active(Fault.ID_TOKEN_BAD_SIGNATURE):
         head, body, sig = token.split(".")
         flipped = ("A" if sig[0] != "A" else "B") + sig[1:]
         token = f"{head}.{body}.{flipped}"
@@ -529,20 +543,20 @@ def _issue(ctx: Context, *, grant_id: str, client_id: str, username: str, scope:
     token, _ = _access_token(ctx, grant_id, client_id, username, scope, patient)
     body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": ctx.access_token_ttl,
                             "scope": scope}
-    if ctx.faults.active("expires-in-missing"):
+    if ctx.faults.active(Fault.EXPIRES_IN_MISSING):
         del body["expires_in"]
-    if ctx.faults.active("token-type-not-bearer"):
+    if ctx.faults.active(Fault.TOKEN_TYPE_NOT_BEARER):
         body["token_type"] = "JWT"
-    if ctx.faults.active("token-scope-missing"):
+    if ctx.faults.active(Fault.TOKEN_SCOPE_MISSING):
         del body["scope"]
-    if ctx.faults.active("context-wrong-types"):
+    if ctx.faults.active(Fault.CONTEXT_WRONG_TYPES):
         body["need_patient_banner"] = "false"
-    if patient and not ctx.faults.active("patient-missing"):
+    if patient and not ctx.faults.active(Fault.PATIENT_MISSING):
         body["patient"] = patient
-    if "openid" in granted and "fhirUser" in granted and not ctx.faults.active("id-token-missing"):
+    if "openid" in granted and "fhirUser" in granted and not ctx.faults.active(Fault.ID_TOKEN_MISSING):
         body["id_token"] = _id_token(ctx, client_id, username, nonce, patient)
     wants_refresh = "offline_access" in granted or "online_access" in granted
-    if refresh_token is None and wants_refresh and not ctx.faults.active("offline-access-no-refresh-token"):
+    if refresh_token is None and wants_refresh and not ctx.faults.active(Fault.OFFLINE_ACCESS_NO_REFRESH_TOKEN):
         refresh_token = ctx.store.add_refresh_token(grant_id=grant_id, client_id=client_id, scope=scope,
                                                     ttl=REFRESH_TOKEN_TTL)
     if refresh_token:
@@ -552,7 +566,7 @@ def _issue(ctx: Context, *, grant_id: str, client_id: str, username: str, scope:
 
 async def token_get(request: Request) -> Response:
     ctx = ctx_of(request)
-    if ctx.faults.active("token-get-accepted"):
+    if ctx.faults.active(Fault.TOKEN_GET_ACCEPTED):
         return await token(request)
     response = _oauth_error(ctx, "invalid_request", "the token endpoint accepts POST only", 405)
     response.headers["Allow"] = "POST"
@@ -576,7 +590,7 @@ async def token(request: Request) -> Response:
     if grant_type == "client_credentials":  # SMART Backend Services (private_key_jwt): reference/backend.py
         from smart_conformance.reference import backend
         return await backend.client_credentials(ctx, request, form)
-    if grant_type == "password" and ctx.faults.active("password-grant-allowed"):
+    if grant_type == "password" and ctx.faults.active(Fault.PASSWORD_GRANT_ALLOWED):
         return _password(ctx, request, form)
     if grant_type != "authorization_code":
         return _oauth_error(ctx, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
@@ -591,28 +605,28 @@ async def token(request: Request) -> Response:
     row, used_before = ctx.store.spend_code(code)
     if row is None:
         return _oauth_error(ctx, "invalid_grant", "the code is unknown")
-    if used_before and not ctx.faults.active("code-reuse-allowed"):
-        if not ctx.faults.active("code-reuse-keeps-tokens"):
+    if used_before and not ctx.faults.active(Fault.CODE_REUSE_ALLOWED):
+        if not ctx.faults.active(Fault.CODE_REUSE_KEEPS_TOKENS):
             ctx.store.revoke_grant(row["grant_id"])  # RFC 6749 §4.1.2: a replayed code revokes what it produced
         return _oauth_error(ctx, "invalid_grant", "the code was already used")
-    if row["expires"] < time.time() or ctx.faults.active("code-expires-immediately"):
+    if row["expires"] < time.time() or ctx.faults.active(Fault.CODE_EXPIRES_IMMEDIATELY):
         return _oauth_error(ctx, "invalid_grant", "the code has expired")
-    if row["client_id"] != client_id and not ctx.faults.active("code-not-bound-to-client"):
+    if row["client_id"] != client_id and not ctx.faults.active(Fault.CODE_NOT_BOUND_TO_CLIENT):
         return _oauth_error(ctx, "invalid_grant", "the code was issued to another client")
-    if form.get("redirect_uri") != row["redirect_uri"] and not ctx.faults.active("code-not-bound-to-redirect"):
+    if form.get("redirect_uri") != row["redirect_uri"] and not ctx.faults.active(Fault.CODE_NOT_BOUND_TO_REDIRECT):
         return _oauth_error(ctx, "invalid_grant", "redirect_uri does not match the authorization request")
     problem = _pkce_problem(ctx, row, form.get("code_verifier"))
     if problem:
         return _oauth_error(ctx, "invalid_grant", problem)
     scope = row["scope"]
-    if ctx.faults.active("scope-widened") and "patient/*.rs" not in scope.split():
+    if ctx.faults.active(Fault.SCOPE_WIDENED) and "patient/*.rs" not in scope.split():
         scope += " patient/*.rs"
     return _issue(ctx, grant_id=row["grant_id"], client_id=row["client_id"], username=row["username"],
                   scope=scope, patient=row["patient"], nonce=row["nonce"], refresh_token=None)
 
 
 def _pkce_problem(ctx: Context, row: Any, verifier: Any) -> str | None:
-    if ctx.faults.active("pkce-verifier-not-checked"):
+    if ctx.faults.active(Fault.PKCE_VERIFIER_NOT_CHECKED):
         return None
     challenge, method = row["challenge"], row["method"]
     if challenge is None:  # only under pkce-not-required
@@ -632,7 +646,7 @@ def _refresh(ctx: Context, request: Request, form: FormData) -> Response:
     presented = str(form.get("refresh_token", ""))
     row = ctx.store.refresh_token(presented) if presented else None
     unauthenticated = basic_credentials(request) is None and _post_credentials(form) is None
-    if unauthenticated and ctx.faults.active("refresh-without-client-auth") and row:
+    if unauthenticated and ctx.faults.active(Fault.REFRESH_WITHOUT_CLIENT_AUTH) and row:
         client_id: str | None = row["client_id"]
     else:
         client_id = authenticate_client(ctx, request, form)
@@ -642,7 +656,7 @@ def _refresh(ctx: Context, request: Request, form: FormData) -> Response:
         return _oauth_error(ctx, "invalid_request", "refresh_token is required")
     if row is None or row["revoked"] or row["exp"] < time.time():
         return _oauth_error(ctx, "invalid_grant", "the refresh token is unknown, expired or revoked")
-    if row["client_id"] != client_id and not ctx.faults.active("refresh-other-client"):
+    if row["client_id"] != client_id and not ctx.faults.active(Fault.REFRESH_OTHER_CLIENT):
         return _oauth_error(ctx, "invalid_grant", "the refresh token was issued to another client")
     grant = ctx.store.grant(row["grant_id"])
     if grant is None or grant["revoked"]:
@@ -651,11 +665,11 @@ def _refresh(ctx: Context, request: Request, form: FormData) -> Response:
     scope = row["scope"]
     if form.get("scope"):
         asked = str(form.get("scope")).split()
-        if ctx.faults.active("refresh-widens-scope"):
+        if ctx.faults.active(Fault.REFRESH_WIDENS_SCOPE):
             scope = " ".join(scope_rules.grantable(" ".join(asked))) or scope
         elif not scope_rules.is_subset(asked, original):
             return _oauth_error(ctx, "invalid_scope", "a refresh may narrow the scope but never widen it")
-        elif not ctx.faults.active("refresh-ignores-narrower-scope"):
+        elif not ctx.faults.active(Fault.REFRESH_IGNORES_NARROWER_SCOPE):
             scope = " ".join(asked)
     if ctx.variants.active(ROTATING_REFRESH_TOKENS):
         # RFC 9700 §4.14.2: a new refresh token with each refresh, the used one retired. It keeps the original
@@ -736,16 +750,16 @@ async def introspect(request: Request) -> Response:
     ctx = ctx_of(request)
     form = await request.form()
     caller = authenticate_client(ctx, request, form)
-    if caller is None and not ctx.faults.active("introspect-unauthenticated"):
+    if caller is None and not ctx.faults.active(Fault.INTROSPECT_UNAUTHENTICATED):
         return _unauthenticated(ctx, request)
     presented = str(form.get("token", ""))
     if not presented:
         return _json_no_store({"error": "invalid_request", "error_description": "token is required"}, 400)
     inactive = _json_no_store({"active": False})
-    ignore_revoked = ctx.faults.active("introspect-revoked-active")
+    ignore_revoked = ctx.faults.active(Fault.INTROSPECT_REVOKED_ACTIVE)
     claims = _decode_access(ctx, presented)
     now = time.time()
-    if claims is None and ctx.faults.active("introspect-unknown-error") and ctx.store.refresh_token(presented) is None:
+    if claims is None and ctx.faults.active(Fault.INTROSPECT_UNKNOWN_ERROR) and ctx.store.refresh_token(presented) is None:
         return _json_no_store({"error": "invalid_request", "error_description": "malformed token"}, 400)
     if claims is not None:
         row = ctx.store.access_token(str(claims.get("jti", "")))
@@ -759,7 +773,7 @@ async def introspect(request: Request) -> Response:
         member = ctx.store.member(row["username"])
         if member is not None and "fhirUser" in row["scope"].split():
             body["fhirUser"] = f"{ctx.fhir_base}/{member['fhir_user']}"
-        if row["patient"] and not ctx.faults.active("introspect-missing-patient"):
+        if row["patient"] and not ctx.faults.active(Fault.INTROSPECT_MISSING_PATIENT):
             body["patient"] = row["patient"]
         return _json_no_store(body)
     refresh = ctx.store.refresh_token(presented)
@@ -775,7 +789,7 @@ async def introspect(request: Request) -> Response:
         member = ctx.store.member(grant["username"])
         if member is not None:
             body["sub"] = member["sub"]
-        if grant["patient"] and not ctx.faults.active("introspect-missing-patient"):
+        if grant["patient"] and not ctx.faults.active(Fault.INTROSPECT_MISSING_PATIENT):
             body["patient"] = grant["patient"]
     return _json_no_store(body)
 
@@ -785,7 +799,7 @@ async def revoke(request: Request) -> Response:
     form = await request.form()
     caller = authenticate_client(ctx, request, form)
     presented = str(form.get("token", ""))
-    if caller is None and ctx.faults.active("revocation-without-client-auth"):
+    if caller is None and ctx.faults.active(Fault.REVOCATION_WITHOUT_CLIENT_AUTH):
         caller = _token_owner(ctx, presented)  # the fault: whoever holds a token may revoke it
     if caller is None:
         return _unauthenticated(ctx, request)
@@ -804,7 +818,7 @@ async def revoke(request: Request) -> Response:
         if row["client_id"] != caller:
             return _json_no_store({"error": "unauthorized_client",
                                    "error_description": "the token was issued to another client"}, 400)
-        if not ctx.faults.active("revocation-ignored"):
+        if not ctx.faults.active(Fault.REVOCATION_IGNORED):
             ctx.store.revoke_access_token(row["jti"])
         return ok
     refresh = ctx.store.refresh_token(presented)
@@ -813,7 +827,7 @@ async def revoke(request: Request) -> Response:
     if refresh["client_id"] != caller:
         return _json_no_store({"error": "unauthorized_client",
                                "error_description": "the token was issued to another client"}, 400)
-    if not ctx.faults.active("refresh-survives-revocation"):
+    if not ctx.faults.active(Fault.REFRESH_SURVIVES_REVOCATION):
         ctx.store.revoke_refresh_token(presented)
     if ctx.variants.active(ONLY_REFRESH_TOKENS_REVOCABLE):
         return ok  # access tokens are not revocable here: they live until they expire (RFC 7009 §2.1)
@@ -821,7 +835,7 @@ async def revoke(request: Request) -> Response:
         grant = ctx.store.grant(refresh["grant_id"])
         if grant is not None:
             ctx.store.revoke_member_grants(username=grant["username"], client_id=refresh["client_id"])
-    if not ctx.faults.active("access-survives-refresh-revocation"):
+    if not ctx.faults.active(Fault.ACCESS_SURVIVES_REFRESH_REVOCATION):
         ctx.store.revoke_access_tokens_of_grant(refresh["grant_id"])
     return ok
 

@@ -45,7 +45,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from smart_conformance.reference.context import Context, ctx_of
-from smart_conformance.reference.variants import BACKEND_JWKS_URL, BACKEND_TOKENS_ONE_HOUR
+from smart_conformance.reference.faults import Fault
+from smart_conformance.reference.variants import (
+    BACKEND_JWKS_URL,
+    BACKEND_TOKENS_ONE_HOUR,
+)
 
 BACKEND_CLIENT_ID = "backend-bulk-client"
 OTHER_CLIENT_ID = "backend-other-client"
@@ -193,7 +197,7 @@ def _public_key(jwk: dict[str, Any]) -> Any:
 def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: FormData) -> tuple[str | None, str]:
     """(client_id, "") when the assertion authenticates a registered client, else (None, why)."""
     faults = ctx.faults
-    if form.get("client_assertion_type") != ASSERTION_TYPE and not faults.active("assertion-type-not-checked"):
+    if form.get("client_assertion_type") != ASSERTION_TYPE and not faults.active(Fault.ASSERTION_TYPE_NOT_CHECKED):
         return None, "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     assertion = str(form.get("client_assertion", ""))
     if not assertion:
@@ -204,14 +208,14 @@ def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: Fo
     except jwt.PyJWTError:
         return None, "client_assertion is not a JWT"
     iss, sub = unverified.get("iss"), unverified.get("sub")
-    if iss != sub and not faults.active("assertion-iss-sub-not-checked"):
+    if iss != sub and not faults.active(Fault.ASSERTION_ISS_SUB_NOT_CHECKED):
         return None, "iss and sub must both be the client_id"
-    client_id = str(sub if faults.active("assertion-iss-sub-not-checked") else iss)
+    client_id = str(sub if faults.active(Fault.ASSERTION_ISS_SUB_NOT_CHECKED) else iss)
     if form.get("client_id") not in (None, client_id):
         return None, "client_id differs from the assertion's iss"
     alg, kid = header.get("alg"), header.get("kid")
     candidates = _keys_of(backend, client_id)
-    if not candidates and faults.active("assertion-key-by-kid-only"):
+    if not candidates and faults.active(Fault.ASSERTION_KEY_BY_KID_ONLY):
         # The defect: the key is looked up by kid across all registered clients, whoever the assertion names.
         for other in backend.clients.values():
             if any(k.get("kid") == kid for k in other.jwks["keys"]):
@@ -221,16 +225,16 @@ def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: Fo
     # Explicit, because PyJWT skips exp/aud checks by default when the signature is not verified (fault paths).
     options: dict[str, Any] = {"require": ["iss", "sub", "aud", "exp", "jti"], "verify_exp": True, "verify_aud": True}
     audience: str | None = ctx.auth_url("/auth/token")
-    if faults.active("assertion-aud-not-checked"):
+    if faults.active(Fault.ASSERTION_AUD_NOT_CHECKED):
         options = {"require": ["iss", "sub", "exp", "jti"], "verify_exp": True, "verify_aud": False}
         audience = None
-    if faults.active("assertion-exp-not-checked"):
+    if faults.active(Fault.ASSERTION_EXP_NOT_CHECKED):
         options["verify_exp"] = False
     try:
-        if alg == "none" and faults.active("assertion-alg-none-accepted"):
+        if alg == "none" and faults.active(Fault.ASSERTION_ALG_NONE_ACCEPTED):
             claims = jwt.decode(assertion, options={**options, "verify_signature": False}, audience=audience,
                                 leeway=LEEWAY)
-        elif alg == "HS256" and faults.active("assertion-hs256-confusion"):
+        elif alg == "HS256" and faults.active(Fault.ASSERTION_HS256_CONFUSION):
             jwk = next((k for k in candidates if k.get("kid") == kid), candidates[0])
             pem = _public_key(jwk).public_bytes(serialization.Encoding.PEM,
                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -243,11 +247,11 @@ def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: Fo
                 return None, f"alg must be one of {', '.join(SIGNING_ALGS)}"
             kty = "RSA" if alg == "RS384" else "EC"
             matching = [k for k in candidates if k.get("kid") == kid and k.get("kty") == kty]
-            if not matching and faults.active("assertion-unknown-kid-accepted"):
+            if not matching and faults.active(Fault.ASSERTION_UNKNOWN_KID_ACCEPTED):
                 matching = [k for k in candidates if k.get("kty") == kty][:1]  # the defect: kid ignored
             if len(matching) != 1:
                 return None, "no registered key has this kid (and a kty that fits alg)"
-            if faults.active("assertion-signature-not-verified"):
+            if faults.active(Fault.ASSERTION_SIGNATURE_NOT_VERIFIED):
                 claims = jwt.decode(assertion, options={**options, "verify_signature": False}, audience=audience,
                                     leeway=LEEWAY)
             else:
@@ -262,10 +266,10 @@ def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: Fo
     except jwt.PyJWTError:
         return None, "the assertion's signature or claims do not verify"
     exp = float(claims.get("exp", 0))
-    if exp - time.time() > MAX_ASSERTION_LIFETIME + LEEWAY and not faults.active("assertion-lifetime-not-limited"):
+    if exp - time.time() > MAX_ASSERTION_LIFETIME + LEEWAY and not faults.active(Fault.ASSERTION_LIFETIME_NOT_LIMITED):
         return None, "exp may be at most five minutes in the future"
     jti = str(claims.get("jti", ""))
-    if backend.seen_before(client_id, jti, exp) and not faults.active("assertion-jti-replay-accepted"):
+    if backend.seen_before(client_id, jti, exp) and not faults.active(Fault.ASSERTION_JTI_REPLAY_ACCEPTED):
         return None, "this assertion's jti was already used"
     return client_id, ""
 
@@ -289,7 +293,7 @@ async def client_credentials(ctx: Context, request: Request, form: FormData) -> 
     basic = auth.basic_credentials(request)
     secret_client = basic[0] if basic else (str(form.get("client_id")) if "client_secret" in form else None)
     if secret_client is not None:
-        if secret_client in backend.clients and ctx.faults.active("key-client-secret-accepted"):
+        if secret_client in backend.clients and ctx.faults.active(Fault.KEY_CLIENT_SECRET_ACCEPTED):
             client_id: str | None = secret_client  # the defect: no secret registered was taken as "any secret"
         elif secret_client in backend.clients:
             return auth._invalid_client(ctx, "this client authenticates with private_key_jwt only", request)
@@ -305,20 +309,20 @@ async def client_credentials(ctx: Context, request: Request, form: FormData) -> 
     requested = str(form.get("scope", ""))
     if not requested:
         return auth._oauth_error(ctx, "invalid_scope", "scope is required")
-    granted = grant_system_scopes(requested, client.scopes, limit=not ctx.faults.active("backend-scope-not-limited"))
+    granted = grant_system_scopes(requested, client.scopes, limit=not ctx.faults.active(Fault.BACKEND_SCOPE_NOT_LIMITED))
     if not granted:
         return auth._oauth_error(ctx, "invalid_scope", "no requested scope is within this client's registration")
-    if ctx.faults.active("backend-scope-widened") and "system/*.rs" not in granted:
+    if ctx.faults.active(Fault.BACKEND_SCOPE_WIDENED) and "system/*.rs" not in granted:
         granted.append("system/*.rs")
     scope = " ".join(granted)
     ttl = min(3600 if ctx.variants.active(BACKEND_TOKENS_ONE_HOUR) else BACKEND_TOKEN_TTL, ctx.access_token_ttl)
     token = issue_system_token(ctx, client_id, scope, ttl)
     body: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": ttl, "scope": scope}
-    if ctx.faults.active("backend-token-no-expires-in"):
+    if ctx.faults.active(Fault.BACKEND_TOKEN_NO_EXPIRES_IN):
         del body["expires_in"]
-    if ctx.faults.active("backend-token-long-lived"):
+    if ctx.faults.active(Fault.BACKEND_TOKEN_LONG_LIVED):
         body["expires_in"] = 86400
-    if ctx.faults.active("backend-refresh-token-issued"):
+    if ctx.faults.active(Fault.BACKEND_REFRESH_TOKEN_ISSUED):
         body["refresh_token"] = secrets.token_urlsafe(32)
     return auth._token_response(ctx, body)
 
@@ -360,7 +364,7 @@ def issue_system_token(ctx: Context, client_id: str, scope: str, ttl: int) -> st
     """The server's signed access token for a backend client: no member, no patient, sub = client_id."""
     now = time.time()
     jti = secrets.token_urlsafe(24)
-    if ctx.faults.active("backend-token-long-lived"):
+    if ctx.faults.active(Fault.BACKEND_TOKEN_LONG_LIVED):
         ttl = 86400
     claims = {"iss": ctx.issuer, "sub": client_id, "aud": ctx.fhir_base, "client_id": client_id, "scope": scope,
               "jti": jti, "iat": int(now), "exp": int(now) + ttl}

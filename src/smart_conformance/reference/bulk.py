@@ -22,7 +22,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -32,7 +32,12 @@ from smart_conformance.reference import fhir
 from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.data import PATIENT_LINK, SUPPORTED_TYPES
-from smart_conformance.reference.variants import BULK_FILES_WITHOUT_TOKEN, BULK_STATUS_429, ActiveVariants
+from smart_conformance.reference.faults import Fault
+from smart_conformance.reference.variants import (
+    BULK_FILES_WITHOUT_TOKEN,
+    BULK_STATUS_429,
+    ActiveVariants,
+)
 
 GROUP_ID = "provider-attributed-members"
 JOB_SECONDS = 1.0  # how long a job "runs" before its manifest is ready
@@ -76,7 +81,7 @@ def _system_principal(ctx: Context, request: Request) -> fhir.Principal:
 
 
 def _kickoff_principal(ctx: Context, request: Request) -> fhir.Principal:
-    if ctx.faults.active("bulk-kickoff-without-token") and not request.headers.get("authorization"):
+    if ctx.faults.active(Fault.BULK_KICKOFF_WITHOUT_TOKEN) and not request.headers.get("authorization"):
         return fhir.Principal(client_id="", scope=" ".join(f"system/{t}.rs" for t in SUPPORTED_TYPES), patient=None)
     return _system_principal(ctx, request)
 
@@ -104,7 +109,7 @@ def _kickoff(ctx: Context, request: Request, patients: list[str] | None) -> Resp
         if rtype not in SUPPORTED_TYPES:
             return fhir.outcome(ctx, 400, "not-supported", f"resource type {rtype!r} is not supported")
     permitted = [t for t in SUPPORTED_TYPES if scope_rules.permits(who.scope, t, "r")]
-    if ctx.faults.active("bulk-type-filter-ignored"):
+    if ctx.faults.active(Fault.BULK_TYPE_FILTER_IGNORED):
         types = list(SUPPORTED_TYPES)  # the defect: neither _type nor the token's scopes limit the output
     else:
         beyond = [t for t in asked if t not in permitted]
@@ -115,11 +120,11 @@ def _kickoff(ctx: Context, request: Request, patients: list[str] | None) -> Resp
     job = Job(job_id=secrets.token_urlsafe(18), client_id=who.client_id, request=str(request.url), types=types,
               patients=patients, ready_at=now + (JOB_SECONDS_429 if _variants(ctx).active(BULK_STATUS_429)
                                                   else JOB_SECONDS),
-              transaction_time=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+              transaction_time=datetime.now(UTC).isoformat(timespec="seconds"))
     jobs = _jobs(ctx)
     with jobs.lock:
         jobs.jobs[job.job_id] = job
-    headers = {} if ctx.faults.active("bulk-content-location-missing") else {
+    headers = {} if ctx.faults.active(Fault.BULK_CONTENT_LOCATION_MISSING) else {
         "Content-Location": f"{ctx.fhir_base}/bulk-status/{job.job_id}"}
     return Response(status_code=202, headers={**headers, "Cache-Control": "no-store"})
 
@@ -134,7 +139,7 @@ def _own_job(ctx: Context, request: Request, job_id: str, *, authenticate: bool 
             raise fhir.Refused(fhir.outcome(ctx, 404, "not-found", "no such export job"))
         return job
     who = _system_principal(ctx, request)
-    if job is None or (job.client_id != who.client_id and not ctx.faults.active("bulk-status-any-client")):
+    if job is None or (job.client_id != who.client_id and not ctx.faults.active(Fault.BULK_STATUS_ANY_CLIENT)):
         raise fhir.Refused(fhir.outcome(ctx, 404, "not-found", "no such export job"))
     return job
 
@@ -146,7 +151,7 @@ async def status(request: Request) -> Response:
     except fhir.Refused as refused:
         return refused.response
     if request.method == "DELETE":
-        if not ctx.faults.active("bulk-delete-ignored"):
+        if not ctx.faults.active(Fault.BULK_DELETE_IGNORED):
             jobs = _jobs(ctx)
             with jobs.lock:
                 jobs.jobs.pop(job.job_id, None)
@@ -154,7 +159,7 @@ async def status(request: Request) -> Response:
     job.polls += 1
     if time.time() < job.ready_at:
         headers = {"X-Progress": "exporting", "Cache-Control": "no-store"}
-        if not ctx.faults.active("bulk-retry-after-missing"):
+        if not ctx.faults.active(Fault.BULK_RETRY_AFTER_MISSING):
             headers["Retry-After"] = str(RETRY_AFTER)
         if _variants(ctx).active(BULK_STATUS_429) and job.polls > 1:
             return Response(status_code=429, headers=headers)
@@ -167,7 +172,7 @@ async def status(request: Request) -> Response:
                     "count": len(_resources(ctx, job, t))} for t in job.types],
         "error": [],
     }
-    if ctx.faults.active("bulk-manifest-incomplete"):
+    if ctx.faults.active(Fault.BULK_MANIFEST_INCOMPLETE):
         del manifest["requiresAccessToken"]
     return Response(json.dumps(manifest), status_code=200, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
@@ -188,7 +193,7 @@ def _resources(ctx: Context, job: Job, rtype: str) -> list[dict[str, Any]]:
 
 async def file(request: Request) -> Response:
     ctx = ctx_of(request)
-    open_files = _variants(ctx).active(BULK_FILES_WITHOUT_TOKEN) or ctx.faults.active("bulk-files-unprotected")
+    open_files = _variants(ctx).active(BULK_FILES_WITHOUT_TOKEN) or ctx.faults.active(Fault.BULK_FILES_UNPROTECTED)
     try:
         job = _own_job(ctx, request, request.path_params["job_id"],
                        authenticate=not (open_files and not request.headers.get("authorization")))
@@ -199,7 +204,7 @@ async def file(request: Request) -> Response:
     if rtype not in job.types or time.time() < job.ready_at:
         return fhir.outcome(ctx, 404, "not-found", "no such file")
     resources = _resources(ctx, job, rtype)
-    if ctx.faults.active("bulk-ndjson-invalid"):
+    if ctx.faults.active(Fault.BULK_NDJSON_INVALID):
         body = json.dumps(resources, indent=2)  # the defect: one pretty-printed JSON array, not NDJSON
     else:
         body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in resources)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from smart_conformance.reference.faults import ActiveFaults
+from smart_conformance.reference.faults import ActiveFaults, Fault
 
 HOST_NAMES = ("127.0.0.1", "localhost")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -76,22 +76,22 @@ def _leaf(ca: trustme.CA, key: PrivateKey, hosts: tuple[str, ...], not_before: d
 def issue(state_dir: Path, faults: ActiveFaults) -> ServerPki:
     """Create the CA and the leaf for this server (fault variants included) and write them to ``state_dir``."""
     ca = trustme.CA(organization_name="smart-payer-conformance reference test CA")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     not_before, not_after = now - dt.timedelta(hours=1), now + dt.timedelta(days=90)
     hosts = HOST_NAMES
     key: PrivateKey = ec.generate_private_key(ec.SECP256R1())
-    if faults.active("cert-weak-key-1024"):
+    if faults.active(Fault.CERT_WEAK_KEY_1024):
         key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    elif faults.active("tls-weak-ciphers"):
+    elif faults.active(Fault.TLS_WEAK_CIPHERS):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # static-RSA suites need RSA
-    if faults.active("cert-expired"):
+    if faults.active(Fault.CERT_EXPIRED):
         not_before, not_after = now - dt.timedelta(days=30), now - dt.timedelta(days=1)
-    if faults.active("cert-expiring-soon"):
+    if faults.active(Fault.CERT_EXPIRING_SOON):
         not_after = now + dt.timedelta(days=10)
-    if faults.active("cert-hostname-mismatch"):
+    if faults.active(Fault.CERT_HOSTNAME_MISMATCH):
         hosts = ("reference.invalid",)
     cert_pem, key_pem = _leaf(ca, key, hosts, not_before, not_after,
-                              critical_san=faults.active("cert-critical-san"))
+                              critical_san=faults.active(Fault.CERT_CRITICAL_SAN))
     pki = ServerPki(state_dir / "ca.pem", state_dir / "server-cert.pem", state_dir / "server-key.pem")
     pki.ca_path.write_bytes(ca.cert_pem.bytes())
     pki.cert_path.write_bytes(cert_pem)
@@ -109,21 +109,21 @@ def server_context(pki: ServerPki, faults: ActiveFaults) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ciphers = STRICT_TLS12_CIPHERS
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if faults.active("tls-legacy-protocols"):
+    if faults.active(Fault.TLS_LEGACY_PROTOCOLS):
         # Debian's OpenSSL refuses TLS < 1.2 above security level 0.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             ctx.minimum_version = ssl.TLSVersion.TLSv1
         ciphers = "@SECLEVEL=0:" + ciphers + ":ECDHE+AES:AES"
-    if faults.active("tls12-disabled"):
+    if faults.active(Fault.TLS12_DISABLED):
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    if faults.active("tls-cbc-only"):
+    if faults.active(Fault.TLS_CBC_ONLY):
         ciphers = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"  # forward secret, but no AEAD suite on TLS 1.2
-    if faults.active("tls13-disabled"):
+    if faults.active(Fault.TLS13_DISABLED):
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    if faults.active("tls-weak-ciphers"):
+    if faults.active(Fault.TLS_WEAK_CIPHERS):
         ciphers += ":AES128-SHA:AES256-SHA"
-    if faults.active("cert-weak-key-1024"):
+    if faults.active(Fault.CERT_WEAK_KEY_1024):
         ciphers = "@SECLEVEL=0:" + ciphers  # otherwise OpenSSL refuses to load the small key
     ctx.set_ciphers(ciphers)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION

@@ -13,7 +13,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.data import SUPPORTED_TYPES
-from smart_conformance.reference.variants import CLIENT_SECRET_POST_ONLY, SMART_V1_DISCOVERY_ONLY
+from smart_conformance.reference.faults import Fault
+from smart_conformance.reference.variants import (
+    CLIENT_SECRET_POST_ONLY,
+    SMART_V1_DISCOVERY_ONLY,
+)
 
 CAPABILITIES = [
     "launch-standalone", "client-confidential-symmetric", "context-standalone-patient", "permission-patient",
@@ -49,12 +53,12 @@ async def smart_configuration(request: Request) -> Response:
     ctx = ctx_of(request)
     if ctx.variants.active(SMART_V1_DISCOVERY_ONLY):
         raise HTTPException(404)  # SMART v1: the CapabilityStatement's oauth-uris are the discovery
-    if ctx.faults.active("smart-config-html-on-accept-html") and "text/html" in request.headers.get("accept", ""):
+    if ctx.faults.active(Fault.SMART_CONFIG_HTML_ON_ACCEPT_HTML) and "text/html" in request.headers.get("accept", ""):
         return HTMLResponse("<!DOCTYPE html><html><body><h1>Cedar Valley Health Plan developer portal</h1>"
                             "<p>See the API documentation.</p></body></html>")
     doc: dict[str, Any] = {
         "issuer": ctx.issuer,
-        **endpoints(ctx, relative=ctx.faults.active("smart-config-relative-urls")),
+        **endpoints(ctx, relative=ctx.faults.active(Fault.SMART_CONFIG_RELATIVE_URLS)),
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
         "scopes_supported": scopes_supported(),
@@ -62,32 +66,32 @@ async def smart_configuration(request: Request) -> Response:
         "code_challenge_methods_supported": ["S256"],
         "capabilities": list(CAPABILITIES),
     }
-    if ctx.faults.active("smart-config-missing-capability"):
+    if ctx.faults.active(Fault.SMART_CONFIG_MISSING_CAPABILITY):
         doc["capabilities"].remove("launch-standalone")
-    if ctx.faults.active("pkce-plain-advertised"):
+    if ctx.faults.active(Fault.PKCE_PLAIN_ADVERTISED):
         doc["code_challenge_methods_supported"] = ["S256", "plain"]
-    if ctx.faults.active("grant-types-missing"):
+    if ctx.faults.active(Fault.GRANT_TYPES_MISSING):
         del doc["grant_types_supported"]
-    if ctx.faults.active("scopes-supported-missing"):
+    if ctx.faults.active(Fault.SCOPES_SUPPORTED_MISSING):
         del doc["scopes_supported"]
-    if ctx.faults.active("capabilities-as-string"):
+    if ctx.faults.active(Fault.CAPABILITIES_AS_STRING):
         doc["capabilities"] = " ".join(doc["capabilities"])
-    if ctx.faults.active("authorization-endpoint-missing"):
+    if ctx.faults.active(Fault.AUTHORIZATION_ENDPOINT_MISSING):
         del doc["authorization_endpoint"]
-    if ctx.faults.active("sso-without-jwks-uri"):
+    if ctx.faults.active(Fault.SSO_WITHOUT_JWKS_URI):
         del doc["jwks_uri"]
-    if ctx.faults.active("response-types-missing"):
+    if ctx.faults.active(Fault.RESPONSE_TYPES_MISSING):
         del doc["response_types_supported"]
-    if ctx.faults.active("revocation-not-advertised"):
+    if ctx.faults.active(Fault.REVOCATION_NOT_ADVERTISED):
         del doc["revocation_endpoint"]
-    if ctx.faults.active("permission-v1-not-advertised"):
+    if ctx.faults.active(Fault.PERMISSION_V1_NOT_ADVERTISED):
         doc["capabilities"].remove("permission-v1")
     if ctx.variants.active(CLIENT_SECRET_POST_ONLY):
         doc["token_endpoint_auth_methods_supported"] = ["client_secret_basic", "client_secret_post"]
-    if ctx.faults.active("auth-methods-post-only"):
+    if ctx.faults.active(Fault.AUTH_METHODS_POST_ONLY):
         doc["token_endpoint_auth_methods_supported"] = ["client_secret_post"]
     _advertise_backend_services(ctx, doc)
-    if ctx.faults.active("smart-config-requires-token") and not request.headers.get("authorization"):
+    if ctx.faults.active(Fault.SMART_CONFIG_REQUIRES_TOKEN) and not request.headers.get("authorization"):
         return JSONResponse({"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
     return JSONResponse(doc)
 
@@ -98,16 +102,16 @@ def _advertise_backend_services(ctx: Context, doc: dict[str, Any]) -> None:
     with RS384/ES384, the capability and the system scopes (appended, whatever else changed the lists)."""
     from smart_conformance.reference.backend import REGISTERED_TYPES, SIGNING_ALGS
 
-    if isinstance(doc.get("grant_types_supported"), list) and not ctx.faults.active("client-credentials-not-advertised"):
+    if isinstance(doc.get("grant_types_supported"), list) and not ctx.faults.active(Fault.CLIENT_CREDENTIALS_NOT_ADVERTISED):
         doc["grant_types_supported"].append("client_credentials")
-    if not ctx.faults.active("private-key-jwt-not-advertised"):
+    if not ctx.faults.active(Fault.PRIVATE_KEY_JWT_NOT_ADVERTISED):
         doc["token_endpoint_auth_methods_supported"] = [*doc.get("token_endpoint_auth_methods_supported", []),
                                                         "private_key_jwt"]
-    if not ctx.faults.active("assertion-algs-not-advertised"):
+    if not ctx.faults.active(Fault.ASSERTION_ALGS_NOT_ADVERTISED):
         doc["token_endpoint_auth_signing_alg_values_supported"] = list(SIGNING_ALGS)
-    if isinstance(doc.get("capabilities"), list) and not ctx.faults.active("asymmetric-capability-missing"):
+    if isinstance(doc.get("capabilities"), list) and not ctx.faults.active(Fault.ASYMMETRIC_CAPABILITY_MISSING):
         doc["capabilities"].append("client-confidential-asymmetric")
-    if isinstance(doc.get("scopes_supported"), list) and not ctx.faults.active("system-scopes-not-advertised"):
+    if isinstance(doc.get("scopes_supported"), list) and not ctx.faults.active(Fault.SYSTEM_SCOPES_NOT_ADVERTISED):
         doc["scopes_supported"].extend([f"system/{t}.{s}" for t in REGISTERED_TYPES for s in ("rs", "read")])
 
 
@@ -115,7 +119,7 @@ async def openid_configuration(request: Request) -> Response:
     ctx = ctx_of(request)
     links = endpoints(ctx)
     doc = {
-        "issuer": ctx.issuer + "/" if ctx.faults.active("issuer-mismatch") else ctx.issuer,
+        "issuer": ctx.issuer + "/" if ctx.faults.active(Fault.ISSUER_MISMATCH) else ctx.issuer,
         "authorization_endpoint": links["authorization_endpoint"],
         "token_endpoint": links["token_endpoint"],
         "jwks_uri": links["jwks_uri"],
@@ -133,9 +137,9 @@ async def openid_configuration(request: Request) -> Response:
                                                                     and s.endswith(".rs"))],  # v1: no v2 syntax
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser"],
     }
-    if ctx.faults.active("openid-config-incomplete"):
+    if ctx.faults.active(Fault.OPENID_CONFIG_INCOMPLETE):
         del doc["subject_types_supported"]
-    if ctx.faults.active("openid-config-no-rs256"):
+    if ctx.faults.active(Fault.OPENID_CONFIG_NO_RS256):
         doc["id_token_signing_alg_values_supported"] = ["ES256"]
     return JSONResponse(doc)
 
@@ -143,7 +147,7 @@ async def openid_configuration(request: Request) -> Response:
 async def jwks(request: Request) -> Response:
     ctx = ctx_of(request)
     keys = ctx.keys.jwks()
-    if ctx.faults.active("jwks-missing-kid"):
+    if ctx.faults.active(Fault.JWKS_MISSING_KID):
         for key in keys["keys"]:
             key.pop("kid", None)
     return JSONResponse(keys, headers={"Cache-Control": "public, max-age=300"})
@@ -161,11 +165,13 @@ _SEARCH_PARAMS: dict[str, list[tuple[str, str]]] = {
 
 def capability_statement(ctx: Context) -> dict[str, Any]:
     """What the FHIR API supports, with the SMART oauth-uris extension (v1 discovery)."""
-    from smart_conformance.reference.fhir import INCLUDES  # the FHIR module owns the include table
+    from smart_conformance.reference.fhir import (
+        INCLUDES,  # the FHIR module owns the include table
+    )
 
     links = endpoints(ctx)
     token_uri = links["token_endpoint"]
-    if ctx.faults.active("capability-oauth-uris-mismatch"):
+    if ctx.faults.active(Fault.CAPABILITY_OAUTH_URIS_MISMATCH):
         token_uri = ctx.auth_url("/auth/oauth2/token")
     oauth = {"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": [
         {"url": "authorize", "valueUri": links["authorization_endpoint"]},
@@ -197,13 +203,13 @@ def capability_statement(ctx: Context) -> dict[str, Any]:
         "instantiates": ["http://hl7.org/fhir/us/carin-bb/CapabilityStatement/c4bb"],
         "software": {"name": "smart-payer-conformance reference payer"},
         "implementation": {"description": "Embedded reference payer server (synthetic data)", "url": ctx.fhir_base},
-        "fhirVersion": "4.3.0" if ctx.faults.active("capability-wrong-fhir-version") else "4.0.1",
+        "fhirVersion": "4.3.0" if ctx.faults.active(Fault.CAPABILITY_WRONG_FHIR_VERSION) else "4.0.1",
         "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "security": {
                 "cors": False,
-                "service": [] if ctx.faults.active("capability-no-security-service") else [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "service": [] if ctx.faults.active(Fault.CAPABILITY_NO_SECURITY_SERVICE) else [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                          "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
                 "extension": [oauth, *([{"url": CAPABILITIES_EXTENSION, "valueCode": code} for code in V1_CAPABILITIES]
                                        if ctx.variants.active(SMART_V1_DISCOVERY_ONLY) else [])],

@@ -25,7 +25,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +37,7 @@ from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.auth import opaque_access_claims
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.data import PATIENT_LINK, SUPPORTED_TYPES, Resource
+from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.variants import REFUSALS_AS_403, REFUSALS_AS_404
 
 FHIR_JSON = "application/fhir+json"
@@ -71,7 +72,7 @@ DEFAULT_COUNT, MAX_COUNT = 20, 100
 # --- responses -----------------------------------------------------------------------------------------------
 def fhir_json(ctx: Context, body: dict[str, Any], status: int = 200,
               headers: dict[str, str] | None = None) -> Response:
-    media = "application/json" if ctx.faults.active("wrong-content-type") else FHIR_JSON
+    media = "application/json" if ctx.faults.active(Fault.WRONG_CONTENT_TYPE) else FHIR_JSON
     body = _as_served(ctx, body)
     response = Response(json.dumps(body, separators=(",", ":")), status_code=status, headers=headers,
                         media_type=f"{media}; charset=utf-8")
@@ -81,8 +82,8 @@ def fhir_json(ctx: Context, body: dict[str, Any], status: int = 200,
 
 def _as_served(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     """The data faults: claims served with a dangling insurer, or with dates that are not FHIR dateTimes."""
-    unresolvable = ctx.faults.active("eob-insurer-unresolvable")
-    bad_dates = ctx.faults.active("invalid-fhir-dates")
+    unresolvable = ctx.faults.active(Fault.EOB_INSURER_UNRESOLVABLE)
+    bad_dates = ctx.faults.active(Fault.INVALID_FHIR_DATES)
     if not (unresolvable or bad_dates):
         return body
 
@@ -105,7 +106,7 @@ def _as_served(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
 def outcome(ctx: Context, status: int, code: str, diagnostics: str,
             headers: dict[str, str] | None = None) -> Response:
     """Every FHIR error is an OperationOutcome (no stack traces, no framework text)."""
-    if ctx.faults.active("error-not-operationoutcome"):
+    if ctx.faults.active(Fault.ERROR_NOT_OPERATIONOUTCOME):
         return HTMLResponse(f"<html><body><h1>Error {status}</h1><p>{diagnostics}</p></body></html>",
                             status_code=status, headers=headers)
     body = {"resourceType": "OperationOutcome",
@@ -117,7 +118,7 @@ def unauthorized(ctx: Context, description: str, *, error: str | None = "invalid
     challenge = f'Bearer realm="{REALM}"'
     if error:
         challenge += f', error="{error}", error_description="{description}"'
-    headers = None if ctx.faults.active("www-authenticate-missing") else {"WWW-Authenticate": challenge}
+    headers = None if ctx.faults.active(Fault.WWW_AUTHENTICATE_MISSING) else {"WWW-Authenticate": challenge}
     return outcome(ctx, 401, "login", description, headers)
 
 
@@ -148,7 +149,7 @@ def _bearer(ctx: Context, request: Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    if ctx.faults.active("token-in-query-accepted"):
+    if ctx.faults.active(Fault.TOKEN_IN_QUERY_ACCEPTED):
         return request.query_params.get("access_token") or None
     return None
 
@@ -161,7 +162,7 @@ def authenticate(ctx: Context, request: Request) -> Principal:
     try:
         return _verify(ctx, token)
     except Refused:
-        if ctx.faults.active("refusal-echoes-token"):  # the defect: the refused credential repeated in the answer
+        if ctx.faults.active(Fault.REFUSAL_ECHOES_TOKEN):  # the defect: the refused credential repeated in the answer
             raise Refused(outcome(ctx, 401, "login", f"the access token {token} is not valid",
                                   {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'})) from None
         raise
@@ -170,18 +171,18 @@ def authenticate(ctx: Context, request: Request) -> Principal:
 def _verify(ctx: Context, token: str) -> Principal:
     opaque = opaque_access_claims(ctx, token)
     if opaque is not None:
-        if opaque["exp"] < time.time() and not ctx.faults.active("expired-token-accepted"):
+        if opaque["exp"] < time.time() and not ctx.faults.active(Fault.EXPIRED_TOKEN_ACCEPTED):
             raise Refused(unauthorized(ctx, "the access token has expired"))
         return _principal(ctx, opaque)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise Refused(unauthorized(ctx, "the access token is malformed")) from None
-    verify_exp = not ctx.faults.active("expired-token-accepted")
+    verify_exp = not ctx.faults.active(Fault.EXPIRED_TOKEN_ACCEPTED)
     try:
-        if header.get("alg") == "none" and ctx.faults.active("alg-none-accepted"):
+        if header.get("alg") == "none" and ctx.faults.active(Fault.ALG_NONE_ACCEPTED):
             claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": verify_exp})
-        elif ctx.faults.active("tampered-signature-accepted"):
+        elif ctx.faults.active(Fault.TAMPERED_SIGNATURE_ACCEPTED):
             claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": verify_exp,
                                                 "verify_aud": False, "verify_iss": False})
         else:
@@ -200,7 +201,7 @@ def _verify(ctx: Context, token: str) -> Principal:
 def _principal(ctx: Context, claims: dict[str, Any]) -> Principal:
     """Who a verified token speaks for, unless it was revoked."""
     row = ctx.store.access_token(str(claims.get("jti", "")))
-    if row is not None and row["revoked"] and not ctx.faults.active("revoked-token-accepted"):
+    if row is not None and row["revoked"] and not ctx.faults.active(Fault.REVOKED_TOKEN_ACCEPTED):
         raise Refused(unauthorized(ctx, "the access token was revoked"))
     patient = claims.get("patient")
     return Principal(client_id=str(claims.get("client_id", "")), scope=str(claims.get("scope", "")),
@@ -214,7 +215,7 @@ def _in_compartment(ctx: Context, who: Principal, resource: Resource) -> bool:
         return True
     if who.patient is None and scope_rules.has_system_scopes(who.scope.split()):
         return True  # a backend client's system/ token: every member's records of the granted types (backend.py)
-    return ctx.faults.active("representative-over-reach") and _is_representative(ctx, who)
+    return ctx.faults.active(Fault.REPRESENTATIVE_OVER_REACH) and _is_representative(ctx, who)
 
 
 def _is_representative(ctx: Context, who: Principal) -> bool:
@@ -237,13 +238,13 @@ def _refs(resource: Resource, path: str) -> list[str]:
 def _require_scope(ctx: Context, who: Principal, rtype: str, letter: str) -> None:
     scope = who.scope
     system = who.patient is None and scope_rules.has_system_scopes(scope.split())
-    if system and ctx.faults.active("system-tokens-refused"):  # the defect: the API knows only member tokens
+    if system and ctx.faults.active(Fault.SYSTEM_TOKENS_REFUSED):  # the defect: the API knows only member tokens
         raise Refused(outcome(ctx, 403, "forbidden", "this access token has no patient context"))
-    if system and ctx.faults.active("system-scope-not-enforced"):
+    if system and ctx.faults.active(Fault.SYSTEM_SCOPE_NOT_ENFORCED):
         return
-    if ctx.faults.active("v1-scopes-ignored"):  # the defect: only v2 suffixes are parsed at the API
+    if ctx.faults.active(Fault.V1_SCOPES_IGNORED):  # the defect: only v2 suffixes are parsed at the API
         scope = " ".join(s for s in scope.split() if not s.endswith((".read", ".write", ".*")))
-    if scope_rules.permits(scope, rtype, letter) or ctx.faults.active("scope-not-enforced"):
+    if scope_rules.permits(scope, rtype, letter) or ctx.faults.active(Fault.SCOPE_NOT_ENFORCED):
         return
     verb = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete"}[letter]
     status, code = (404, "not-found") if ctx.variants.active(REFUSALS_AS_404) else (403, "forbidden")
@@ -263,7 +264,7 @@ async def metadata(request: Request) -> Response:
     from smart_conformance.reference.discovery import capability_statement
 
     ctx = ctx_of(request)
-    if ctx.faults.active("metadata-requires-token"):
+    if ctx.faults.active(Fault.METADATA_REQUIRES_TOKEN):
         try:
             authenticate(ctx, request)
         except Refused as refused:
@@ -290,7 +291,7 @@ async def _dispatch(ctx: Context, request: Request) -> Response:
         return outcome(ctx, 400, "not-supported", "system-level interactions are not supported")
     rtype = parts[0]
     if rtype not in SUPPORTED_TYPES:
-        if ctx.faults.active("path-reflected-in-html"):  # the defect: the path segment echoed into an HTML page
+        if ctx.faults.active(Fault.PATH_REFLECTED_IN_HTML):  # the defect: the path segment echoed into an HTML page
             return HTMLResponse(f"<html><body><h1>Not found</h1><p>Unknown resource type {rtype}</p></body></html>",
                                 status_code=404)
         return outcome(ctx, 404, "not-supported", f"resource type {rtype!r} is not supported")
@@ -321,7 +322,7 @@ def _check_format(ctx: Context, request: Request) -> None:
 async def _write(ctx: Context, request: Request, who: Principal, rtype: str, parts: list[str],
                  method: str) -> Response:
     letter = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}[method]
-    if ctx.faults.active("writes-allowed"):
+    if ctx.faults.active(Fault.WRITES_ALLOWED):
         try:
             body = json.loads(await request.body() or b"null")
         except ValueError:
@@ -392,8 +393,8 @@ def _read(ctx: Context, who: Principal, rtype: str, rid: str) -> Response:
     resource = ctx.data.get(rtype, rid)
     if resource is None:
         return _not_found(ctx, rtype, rid)
-    if not _in_compartment(ctx, who, resource) and not ctx.faults.active("compartment-leak-read"):
-        if ctx.faults.active("existence-oracle"):
+    if not _in_compartment(ctx, who, resource) and not ctx.faults.active(Fault.COMPARTMENT_LEAK_READ):
+        if ctx.faults.active(Fault.EXISTENCE_ORACLE):
             return outcome(ctx, 403, "forbidden", f"{rtype}/{rid} belongs to another member")
         return _not_found(ctx, rtype, rid)
     return fhir_json(ctx, resource)
@@ -409,7 +410,7 @@ def _int_param(ctx: Context, params: Any, name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if name == "_count" and ctx.faults.active("error-stack-trace"):
+    if name == "_count" and ctx.faults.active(Fault.ERROR_STACK_TRACE):
         try:
             return int(raw)
         except Exception:  # the defect: an unhandled error rendered with its traceback
@@ -435,11 +436,11 @@ def _search(ctx: Context, request: Request, who: Principal, rtype: str, params: 
     includes = _parse_includes(ctx, params.getlist("_include"), rtype, reverse=False)
     revincludes = _parse_includes(ctx, params.getlist("_revinclude"), rtype, reverse=True)
 
-    leak = ctx.faults.active("compartment-leak-search")
-    chain_leak = bool(chains) and ctx.faults.active("compartment-leak-chained")
+    leak = ctx.faults.active(Fault.COMPARTMENT_LEAK_SEARCH)
+    chain_leak = bool(chains) and ctx.faults.active(Fault.COMPARTMENT_LEAK_CHAINED)
     # Either fault: every resource of the type matches (the paging one only past the first page).
-    unfiltered = ctx.faults.active("search-unfiltered") or (
-        offset > 0 and ctx.faults.active("paging-leaks-other-members"))
+    unfiltered = ctx.faults.active(Fault.SEARCH_UNFILTERED) or (
+        offset > 0 and ctx.faults.active(Fault.PAGING_LEAKS_OTHER_MEMBERS))
     matches = []
     for resource in ctx.data.all(rtype):
         if unfiltered:
@@ -450,7 +451,7 @@ def _search(ctx: Context, request: Request, who: Principal, rtype: str, params: 
         if "_id" in params and resource["id"] not in params["_id"].split(","):
             continue
         if not all(_matches_ref(resource, allowed[n], params[n]) for n in params.keys()
-                   if n in allowed and allowed[n]):
+                   if allowed.get(n)):
             continue
         if not all(_matches_chain(ctx, resource, path, leaf, params[n]) for n, (path, leaf) in chains.items()):
             continue
@@ -529,7 +530,7 @@ def _included(ctx: Context, who: Principal, page: list[Resource], includes: list
             if any(ref in page_refs for ref in _refs(candidate, path)):
                 found.append(candidate)
     out = []
-    leak = ctx.faults.active("compartment-leak-include")
+    leak = ctx.faults.active(Fault.COMPARTMENT_LEAK_INCLUDE)
     for resource in found:
         key = (resource["resourceType"], resource["id"])
         if key in seen or not who.can(resource["resourceType"], "r"):
@@ -542,7 +543,7 @@ def _included(ctx: Context, who: Principal, page: list[Resource], includes: list
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _bundle(ctx: Context, rtype: str, params: Any, matches: list[Resource], page: list[Resource],
@@ -573,7 +574,7 @@ def _everything(ctx: Context, who: Principal, patient_id: str) -> Response:
     patient = ctx.data.get("Patient", patient_id)
     if patient is None:
         return _not_found(ctx, "Patient", patient_id)
-    if patient_id != who.patient and not ctx.faults.active("compartment-leak-everything"):
+    if patient_id != who.patient and not ctx.faults.active(Fault.COMPARTMENT_LEAK_EVERYTHING):
         return _not_found(ctx, "Patient", patient_id)
     members = [r for rtype in SUPPORTED_TYPES for r in ctx.data.all(rtype) if ctx.data.patient_of(r) == patient_id]
     shared: list[Resource] = []

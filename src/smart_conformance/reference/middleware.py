@@ -11,6 +11,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smart_conformance.reference.context import Context
+from smart_conformance.reference.faults import Fault
 
 HSTS = "max-age=63072000; includeSubDomains"
 PUBLIC_PATHS = ("/fhir/.well-known/smart-configuration", "/fhir/metadata", "/auth/.well-known/openid-configuration",
@@ -34,7 +35,7 @@ class SecurityHeaders:
             return {}
         if path in PUBLIC_PATHS:
             return {"Access-Control-Allow-Origin": "*"}
-        if self.ctx.faults.active("cors-wildcard-credentials"):
+        if self.ctx.faults.active(Fault.CORS_WILDCARD_CREDENTIALS):
             return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
                     "Vary": "Origin"}
         if origin in self.ctx.cors_origins:
@@ -43,11 +44,11 @@ class SecurityHeaders:
 
     def _common(self, scope: Scope) -> dict[str, str]:
         headers: dict[str, str] = {}
-        if not self.ctx.faults.active("nosniff-missing"):
+        if not self.ctx.faults.active(Fault.NOSNIFF_MISSING):
             headers["X-Content-Type-Options"] = "nosniff"
-        if scope.get("scheme") == "https" and not self.ctx.faults.active("hsts-missing"):
+        if scope.get("scheme") == "https" and not self.ctx.faults.active(Fault.HSTS_MISSING):
             headers["Strict-Transport-Security"] = HSTS
-        if self.ctx.faults.active("server-banner"):
+        if self.ctx.faults.active(Fault.SERVER_BANNER):
             headers["Server"] = "uvicorn/0.54.0 (Python 3.11)"
             headers["X-Powered-By"] = "Starlette/1.10.0"
         return headers

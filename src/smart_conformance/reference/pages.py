@@ -10,6 +10,7 @@ from string import Template
 from starlette.responses import HTMLResponse
 
 from smart_conformance.reference.context import Context
+from smart_conformance.reference.faults import Fault
 
 
 @cache
@@ -33,7 +34,7 @@ def page(ctx: Context, name: str, status: int = 200, *, raw: dict[str, str] | No
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     response.headers["Referrer-Policy"] = "no-referrer"
-    if not ctx.faults.active("consent-page-frameable"):
+    if not ctx.faults.active(Fault.CONSENT_PAGE_FRAMEABLE):
         response.headers["X-Frame-Options"] = "DENY"
         scripts = f"; script-src 'nonce-{script_nonce}'; connect-src 'self'" if script_nonce else ""
         response.headers["Content-Security-Policy"] = (

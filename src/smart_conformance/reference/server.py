@@ -10,9 +10,9 @@ FHIR API. Everything binds 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
-import asyncio
 import shutil
 import socket
 import ssl
@@ -27,13 +27,23 @@ from types import TracebackType
 import uvicorn
 
 from smart_conformance.reference import certs
-from smart_conformance.reference.app import AUTH_SERVER, BOTH, FHIR_API, build_app, build_plain_app
+from smart_conformance.reference.app import (
+    AUTH_SERVER,
+    BOTH,
+    FHIR_API,
+    build_app,
+    build_plain_app,
+)
 from smart_conformance.reference.context import ACCESS_TOKEN_TTL, Context
 from smart_conformance.reference.data import Dataset, load
-from smart_conformance.reference.faults import ActiveFaults
+from smart_conformance.reference.faults import ActiveFaults, Fault
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
-from smart_conformance.reference.variants import SHORT_LIVED_ACCESS_TOKENS, SPLIT_ORIGIN_AUTH_SERVER, ActiveVariants
+from smart_conformance.reference.variants import (
+    SHORT_LIVED_ACCESS_TOKENS,
+    SPLIT_ORIGIN_AUTH_SERVER,
+    ActiveVariants,
+)
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
@@ -127,7 +137,12 @@ class ReferenceServer:
         }
         if self.plain_port:
             env["SMART_REFERENCE_PLAIN_HTTP_PORT"] = str(self.plain_port)
-        from smart_conformance.reference.backend import BACKEND_CLIENT_ID, OTHER, OTHER_CLIENT_ID, load_backend
+        from smart_conformance.reference.backend import (
+            BACKEND_CLIENT_ID,
+            OTHER,
+            OTHER_CLIENT_ID,
+            load_backend,
+        )
 
         backend = load_backend(self.state_dir)  # the backend client's keys (generated into the state dir, 0600)
         env.update({"SMART_REFERENCE_BACKEND_CLIENT_ID": BACKEND_CLIENT_ID,
@@ -244,7 +259,7 @@ def serve(port: int = 0, faults: Sequence[str] | None = None, state_dir: str | P
             print(f"Authorization server (issuer): {server.issuer}")
         print(f"Test CA (trust this for TLS):   {server.ca_path}")
         print(f"Plain-http listener:            http://{HOST}:{server.plain_port}/"
-              f"{'  (FAULT: serves data)' if server.faults.active('plaintext-http-served') else '  (redirects)'}")
+              f"{'  (FAULT: serves data)' if server.faults.active(Fault.PLAINTEXT_HTTP_SERVED) else '  (redirects)'}")
         if server.faults.names:
             print(f"Faults on: {', '.join(sorted(server.faults.names))}")
         if server.variants.names:

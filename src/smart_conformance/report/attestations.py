@@ -124,7 +124,7 @@ def load(file: Path | str, *, target: str | None = None, today: dt.date | None =
     file = Path(file)
     today = today or dt.date.today()
     try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
     except FileNotFoundError:
         raise AttestationError(file, "", "attestation file not found",
                                "fix the target's 'attestations' path (relative to the target file)") from None

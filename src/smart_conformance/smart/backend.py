@@ -18,7 +18,12 @@ from smart_conformance.checks import could_not_check, expect, not_applicable
 from smart_conformance.config import BackendClient, Target
 from smart_conformance.http import RecordingClient
 from smart_conformance.oauth import covered_by, issued_tokens, oauth_error, scope_set
-from smart_conformance.smart.assertion import Signer, load_private_key, request_token, token_form
+from smart_conformance.smart.assertion import (
+    Signer,
+    load_private_key,
+    request_token,
+    token_form,
+)
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
 from urllib.parse import urljoin
 
 import httpx

@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
-
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx

@@ -16,10 +16,20 @@ from pathlib import Path
 
 import httpx
 
-from smart_conformance.browser import AuthorizationResult, BrowserSession, Screenshot, Step
+from smart_conformance.browser import (
+    AuthorizationResult,
+    BrowserSession,
+    Screenshot,
+    Step,
+)
 from smart_conformance.smart.authorize import AuthorizationRequest, new_nonce, new_state
 from smart_conformance.smart.pkce import Pkce, new_pkce
-from smart_conformance.smart.token import ClientCredentials, TokenResponse, TokenResponseError, exchange_code
+from smart_conformance.smart.token import (
+    ClientCredentials,
+    TokenResponse,
+    TokenResponseError,
+    exchange_code,
+)
 
 
 def _identity(value: str) -> str:
