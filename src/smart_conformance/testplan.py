@@ -27,7 +27,7 @@ import pytest
 from smart_conformance import paths
 from smart_conformance.reference.faults import FAULTS, Fault, Needs
 
-__all__ = ["Fault", "Needs", "Plan", "needs", "plan", "proves"]
+__all__ = ["Fault", "Needs", "Plan", "needs", "plan", "proves", "warns_under"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -52,12 +52,28 @@ def needs(*what: Needs) -> Callable[[F], F]:
     return mark
 
 
+def warns_under(*variants: str) -> Callable[[F], F]:
+    """This check rightly warns under these legitimate variants: they do not meet a SHOULD it checks, which the spec
+    allows. The variant matrix expects exactly these warnings (and no failure) with the variant on."""
+    from smart_conformance.reference.variants import VARIANTS
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"@warns_under names variants that are not in the catalog: {unknown}")
+
+    def mark(func: F) -> F:
+        func.__smart_warns_under__ = tuple(variants)  # type: ignore[attr-defined]
+        return func
+    return mark
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
     module: str  # relative to suites/, e.g. "tokens/test_token_request.py"
     proves: frozenset[Fault]
     needs: frozenset[Needs]
+    warns_under: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -72,6 +88,10 @@ class Plan:
         """The checks that must report *could not check* with ``fault`` on: they need what it takes away."""
         gone = set(FAULTS[Fault(fault)].takes_away)
         return {c.name for c in self.checks.values() if c.needs & gone and fault not in c.proves}
+
+    def warned(self, variant: str) -> set[str]:
+        """The checks that rightly warn (and only warn) with ``variant`` on."""
+        return {c.name for c in self.checks.values() if variant in c.warns_under}
 
     def modules(self, names: Iterable[str]) -> list[str]:
         return sorted({self.checks[n].module for n in names})
@@ -89,6 +109,23 @@ def _enum_args(decorator: ast.expr, func_name: str, enum_name: str) -> list[str]
         if not (isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == enum_name):
             raise ValueError(f"@{func_name}(...) takes {enum_name}.NAME constants, got {ast.unparse(arg)}")
         out.append(arg.attr)
+    return out
+
+
+def _variant_args(decorator: ast.expr) -> list[str] | None:
+    """``@warns_under(NAME, ...)`` with the constants of reference/variants.py → their values."""
+    from smart_conformance.reference import variants
+
+    if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Name)
+            and decorator.func.id == "warns_under"):
+        return None
+    out = []
+    for arg in decorator.args:
+        value = getattr(variants, arg.id, None) if isinstance(arg, ast.Name) else None
+        if not isinstance(value, str):
+            raise ValueError(f"@warns_under(...) takes the variant constants of reference/variants.py, got "
+                             f"{ast.unparse(arg)}")
+        out.append(value)
     return out
 
 
@@ -156,15 +193,18 @@ def plan(suites: Path | None = None) -> Plan:
             if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
                 continue
             proven: set[Fault] = set()
+            warned: set[str] = set()
             for d in node.decorator_list:
                 names = _enum_args(d, "proves", "Fault")
                 if names:
                     proven |= {Fault[n] for n in names}
+                warned |= set(_variant_args(d) or ())
             if node.name in out.checks:
                 raise ValueError(f"check name {node.name} is used twice (suites/{out.checks[node.name].module} and "
                                  f"suites/{file.parent.name}/{file.name}); check names are unique across suites")
             out.checks[node.name] = Check(
                 name=node.name, module=f"{file.parent.name}/{file.name}", proves=frozenset(proven),
-                needs=frozenset(_declared_needs(node) | _closure_needs(_params(node), scopes)))
+                needs=frozenset(_declared_needs(node) | _closure_needs(_params(node), scopes)),
+                warns_under=frozenset(warned))
     return out
 

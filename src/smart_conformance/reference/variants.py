@@ -29,10 +29,8 @@ class Variant:
     spec: str  # where those words are (a URL)
     target_patch: Mapping[str, Any] = field(default_factory=dict)
     excludes: tuple[str, ...] = ()  # variants it cannot share a server with
-    # What the variant matrix accepts besides passes and not-applicable: checks that rightly warn (a SHOULD the
-    # variant does not meet, which the spec allows) and checks that honestly cannot run (what the target lacks).
-    warns: tuple[str, ...] = ()
-    lacks: tuple[str, ...] = ()
+    # A check that rightly warns under a variant (a SHOULD the variant does not meet, which the spec allows) says
+    # so itself: @warns_under(VARIANT) in suites/ (smart_conformance.testplan).
 
 
 # Refusals a resource server may answer: RFC 6750 §3.1 (401 invalid_token, 403 insufficient_scope); FHIR and CARIN
@@ -161,9 +159,7 @@ _CATALOG: tuple[Variant, ...] = (
             "gets unsupported_token_type and lives until it expires.",
             "RFC 7009 §2.1: the server 'MUST support the revocation of refresh tokens and SHOULD support the "
             "revocation of access tokens'; §2.2.1 defines unsupported_token_type.",
-            "https://www.rfc-editor.org/rfc/rfc7009#section-2.2.1",
-            # The SHOULD of RFC 7009 §2.1 (RFC7009-06) is honestly unmet: one warning, at SHOULD, no failure.
-            warns=("test_revoked_access_token_refused",)),
+            "https://www.rfc-editor.org/rfc/rfc7009#section-2.2.1"),
     Variant(SHORT_LIVED_ACCESS_TOKENS, "Access tokens live 20 seconds, so expiry checks observe a token die.",
             "SMART App Launch 2.2: access tokens 'SHOULD' have a lifetime of no more than one hour; shorter is "
             "allowed.",
@@ -171,8 +167,7 @@ _CATALOG: tuple[Variant, ...] = (
     Variant(BACKEND_TOKENS_ONE_HOUR, "Backend (client_credentials) access tokens live 3600 s instead of 300 s.",
             "SMART Backend Services: tokens 'SHALL be short-lived; the expires_in value SHOULD NOT exceed 300': a "
             "longer lifetime is allowed and earns the SHOULD NOT warning.",
-            "https://hl7.org/fhir/smart-app-launch/backend-services.html#issue-access-token",
-            warns=("test_backend_token_short_lived",)),
+            "https://hl7.org/fhir/smart-app-launch/backend-services.html#issue-access-token"),
     Variant(BACKEND_JWKS_URL, "The backend client is registered by JWK Set URL: the server fetches the client's "
             "public keys from https://127.0.0.1:<port>/clients/<client_id>/jwks.json (TLS, loopback) when it "
             "verifies an assertion, instead of keeping a registered JWK Set.",
