@@ -1,4 +1,4 @@
-"""``smart-conformance``: run the suites, serve the reference payer, build reports.
+"""``smart-conformance``: run the suites, serve the reference payer, build reports, onboard a payer.
 
 Exit codes of ``run``: 0 all checks passed, 1 conformance failures, 2 usage or configuration error, 3 could not check.
 """
@@ -6,7 +6,6 @@ Exit codes of ``run``: 0 all checks passed, 1 conformance failures, 2 usage or c
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -14,10 +13,9 @@ from pathlib import Path
 
 from smart_conformance import paths
 from smart_conformance.config import ConfigError, Target, load_targets
-from smart_conformance.report.summary import EXIT_BROKEN, EXIT_USAGE
+from smart_conformance.results import ExitCode
 
-SUITES = ("discovery", "launch", "tokens", "scopes", "fhir_security", "payer_data", "tls", "backend_services",
-          "bulk_export")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.BROKEN
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Run the suites. Arguments after -- go to pytest (e.g. -- -n 2 -k pkce).")
     run.add_argument("--target", action="append", default=[], metavar="FILE_OR_DIR",
                      help="target YAML file or folder (repeatable); none: the embedded reference server")
-    run.add_argument("--suite", action="append", default=[], choices=SUITES, help="only these suites (repeatable)")
+    run.add_argument("--suite", action="append", default=[], choices=list(paths.suite_areas()),
+                     help="only these suites (repeatable; the folders of suites/)")
     run.add_argument("--reference-fault", action="append", default=[], metavar="NAME",
                      help="switch on a fault in the embedded reference server (see serve-reference --list-faults)")
     run.add_argument("--reference-variant", action="append", default=[], metavar="NAME",
@@ -40,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="YAML/JSON list of known failures {target, check, reason}: reported as expected, not gating; "
                           "a baselined failure that no longer happens fails the run")
     run.add_argument("--html", action="store_true", help="build the Allure HTML report (DIR/html) at the end")
+    run.add_argument("--shard", default=None, metavar="I/N",
+                     help="run only the I-th of N shares of the targets (by sorted target name), one per CI job; "
+                          "then fold the jobs' report folders with: smart-conformance merge")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then arguments for pytest")
 
     report = sub.add_parser("report", help="build the Allure HTML report from a run's results",
@@ -47,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
                                         "(Allure 3 from npm, or Allure 2 on Java).")
     report.add_argument("--reports", default="reports", metavar="DIR", help="the run's output folder (default: reports)")
     report.add_argument("--single-file", action="store_true", help="one self-contained index.html")
+
+    _onboarding_parsers(sub)
+
+    merge = sub.add_parser("merge", help="fold the report folders of CI shards (run --shard i/n) into one report",
+                           description="Union of the shards' summary.json, allure-results, junit.xml, results.sarif "
+                                       "and artifacts; the exit status is recomputed as one run would give it.")
+    merge.add_argument("folders", nargs="+", metavar="DIR", help="each shard's reports folder")
+    merge.add_argument("--output", "-o", required=True, metavar="DIR", help="where to write the merged report")
 
     serve = sub.add_parser("serve-reference", help="serve the embedded reference payer server until stopped")
     serve.add_argument("--port", type=int, default=0)
@@ -57,6 +67,48 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--list-variants", action="store_true",
                        help="list the legitimate variants and the spec text that allows each")
     return parser
+
+
+def _onboarding_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = sub.add_parser("init-target", help="write a first target YAML from the payer's discovery documents",
+                          description="Fetch the SMART configuration and CapabilityStatement of FHIR_BASE_URL and "
+                                      "write a commented target file (secrets as ${ENV} references).")
+    init.add_argument("fhir_base_url", metavar="FHIR_BASE_URL")
+    init.add_argument("--ca-bundle", default=None, metavar="PEM", help="CA bundle of a private (staging) CA")
+    init.add_argument("--output", "-o", default=None, metavar="FILE", help="where to write (default: NAME.yaml)")
+    init.add_argument("--name", default=None, help="target name (default: from the host name)")
+    init.add_argument("--env-prefix", default="SMART_TARGET", metavar="PREFIX",
+                      help="prefix of the environment variables the file reads (default: SMART_TARGET)")
+    init.add_argument("--from-codegen", default=None, metavar="FILE",
+                      help="Playwright codegen recording (Python) of sign-in and Allow, converted to login steps")
+    init.add_argument("--deny-codegen", default=None, metavar="FILE",
+                      help="a second recording that ends with Deny: its consent steps become login.consent.deny")
+    init.add_argument("--smart-configuration-url", default=None, metavar="URL",
+                      help="the SMART configuration, when it is not under the FHIR base")
+    init.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    doctor = sub.add_parser("doctor", help="check the browser, Allure CLI, target file, CA bundle and reachability",
+                            description="Exit 0 when everything a run needs is in place; each problem with its fix.")
+    doctor.add_argument("--target", default=None, metavar="FILE", help="also check this target file and its server")
+
+
+def init_target(args: argparse.Namespace) -> int:
+    from smart_conformance import init_target as init
+
+    output = Path(args.output) if args.output else Path(f"{args.name or init.default_name(args.fhir_base_url)}.yaml")
+    try:
+        _, detected = init.write(args.fhir_base_url, output, ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+                                 name=args.name, prefix=args.env_prefix,
+                                 from_codegen=Path(args.from_codegen) if args.from_codegen else None,
+                                 deny_codegen=Path(args.deny_codegen) if args.deny_codegen else None,
+                                 smart_configuration_url=args.smart_configuration_url, force=args.force)
+    except init.InitError as exc:
+        print(f"smart-conformance: init-target: {exc}", file=sys.stderr)
+        return EXIT_BROKEN if exc.unreachable else EXIT_USAGE
+    print(f"wrote {output} (SMART {detected.smart_version}, scopes: {detected.scopes.get('full', '')})")
+    print("next: export " + " ".join(f"{v}=..." for v in init.env_names(args.env_prefix).values()))
+    print(f"      smart-conformance doctor --target {output}")
+    print(f"      smart-conformance run --target {output} --suite discovery")
+    return 0
 
 
 def _suite_paths(selected: Sequence[str]) -> list[str]:
@@ -80,6 +132,14 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"smart-conformance: configuration error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    if args.shard:
+        from smart_conformance.distribution import parse_shard
+
+        try:
+            parse_shard(args.shard)
+        except ValueError as exc:
+            print(f"smart-conformance: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     reports = Path(args.reports)
     allure_dir = reports / "allure-results"
     shutil.rmtree(allure_dir, ignore_errors=True)  # cleaned here, once, not by each xdist worker
@@ -100,23 +160,53 @@ def run(args: argparse.Namespace) -> int:
     pytest_args += [f"--target={t}" for t in args.target]
     pytest_args += [f"--reference-fault={f}" for f in args.reference_fault]
     pytest_args += [f"--reference-variant={v}" for v in args.reference_variant]
+    if args.shard:
+        pytest_args.append(f"--shard={args.shard}")
     if args.strict:
         pytest_args.append("--smart-strict")
     if args.baseline:
         pytest_args.append(f"--smart-baseline={args.baseline}")
     import pytest
 
-    code = int(pytest.main([*pytest_args, *extra]))
-    summary_file = reports / "summary.json"
-    if code in (2, 3, 4) or not summary_file.exists():
-        return EXIT_USAGE if code in (2, 4) else EXIT_BROKEN
-    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    code = _exit_code(int(pytest.main([*pytest_args, *extra])))
+    if code == EXIT_USAGE:
+        return code
     print(f"\nSummary: {reports / 'summary.md'}   Allure results: {allure_dir}   JUnit: {reports / 'junit.xml'}"
           f"   SARIF: {reports / 'results.sarif'}")
     if args.html:
         html_code = _build_html(reports, single_file=False)  # built whatever the verdict: failures need it most
-        return int(summary["exit_code"]) or html_code
-    return int(summary["exit_code"])
+        return code or html_code
+    return code
+
+
+def _exit_code(pytest_status: int) -> int:
+    """The plugin sets a suite run's exit status to the run's ExitCode (results.py): 0, 1 or 3 as documented above.
+    pytest's own statuses: 2 (interrupted) and 4 (usage error) are usage errors here, 3 (internal error) is could not
+    check, 5 (no check selected) is no failure (the summary says NOTHING CHECKED)."""
+    if pytest_status in (2, 4):
+        return EXIT_USAGE
+    if pytest_status == 5:
+        return EXIT_OK
+    return pytest_status if pytest_status in (EXIT_OK, EXIT_FAILED, EXIT_BROKEN) else EXIT_BROKEN
+
+
+def merge_shards(args: argparse.Namespace) -> int:
+    from smart_conformance.report import merge
+
+    try:
+        merged = merge.merge([Path(f) for f in args.folders], Path(args.output))
+    except merge.MergeError as exc:
+        print(f"smart-conformance: merge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for folder in merged.missing:
+        print(f"smart-conformance: merge: {folder} has no summary.json (that shard did not finish); its targets "
+              "were not checked", file=sys.stderr)
+    for name, section in merged.summary["targets"].items():
+        totals = section["totals"]
+        print(f"target {name}: {section['verdict']} — {totals['passed']} passed, {totals['failed']} failed, "
+              f"{totals['warning']} warnings, {totals['broken']} could not check, {totals['skipped']} not applicable")
+    print(f"\nSummary: {Path(args.output) / 'summary.md'}   Allure results: {Path(args.output) / 'allure-results'}")
+    return merged.exit_code
 
 
 def _check_attestations(targets: Sequence[Target]) -> None:
@@ -184,6 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_reference(args)
     if args.command == "report":
         return report(args)
+    if args.command == "merge":
+        return merge_shards(args)
+    if args.command == "init-target":
+        return init_target(args)
+    if args.command == "doctor":
+        from smart_conformance import doctor
+
+        return doctor.main(args.target)
     return EXIT_USAGE
 
 
