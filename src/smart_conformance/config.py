@@ -23,7 +23,6 @@ import yaml
 from smart_conformance import paths, redact
 
 _ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
-SECRET_KEYS = frozenset({"client_secret", "password", "totp_secret", "private_key"})
 
 
 class ConfigError(Exception):
@@ -40,6 +39,9 @@ class Client:
     redirect_uri: str
     client_secret: str | None = field(default=None, repr=False)
     auth_method: str = "client_secret_basic"
+    private_key: str | None = field(default=None, repr=False)  # auth_method private_key_jwt: PEM or private JWK
+    alg: str = "RS384"
+    kid: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,31 +125,77 @@ class Target:
         return self.members["primary"]
 
 
-@cache
-def _schema() -> dict[str, Any]:
-    return json.loads(paths.schema_path("target.schema.json").read_text(encoding="utf-8"))
+class _TextDates(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as text: the schemas (and the JSON they mirror) speak strings, and a bad date
+    is then reported with its key instead of as a YAML crash."""
 
 
-def _key_path(parts: Iterable[Any]) -> str:
+_TextDates.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(file: Path | str, *, what: str, missing_fix: str, error: type[ConfigError] = ConfigError,
+              syntax: str = "YAML") -> Any:
+    """The one way the harness reads its YAML files (targets, attestations, baselines; JSON too, YAML's subset).
+
+    Every problem is an ``error`` naming the file, the line and column, and the fix -- never a traceback. ``what``
+    names the kind of file in "not found" messages, ``missing_fix`` says where its path came from.
+    """
+    file = Path(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(file, "", f"{what} not found", missing_fix) from None
+    except OSError as exc:
+        raise error(file, "", f"cannot read file ({exc.strerror})", "check the path and permissions") from None
+    except UnicodeDecodeError:
+        raise error(file, "", "the file is not UTF-8 text", f"save the {what} as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_TextDates)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(file, "", f"not valid {syntax} at {where}: {problem.splitlines()[0] if problem else 'error'}",
+                    f"fix the {syntax} syntax (indentation, quotes, a ':' after each key)") from None
+
+
+def key_path(parts: Iterable[Any]) -> str:
+    """A JSON-schema error path as it reads in a YAML file: ``members.primary.password``, ``attestations[2].date``."""
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
+def first_schema_error(raw: Any, schema: dict[str, Any]) -> jsonschema.ValidationError | None:
+    """The error to report: the shallowest, and an unknown key before anything else at that depth (a typo in a key
+    name explains the "required key is missing" next to it)."""
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(raw),
+                    key=lambda e: (len(list(e.absolute_path)), e.validator != "additionalProperties"))
+    return errors[0] if errors else None
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    return json.loads(paths.schema_path("target.schema.json").read_text(encoding="utf-8"))
+
+
 def _schema_error(file: Path, exc: jsonschema.ValidationError) -> ConfigError:
-    key = _key_path(exc.absolute_path)
+    key = key_path(exc.absolute_path)
     if exc.validator == "additionalProperties":
         allowed = sorted(exc.schema.get("properties", {}))
         extras = sorted(set(exc.instance) - set(allowed)) if isinstance(exc.instance, dict) else []
         bad = extras[0] if extras else "?"
         guess = difflib.get_close_matches(bad, allowed, n=1)
         hint = f"did you mean '{guess[0]}'?" if guess else f"allowed keys here: {', '.join(allowed)}"
-        return ConfigError(file, _key_path([*exc.absolute_path, bad]), f"unknown key '{bad}'", hint)
+        return ConfigError(file, key_path([*exc.absolute_path, bad]), f"unknown key '{bad}'", hint)
     if exc.validator == "required":
         missing = re.search(r"'([^']+)' is a required property", exc.message)
         name = missing.group(1) if missing else "?"
-        return ConfigError(file, _key_path([*exc.absolute_path, name]), "required key is missing",
+        return ConfigError(file, key_path([*exc.absolute_path, name]), "required key is missing",
                            f"add '{name}' (see fixtures/targets/example-payer.yaml)")
     if exc.validator == "propertyNames" or "propertyNames" in exc.schema_path:
         return ConfigError(file, key, f"unknown login step {exc.instance!r}",
@@ -172,7 +220,7 @@ def _interpolate(value: Any, file: Path, path: list[Any], env: Mapping[str, str]
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(file, _key_path(path), f"environment variable {name} is not set",
+        raise ConfigError(file, key_path(path), f"environment variable {name} is not set",
                           f"export {name}=... before the run (or give a default: ${{{name}:-value}})")
 
     return _ENV.sub(sub, value)
@@ -182,8 +230,8 @@ def _check_secrets(raw: Any, file: Path, path: list[Any]) -> None:
     """Secrets must be ${ENV} references or {file: ...}: a literal in a YAML file ends up in git."""
     if isinstance(raw, dict):
         for key, value in raw.items():
-            if key in SECRET_KEYS and isinstance(value, str) and not _ENV.search(value):
-                raise ConfigError(file, _key_path([*path, key]), "secrets may not be written in the file",
+            if redact.is_secret_field(str(key)) and isinstance(value, str) and not _ENV.search(value):
+                raise ConfigError(file, key_path([*path, key]), "secrets may not be written in the file",
                                   f"use {key}: ${{SOME_ENV_VAR}} or {key}: {{file: /path/to/secret}}")
             _check_secrets(value, file, [*path, key])
     elif isinstance(raw, list):
@@ -224,9 +272,24 @@ def _existing(value: str | None, file: Path, key: str) -> Path | None:
 
 
 def _client(raw: Mapping[str, Any], file: Path, key: str) -> Client:
-    return Client(client_id=raw["client_id"], redirect_uri=raw["redirect_uri"],
-                  client_secret=_secret(raw.get("client_secret"), file, f"{key}.client_secret"),
-                  auth_method=raw.get("auth_method", "client_secret_basic"))
+    method = raw.get("auth_method", "client_secret_basic")
+    keyed = {name: raw[name] for name in ("private_key", "alg", "kid") if name in raw}
+    if method != "private_key_jwt":
+        if keyed:
+            raise ConfigError(file, f"{key}.{next(iter(keyed))}", f"only used with auth_method private_key_jwt "
+                              f"(auth_method is {method})", "set auth_method: private_key_jwt, or remove the key")
+        return Client(client_id=raw["client_id"], redirect_uri=raw["redirect_uri"],
+                      client_secret=_secret(raw.get("client_secret"), file, f"{key}.client_secret"),
+                      auth_method=method)
+    missing = [name for name in ("private_key", "alg", "kid") if name not in raw]
+    if missing:
+        raise ConfigError(file, f"{key}.{missing[0]}", f"auth_method private_key_jwt needs {', '.join(missing)}",
+                          "add private_key ({file: ...} or ${ENV}), alg (RS384 or ES384) and the registered kid")
+    if raw.get("client_secret") is not None:
+        raise ConfigError(file, f"{key}.client_secret", "a client registered with a key has no client secret",
+                          "remove client_secret, or use a client_secret_* auth_method")
+    return Client(client_id=raw["client_id"], redirect_uri=raw["redirect_uri"], auth_method=method,
+                  private_key=_private_key(raw, file, key), alg=raw["alg"], kid=raw["kid"])
 
 
 def _check_fhir_user(fhir_user: str | None, fhir_base_url: str, file: Path, key: str) -> None:
@@ -266,28 +329,14 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
     ``patch`` (the embedded reference's variants): changes merged into the file's mapping before validation."""
     file = Path(file)
     env = os.environ if env is None else env
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(file, "", "file not found", "pass the path of a target YAML file to --target") from None
-    except OSError as exc:
-        raise ConfigError(file, "", f"cannot read file ({exc.strerror})", "check the path and permissions") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(file, "", f"not valid YAML at {where}: {problem}",
-                          "fix the YAML syntax (indentation, quotes, a ':' after each key)") from None
+    raw = load_yaml(file, what="target file", missing_fix="pass the path of a target YAML file to --target")
     if not isinstance(raw, dict):
         raise ConfigError(file, "", "the file does not hold a mapping", "start from fixtures/targets/example-payer.yaml")
     if patch:
         raw = merge(raw, patch)
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(raw),
-                    key=lambda e: (len(list(e.absolute_path)), e.validator != "additionalProperties"))
-    if errors:
-        raise _schema_error(file, errors[0])
+    error = first_schema_error(raw, _schema())
+    if error is not None:
+        raise _schema_error(file, error)
     _check_secrets(raw, file, [])
     data = _interpolate(raw, file, [], env)
     if not re.match(r"^https?://[^/\s]+", data["fhir_base_url"]):
@@ -319,6 +368,9 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
     discovery_url = _discovery_url(data.get("discovery") or {}, file)
     isolation = data.get("isolation") or {}
     others = tuple(isolation.get("other_patient_ids") or ())
+    if members["primary"].patient_id in others:
+        raise ConfigError(file, "isolation.other_patient_ids", f"lists the primary member's own patient "
+                          f"{members['primary'].patient_id!r}", "list only other members' patient ids")
     if not others and "other" in members:
         others = (members["other"].patient_id,)
     return Target(
@@ -339,6 +391,22 @@ def _backend_client(raw: Mapping[str, Any] | None, file: Path, key: str = "backe
     file is a configuration error, not a failed conformance check."""
     if not raw:
         return None
+    key_text = _private_key(raw, file, key)
+    scopes = str(raw["scopes"]).split()
+    if not scopes or not all(s.startswith("system/") for s in scopes):
+        raise ConfigError(file, f"{key}.scopes", "every scope must be a system/ scope",
+                          "list the client's registered scopes, e.g. 'system/Patient.rs system/Coverage.rs'")
+    jwks_url = raw.get("jwks_url") or None
+    if jwks_url is not None and not re.match(r"^https://[^/\s?#]+", str(jwks_url)):
+        raise ConfigError(file, f"{key}.jwks_url", f"{jwks_url!r} is not an absolute https URL",
+                          "give the TLS-protected URL the client's JWK Set is registered under")
+    return BackendClient(client_id=raw["client_id"], private_key=key_text, alg=raw["alg"], kid=raw["kid"],
+                         scopes=" ".join(scopes), jwks_url=jwks_url)
+
+
+def _private_key(raw: Mapping[str, Any], file: Path, key: str) -> str:
+    """``private_key`` read ({file:} or ${ENV}); it must load and fit ``alg``, so a wrong file is a configuration
+    error, not a failed conformance check."""
     from smart_conformance.smart.assertion import key_matches_alg, load_private_key
 
     key_text = _secret(raw["private_key"], file, f"{key}.private_key") or ""
@@ -350,16 +418,7 @@ def _backend_client(raw: Mapping[str, Any] | None, file: Path, key: str = "backe
     if not key_matches_alg(private, raw["alg"]):
         raise ConfigError(file, f"{key}.alg", f"the private key does not fit {raw['alg']}",
                           "use RS384 with an RSA key, ES384 with an EC P-384 key")
-    scopes = str(raw["scopes"]).split()
-    if not scopes or not all(s.startswith("system/") for s in scopes):
-        raise ConfigError(file, f"{key}.scopes", "every scope must be a system/ scope",
-                          "list the client's registered scopes, e.g. 'system/Patient.rs system/Coverage.rs'")
-    jwks_url = raw.get("jwks_url") or None
-    if jwks_url is not None and not re.match(r"^https://[^/\s?#]+", str(jwks_url)):
-        raise ConfigError(file, f"{key}.jwks_url", f"{jwks_url!r} is not an absolute https URL",
-                          "give the TLS-protected URL the client's JWK Set is registered under")
-    return BackendClient(client_id=raw["client_id"], private_key=key_text, alg=raw["alg"], kid=raw["kid"],
-                         scopes=" ".join(scopes), jwks_url=jwks_url)
+    return key_text
 
 
 def _bulk(raw: Mapping[str, Any] | None, file: Path, backend: Any) -> Bulk | None:

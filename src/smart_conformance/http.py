@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import shlex
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -23,6 +24,11 @@ import httpx
 from smart_conformance import redact
 
 _MAX_BODY = 64 * 1024
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # a whole answer is read (and kept) at most up to this size
+
+
+class ResponseTooLarge(httpx.TransportError):
+    """An answer past MAX_RESPONSE_BYTES: the harness stops reading, so its memory stays bounded, and cannot judge it."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,82 @@ def _tls_version(response: httpx.Response) -> str | None:
     return ssl_object.version() if ssl_object is not None else None
 
 
+def _read_capped(response: httpx.Response) -> None:
+    """Read the body as httpx would, but never more than MAX_RESPONSE_BYTES (declared or actually sent)."""
+    limit = MAX_RESPONSE_BYTES // (1024 * 1024)
+    where = f"{response.request.method} {redact.url(str(response.request.url))}"
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise ResponseTooLarge(f"the answer to {where} declares {int(declared)} bytes (Content-Length), more than "
+                               f"the {limit} MB the harness reads", request=response.request)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge(f"the answer to {where} is larger than the {limit} MB the harness reads",
+                                   request=response.request)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what Response.read() would have stored
+
+
+def transport_problem(exc: httpx.TransportError, url: str, config_file: Path | str | None = None) -> str:
+    """What a failed request says to the person running the harness: the cause (DNS, refused, an untrusted
+    certificate, a failed TLS handshake, silence, an oversized answer), and what to change. Worded to follow
+    ``target 'NAME' ``."""
+    where = config_file or "the target file"
+    host = httpx.URL(url).host
+    port = httpx.URL(url).port or (443 if url.startswith("https:") else 80)
+    causes = _causes(exc)
+    try:
+        waited = exc.request.extensions.get("timeout", {})
+    except RuntimeError:  # no request attached
+        waited = {}
+    reason = _first_line(next((c for c in causes if isinstance(c, OSError)), exc))
+    if isinstance(exc, ResponseTooLarge):
+        return f"could not be checked: {exc}; check that the URLs in {where} name the FHIR API and its SMART endpoints"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return (f"is unreachable: no connection to {host}:{port} within {waited.get('connect')} s ({url}); check "
+                "the host and port of fhir_base_url, and any firewall or proxy between this machine and the server")
+    if isinstance(exc, httpx.TimeoutException):
+        return (f"accepted the connection but sent no answer to {exc.request.method} {url} within "
+                f"{waited.get('read')} s; the server (or a proxy in front of it) hangs")
+    verify = next((c for c in causes if isinstance(c, ssl.SSLCertVerificationError)), None)
+    if verify is not None:
+        detail = verify.verify_message or reason
+        if verify.verify_code in _UNKNOWN_ISSUER:
+            return (f"presents a TLS certificate this machine does not trust at {url} ({detail}). If the payer uses "
+                    f"a private or internal CA, set tls.ca_bundle in {where} to that CA's PEM bundle")
+        return f"presents a TLS certificate that fails verification at {url} ({detail}); fix the server's certificate"
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return (f"is unreachable: the host name {host!r} does not resolve ({reason}); check the host of "
+                f"fhir_base_url in {where}, or this machine's DNS and proxy settings")
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return (f"is unreachable: {host}:{port} refused the connection ({url}); check the host and port of "
+                "fhir_base_url, and that the server is up")
+    if url.startswith("https:") and any(isinstance(c, ssl.SSLError | ConnectionResetError) for c in causes):
+        return (f"failed the TLS handshake at {host}:{port} ({reason}); check that this port serves HTTPS (not "
+                "plain HTTP) with TLS 1.2 or later, and that no proxy cuts the connection")
+    return f"could not be reached at {url}: {reason}"
+
+
+_UNKNOWN_ISSUER = (2, 18, 19, 20, 21)  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT(_LOCALLY), self-signed (in chain), ...
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (httpx wraps httpcore, which wraps the socket or ssl error)."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).split("\n")[0]
+
+
 def ssl_context(ca_bundle: Path | None = None, client_cert: Path | None = None,
                 client_key: Path | None = None) -> ssl.SSLContext:
     """Trust the system store, or the target's own CA bundle; optional client certificate for mTLS targets."""
@@ -213,7 +295,7 @@ class RecordingClient(httpx.Client):
 
     def _on_response(self, response: httpx.Response) -> None:
         tls = _tls_version(response)
-        response.read()
+        _read_capped(response)
         request = response.request
         _learn_secrets(request, response)
         started, started_at = self._started.pop(id(request), (time.perf_counter(), ""))

@@ -7,8 +7,6 @@ from typing import Any
 
 import httpx
 
-NO_STORE_HINT = "Cache-Control: no-store and Pragma: no-cache"
-
 
 @dataclass(frozen=True)
 class OAuthError:

@@ -3,7 +3,9 @@
 Everything the harness writes (Allure attachments, summaries, failure messages, curl commands, screenshots' URLs) passes
 through here first. Two mechanisms work together:
 
-* structural: header names, form fields, JSON keys and query parameters that carry secrets by their name;
+* structural: header names, form fields, JSON keys, query parameters, target-file keys and login-recipe values that
+  carry secrets by their name -- one vocabulary (:data:`SECRET_FIELDS`, :func:`is_secret_field`), used by the HTTP
+  evidence, the target loader (which refuses literal secrets) and the browser (which masks recipe values);
 * by value: exact secret strings the run knows about (client secrets, member passwords, every token and code seen),
   registered with :func:`register_secret`, scrubbed wherever they appear, even inside free text.
 """
@@ -11,6 +13,7 @@ through here first. Two mechanisms work together:
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -39,6 +42,9 @@ SECRET_FIELDS = frozenset(
         "session",
         "otp",
         "totp",
+        "passcode",
+        "pin",
+        "private_key",
     }
 )
 
@@ -54,15 +60,29 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 def register_secret(*values: str | None) -> None:
     """Remember secret values so they are scrubbed wherever they show up later."""
     global _pattern
-    added = False
+    added: list[str] = []
     with _lock:
         for value in values:
             if value and len(value) >= _MIN_SECRET_LEN and value not in _known:
                 _known.add(value)
-                added = True
+                added.append(value)
         if added:
             ordered = sorted(_known, key=len, reverse=True)
             _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            _log_for_tests(added)
+
+
+SECRET_LOG_ENV = "SMART_CONFORMANCE_SECRET_LOG"
+
+
+def _log_for_tests(values: list[str]) -> None:
+    """Test-only: with $SMART_CONFORMANCE_SECRET_LOG set, every secret registered is appended there (one JSON string
+    a line), so a test can search a run's reports for the tokens and codes the run obtained. Never set it in a
+    real run: the file holds the secrets in clear."""
+    log = os.environ.get(SECRET_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as out:
+            out.write("".join(json.dumps(v) + "\n" for v in values))
 
 
 def known_secrets() -> frozenset[str]:
@@ -75,10 +95,18 @@ PARAMETER_ONLY = frozenset({"code", "token"})
 
 
 def is_secret_field(name: str, *, in_json: bool = False) -> bool:
-    lowered = name.lower()
+    """Does a value under this name hold a secret? A dotted name (``member.password``, a recipe placeholder) is
+    judged by its last part. ``in_json``: FHIR resources use ``code`` and ``token`` for plain data."""
+    lowered = name.rsplit(".", 1)[-1].lower()
     if in_json and lowered in PARAMETER_ONLY:
         return False
     return lowered in SECRET_FIELDS or lowered.endswith(("_secret", "_token", "password"))
+
+
+def secret_values(values: Mapping[str, str | None], extra: Iterable[str | None] = ()) -> set[str]:
+    """The values of secret-named entries (a login recipe's ``member.password``, ``member.totp_secret``...) plus
+    ``extra``: what must never appear in a message, a screenshot's URL or a trace."""
+    return {v for k, v in values.items() if v and is_secret_field(k)} | {v for v in extra if v}
 
 
 def text(value: str) -> str:

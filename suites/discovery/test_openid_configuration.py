@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, fail
+from smart_conformance.checks import could_not_check, describe, expect, expectations
 from smart_conformance.http import RecordingClient
 from smart_conformance.smart.discovery import Document, fetch_json
 from smart_conformance.testplan import Fault, proves
@@ -74,23 +74,25 @@ def test_jwks_has_usable_rsa_public_keys(jwks: Document) -> None:
            requirement="SMART-OIDC-03", exchange=jwks.exchange)
     keys = jwks.json["keys"]
     usable = []
-    for i, key in enumerate(keys):
-        if not isinstance(key, dict):
-            continue
-        leaked = [m for m in PRIVATE_RSA_MEMBERS if m in key]
-        if leaked:
-            fail(expected="public keys only", actual=f"key {i} (kid {key.get('kid')!r}) publishes private members "
-                 f"{', '.join(leaked)}", requirement="SMART-OIDC-03", exchange=jwks.exchange)
-        if key.get("kty") == "RSA" and key.get("use", "sig") == "sig" and key.get("alg", "RS256") == "RS256":
-            try:
-                jwt.PyJWK(key, algorithm="RS256")
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
-                fail(expected="an importable RSA JWK", actual=f"key {i} rejected: {exc}",
+    with expectations() as check:  # every key judged, and kids apart from key material: each finding reported
+        for i, key in enumerate(keys):
+            if not isinstance(key, dict):
+                continue
+            leaked = [m for m in PRIVATE_RSA_MEMBERS if m in key]
+            if leaked:
+                check.fail(expected="public keys only", actual=f"key {i} (kid {key.get('kid')!r}) publishes private "
+                           f"members {', '.join(leaked)}", requirement="SMART-OIDC-03", exchange=jwks.exchange)
+            if key.get("kty") == "RSA" and key.get("use", "sig") == "sig" and key.get("alg", "RS256") == "RS256":
+                try:
+                    jwt.PyJWK(key, algorithm="RS256")
+                except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
+                    check.fail(expected="an importable RSA JWK", actual=f"key {i} rejected: {exc}",
+                               requirement="SMART-OIDC-03", exchange=jwks.exchange)
+                    continue
+                usable.append(key)
+        check.expect(bool(usable), expected="at least one RSA signing key usable with RS256",
+                     actual=f"{len(keys)} keys, none an RSA RS256 signing key",
                      requirement="SMART-OIDC-03", exchange=jwks.exchange)
-            usable.append(key)
-    expect(bool(usable), expected="at least one RSA signing key usable with RS256",
-           actual=f"{len(keys)} keys, none an RSA RS256 signing key", requirement="SMART-OIDC-03",
-           exchange=jwks.exchange)
-    no_kid = [i for i, k in enumerate(keys) if isinstance(k, dict) and not k.get("kid")]
-    expect(not no_kid, expected="a kid on every key, so id_token headers can name their key",
-           actual=f"keys without kid at positions {no_kid}", requirement="OIDC-05", exchange=jwks.exchange)
+        no_kid = [i for i, k in enumerate(keys) if isinstance(k, dict) and not k.get("kid")]
+        check.expect(not no_kid, expected="a kid on every key, so id_token headers can name their key",
+                     actual=f"keys without kid at positions {no_kid}", requirement="OIDC-05", exchange=jwks.exchange)

@@ -16,6 +16,7 @@ from smart_conformance.checks import (
     could_not_check,
     describe,
     expect,
+    expectations,
     fail,
     not_applicable,
 )
@@ -181,17 +182,19 @@ def test_grant_types_supported(smart_configuration: Document, smart_config_raw: 
 @pytest.mark.requirement("SMART-DISC-08", "SMART-PKCE-01", "SMART-PKCE-02")
 @proves(Fault.PKCE_PLAIN_ADVERTISED)
 def test_pkce_s256_only(smart_configuration: Document, smart_config_raw: dict[str, Any], smart_version: str) -> None:
-    """code_challenge_methods_supported lists S256 and not plain."""
+    """code_challenge_methods_supported lists S256 and not plain (two findings of their own when both are wrong)."""
     if smart_version == "1":
         not_applicable("PKCE advertisement is required from SMART 2.0")
     methods = smart_config_raw.get("code_challenge_methods_supported")
-    if not isinstance(methods, list) or "S256" not in methods:
-        fail(expected="code_challenge_methods_supported containing 'S256'",
-             actual=f"code_challenge_methods_supported = {describe(methods)}",
-             requirement=("SMART-DISC-08", "SMART-PKCE-01"), exchange=smart_configuration.exchange)
-    expect("plain" not in methods, expected="'plain' absent from code_challenge_methods_supported",
-           actual=f"code_challenge_methods_supported = {describe(methods)}",
-           requirement=("SMART-DISC-08", "SMART-PKCE-02"), exchange=smart_configuration.exchange)
+    listed = methods if isinstance(methods, list) else []
+    with expectations() as check:
+        check.expect(isinstance(methods, list) and "S256" in methods,
+                     expected="code_challenge_methods_supported containing 'S256'",
+                     actual=f"code_challenge_methods_supported = {describe(methods)}",
+                     requirement=("SMART-DISC-08", "SMART-PKCE-01"), exchange=smart_configuration.exchange)
+        check.expect("plain" not in listed, expected="'plain' absent from code_challenge_methods_supported",
+                     actual=f"code_challenge_methods_supported = {describe(methods)}",
+                     requirement=("SMART-DISC-08", "SMART-PKCE-02"), exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-09")

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, expect
+from smart_conformance.checks import could_not_check, expect, expectations
 from smart_conformance.config import Target
 from smart_conformance.fhir import Reply, call, control, disclosure, require
 from smart_conformance.http import RecordingClient
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 
 EVIL_ORIGIN = "https://smart-conformance-attacker.example"
@@ -45,7 +46,7 @@ def _is_outcome_json(reply: Reply) -> bool:
     return _media(reply) in ("application/fhir+json", "application/json") and reply.resource_type == "OperationOutcome"
 
 
-def _controls(http: RecordingClient, target: Target, launch: Any, verdict: str) -> None:
+def _controls(http: RecordingClient, target: Target, launch: LaunchResult, verdict: str) -> None:
     """The member's own read and search succeed: without that, a 4xx to a bad request proves nothing."""
     token, pid = launch.token.access_token, target.member.patient_id
     require(control(http, target.fhir_base_url, f"Patient/{pid}", token),
@@ -56,7 +57,7 @@ def _controls(http: RecordingClient, target: Target, launch: Any, verdict: str) 
 @pytest.mark.requirement("SAFETY-41", "SAFETY-39", "FHIR-HTTP-02", "CARIN-SEC-08", "FHIR-SEC-03")
 @pytest.mark.parametrize("case", ["bad _count", "unknown parameter (strict)", "malformed id"])
 @proves(Fault.ERROR_NOT_OPERATIONOUTCOME, Fault.ERROR_STACK_TRACE, Fault.SERVER_BANNER)
-def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: Target, launch: Any) -> None:
+def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """A bad _count, an unknown search parameter under handling=strict and a malformed id get a 4xx OperationOutcome."""
     _controls(http, target, launch, f"judging the answer to a {case}")
     base, pid = target.fhir_base_url, target.member.patient_id
@@ -69,19 +70,21 @@ def test_errors_are_operationoutcome(case: str, http: RecordingClient, target: T
         url, params = f"{base}/ExplanationOfBenefit", {"patient": pid, "smart-conformance-unknown": "1"}
         headers = {"Prefer": "handling=strict"}
     reply = call(http, "GET", url, token=launch.token.access_token, params=params, headers=headers)
-    expect(400 <= reply.status < 500, expected=f"{case}: a 4xx refusal", actual=f"HTTP {reply.status}",
-           requirement=("FHIR-HTTP-02", "CARIN-SEC-08"), exchange=reply.exchange)
-    expect(_is_outcome_json(reply), expected=f"{case}: an OperationOutcome as FHIR JSON",
-           actual=f"{_media(reply) or '(no content type)'} {reply.resource_type or reply.response.text[:120]!r}",
-           requirement=("SAFETY-41", "SAFETY-39"), exchange=reply.exchange)
     found = disclosure(reply)
-    expect(found is None, expected="no stack trace, framework or version in the error", actual=found,
-           requirement="FHIR-SEC-03", exchange=reply.exchange)
+    with expectations() as check:  # status, body and disclosure are separate findings, each at its own level
+        check.expect(400 <= reply.status < 500, expected=f"{case}: a 4xx refusal", actual=f"HTTP {reply.status}",
+                     requirement=("FHIR-HTTP-02", "CARIN-SEC-08"), exchange=reply.exchange)
+        check.expect(_is_outcome_json(reply), expected=f"{case}: an OperationOutcome as FHIR JSON",
+                     actual=f"{_media(reply) or '(no content type)'} "
+                            f"{reply.resource_type or reply.response.text[:120]!r}",
+                     requirement=("SAFETY-41", "SAFETY-39"), exchange=reply.exchange)
+        check.expect(found is None, expected="no stack trace, framework or version in the error", actual=found,
+                     requirement="FHIR-SEC-03", exchange=reply.exchange)
 
 
 @pytest.mark.requirement("FHIR-SEC-13", "SAFETY-35")
 @proves(Fault.ERROR_STACK_TRACE)
-def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """Junk, injection-shaped, 8 KB and unicode search values are answered without a server error."""
     _controls(http, target, launch, "judging the answers to junk input")
     for label, (rtype, params) in JUNK.items():
@@ -92,7 +95,7 @@ def test_junk_input_refused_cleanly(http: RecordingClient, target: Target, launc
 
 @pytest.mark.requirement("HTTP-HYG-05", "FHIR-SEC-12")
 @proves(Fault.ERROR_NOT_OPERATIONOUTCOME, Fault.PATH_REFLECTED_IN_HTML)
-def test_input_not_reflected_as_html(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_input_not_reflected_as_html(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """Script-shaped input never comes back unescaped in a text/html response: search values and names, and path
     segments (an unknown resource type, an id, an operation name)."""
     _controls(http, target, launch, "judging how input is echoed")
@@ -115,7 +118,7 @@ def test_input_not_reflected_as_html(http: RecordingClient, target: Target, laun
                                          ("DELETE", "metadata")])
 @proves(Fault.ERROR_NOT_OPERATIONOUTCOME, Fault.PATH_REFLECTED_IN_HTML)
 def test_unsupported_methods_refused(method: str, path: str, http: RecordingClient, target: Target,
-                                     launch: Any) -> None:
+                                     launch: LaunchResult) -> None:
     """TRACE, an unknown method and DELETE on metadata get 405/501 (or another 4xx) with an OperationOutcome."""
     _controls(http, target, launch, f"judging the answer to {method}")
     url = f"{target.fhir_base_url}/{path.format(pid=target.member.patient_id)}"
@@ -129,14 +132,14 @@ def test_unsupported_methods_refused(method: str, path: str, http: RecordingClie
                requirement="SAFETY-41", exchange=reply.exchange)
 
 
-def _member_read(http: RecordingClient, target: Target, launch: Any, **headers: str) -> Reply:
+def _member_read(http: RecordingClient, target: Target, launch: LaunchResult, **headers: str) -> Reply:
     return call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
                 token=launch.token.access_token, headers=headers or None)
 
 
 @pytest.mark.requirement("FHIR-HTTP-01", "SAFETY-38")
 @proves(Fault.WRONG_CONTENT_TYPE)
-def test_fhir_json_content_type(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_fhir_json_content_type(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """A read asking for application/fhir+json is served as application/fhir+json."""
     reply = _member_read(http, target, launch)
     if reply.status != 200:
@@ -148,7 +151,7 @@ def test_fhir_json_content_type(http: RecordingClient, target: Target, launch: A
 
 @pytest.mark.requirement("HTTP-HYG-01", "FHIR-SEC-12")
 @proves(Fault.NOSNIFF_MISSING)
-def test_nosniff_on_api_responses(http: RecordingClient, target: Target, launch: Any,
+def test_nosniff_on_api_responses(http: RecordingClient, target: Target, launch: LaunchResult,
                                   smart_config: dict[str, Any]) -> None:
     """FHIR reads and errors, discovery and token responses carry X-Content-Type-Options: nosniff."""
     replies = [_member_read(http, target, launch),
@@ -167,7 +170,7 @@ def test_nosniff_on_api_responses(http: RecordingClient, target: Target, launch:
 
 @pytest.mark.requirement("FHIR-SEC-03")
 @proves(Fault.SERVER_BANNER)
-def test_no_server_banner(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_no_server_banner(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """Successful responses name no server software version (Server, X-Powered-By, X-AspNet-Version)."""
     for reply in (_member_read(http, target, launch),
                   call(http, "GET", f"{target.fhir_base_url}/metadata")):
@@ -186,7 +189,7 @@ def _credentials_to(reply: Reply, origin: str) -> str | None:
 
 @pytest.mark.requirement("HTTP-HYG-03", "SMART-SEC-01", "SAFETY-37")
 @proves(Fault.CORS_WILDCARD_CREDENTIALS)
-def test_cors_no_credentials_for_any_origin(http: RecordingClient, target: Target, launch: Any,
+def test_cors_no_credentials_for_any_origin(http: RecordingClient, target: Target, launch: LaunchResult,
                                             smart_config: dict[str, Any]) -> None:
     """Neither '*' nor an arbitrary reflected Origin is combined with Access-Control-Allow-Credentials: true.
 

@@ -31,6 +31,8 @@ from smart_conformance.fhir import (
     unsigned_jwt,
 )
 from smart_conformance.http import RecordingClient
+from smart_conformance.launcher import Launcher
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 
 
@@ -42,7 +44,7 @@ def _alg_none_token(target: Target, smart_config: dict[str, Any]) -> str:
                          "iat": now, "exp": now + 600, "jti": secrets.token_hex(8)})
 
 
-def _own_read(http: RecordingClient, target: Target, launch: Any) -> Control:
+def _own_read(http: RecordingClient, target: Target, launch: LaunchResult) -> Control:
     """The positive control of every refusal here: the member's own Patient, read with their valid token."""
     return control(http, target.fhir_base_url, f"Patient/{target.member.patient_id}", launch.token.access_token)
 
@@ -67,7 +69,7 @@ def _assert_refused(reply: Reply, target: Target, label: str, credential: str | 
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03")
 @proves(Fault.WWW_AUTHENTICATE_MISSING)
-def test_request_without_token_refused(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_request_without_token_refused(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """A read of the member's Patient without any token is refused with 401 and a Bearer challenge."""
     require(_own_read(http, target, launch), verdict="a refusal of a request without a token")
     reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}")
@@ -76,7 +78,7 @@ def test_request_without_token_refused(http: RecordingClient, target: Target, la
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03", "FHIR-SEC-14")
 @proves(Fault.REFUSAL_ECHOES_TOKEN, Fault.WWW_AUTHENTICATE_MISSING)
-def test_made_up_token_refused(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_made_up_token_refused(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """A random bearer token is refused with 401 and a Bearer challenge, and the refusal does not repeat it."""
     require(_own_read(http, target, launch), verdict="a refusal of a made-up token")
     token = secrets.token_urlsafe(32)
@@ -88,7 +90,7 @@ def test_made_up_token_refused(http: RecordingClient, target: Target, launch: An
 @proves(Fault.ALG_NONE_ACCEPTED, Fault.REFUSAL_ECHOES_TOKEN, Fault.TAMPERED_SIGNATURE_ACCEPTED,
         Fault.WWW_AUTHENTICATE_MISSING)
 def test_unsigned_alg_none_token_refused(http: RecordingClient, target: Target, smart_config: dict[str, Any],
-                                         launch: Any) -> None:
+                                         launch: LaunchResult) -> None:
     """An unsigned JWT (alg: none) claiming the member's patient is refused."""
     require(_own_read(http, target, launch), verdict="a refusal of an alg:none token")
     token = _alg_none_token(target, smart_config)
@@ -98,7 +100,7 @@ def test_unsigned_alg_none_token_refused(http: RecordingClient, target: Target, 
 
 @pytest.mark.requirement("FHIR-SEC-03")
 @proves(Fault.SERVER_BANNER)
-def test_refusal_discloses_no_internals(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_refusal_discloses_no_internals(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """An unauthorized request's response reveals no stack trace, framework banner or software version."""
     require(control(http, target.fhir_base_url, "ExplanationOfBenefit", launch.token.access_token,
                     params={"patient": target.member.patient_id}),
@@ -122,7 +124,7 @@ def _tampered(token: str) -> str:
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "JWTBCP-01", "RFC6750-03", "FHIR-SEC-14")
 @proves(Fault.REFUSAL_ECHOES_TOKEN, Fault.TAMPERED_SIGNATURE_ACCEPTED, Fault.WWW_AUTHENTICATE_MISSING)
-def test_tampered_signature_refused(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_tampered_signature_refused(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """The shared access token with one signature character altered is refused (opaque tokens: last character)."""
     require(_own_read(http, target, launch), verdict="a refusal of an altered token")
     token = _tampered(launch.token.access_token)
@@ -137,7 +139,7 @@ EXPIRY_POLL_S = 1.0
 
 
 @pytest.mark.requirement("SMART-FHIR-02", "CARIN-SEC-07", "RFC6750-03", "SMART-FHIR-01", "FHIR-SEC-14")
-def test_expired_token_refused(http: RecordingClient, target: Target, launch: Any, launcher: Any) -> None:
+def test_expired_token_refused(http: RecordingClient, target: Target, launch: LaunchResult, launcher: Launcher) -> None:
     """A token is refused once its expires_in has passed (only where the target issues short-lived tokens)."""
     lifetime = launch.token.raw.get("expires_in")
     if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime > EXPIRY_WAIT_LIMIT_S:
@@ -161,7 +163,7 @@ def test_expired_token_refused(http: RecordingClient, target: Target, launch: An
 
 @pytest.mark.requirement("RFC6750-02")
 @proves(Fault.TOKEN_IN_QUERY_ACCEPTED)
-def test_token_in_query_not_accepted(http: RecordingClient, target: Target, launch: Any) -> None:
+def test_token_in_query_not_accepted(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """A valid token sent only as ?access_token= (no Authorization header): advice if it is accepted.
 
     RFC 6750 §2.3 lets a resource server accept it (MAY) while telling clients not to send it (SHOULD NOT); RFC 9700

@@ -12,7 +12,6 @@ username page and a password page, is seen as the member sees it.
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -21,6 +20,7 @@ import pytest
 from smart_conformance.browser import PageDocument, PageForm, Step, compose_steps
 from smart_conformance.checks import could_not_check, expect
 from smart_conformance.config import Target
+from smart_conformance.launcher import Launcher
 from smart_conformance.plugin import build_client
 from smart_conformance.testplan import Fault, proves
 
@@ -42,7 +42,7 @@ def _frame_protection(document: PageDocument) -> str | None:
 
 @pytest.mark.requirement("OAUTHBCP-04", "HTTP-HYG-02")
 @proves(Fault.CONSENT_PAGE_FRAMEABLE)
-def test_sign_in_pages_not_frameable(launcher: Any) -> None:
+def test_sign_in_pages_not_frameable(launcher: Launcher) -> None:
     """Every HTML page of the sign-in and consent, as loaded by the launch, forbids framing by another site."""
     control, problem = launcher.control()
     if control is None:
@@ -99,7 +99,7 @@ def _page(url: str) -> str:
 
 @pytest.mark.requirement("RFC6749-10")
 @proves(Fault.LOGIN_NO_CSRF)
-def test_sign_in_form_resists_csrf(launcher: Any, target: Target) -> None:
+def test_sign_in_form_resists_csrf(launcher: Launcher, target: Target) -> None:
     """The password form of a live sign-in, posted by another browser without its anti-forgery token or the cookies
     the page set, is refused."""
     steps = compose_steps(launcher.recipe, "approve")

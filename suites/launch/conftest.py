@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from smart_conformance.launcher import Launcher
 from smart_conformance.oauth import AWKWARD_STATE
+from smart_conformance.smart.launch import LaunchResult
 
 
 @pytest.fixture(scope="session")
-def denied_launch(launcher: Any) -> Any:
+def denied_launch(launcher: Launcher) -> LaunchResult:
     """The member presses Deny on the consent page (state carries special characters)."""
     return launcher.launch(scenario="deny", state=AWKWARD_STATE, exchange=False)

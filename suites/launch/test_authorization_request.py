@@ -13,21 +13,20 @@ check*, with the screenshot of where the launch stopped.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from smart_conformance.checks import could_not_check, describe, expect
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
-from smart_conformance.smart.launch import LaunchOutcome
+from smart_conformance.launcher import Launcher
+from smart_conformance.smart.launch import LaunchOutcome, LaunchResult
 from smart_conformance.testplan import Fault, Needs, needs, proves
 
 FOREIGN_AUD = "https://fhir.attacker.example/r4"
 
 
-def _where(result: Any) -> str:
+def _where(result: LaunchResult) -> str:
     b = result.browser
     if b.redirected:
         keys = sorted(b.params)
@@ -35,7 +34,7 @@ def _where(result: Any) -> str:
     return f"the browser stayed on {b.page_url} ({b.title!r})"
 
 
-def _refused(result: Any) -> None:
+def _refused(result: LaunchResult) -> None:
     """Only a refusal the server was seen to make passes a negative; anything else could not be checked."""
     if not result.outcome.refused:
         could_not_check(f"the launch was {result.outcome}: {result.why}")
@@ -44,7 +43,7 @@ def _refused(result: Any) -> None:
 @pytest.mark.requirement("RFC6749-01")
 @proves(Fault.UNKNOWN_CLIENT_REDIRECTS)
 @needs(Needs.MEMBER_LAUNCH)
-def test_unknown_client_not_redirected(launcher: Any) -> None:
+def test_unknown_client_not_redirected(launcher: Launcher) -> None:
     """An unknown client_id gets an error page; the browser never goes to the redirect_uri it named."""
     result = launcher.launch(request_overrides={"client_id": "smart-conformance-unknown-client"},
                              tolerant=True, exchange=False)
@@ -57,7 +56,7 @@ def test_unknown_client_not_redirected(launcher: Any) -> None:
 @pytest.mark.parametrize("variant", ["extra-path", "suffix", "extra-query"])
 @proves(Fault.REDIRECT_URI_PREFIX_MATCH)
 @needs(Needs.MEMBER_LAUNCH)
-def test_unregistered_redirect_uri_not_redirected(launcher: Any, target: Target, variant: str) -> None:
+def test_unregistered_redirect_uri_not_redirected(launcher: Launcher, target: Target, variant: str) -> None:
     """A redirect_uri that differs from the registered one in any way is never redirected to."""
     registered = target.client.redirect_uri
     altered = {"extra-path": registered.rstrip("/") + "/evil",
@@ -73,7 +72,7 @@ def test_unregistered_redirect_uri_not_redirected(launcher: Any, target: Target,
 @pytest.mark.parametrize("aud", ["foreign", "missing"])
 @proves(Fault.AUD_NOT_VALIDATED)
 @needs(Needs.MEMBER_LAUNCH)
-def test_wrong_aud_refused(launcher: Any, target: Target, http: RecordingClient, aud: str) -> None:
+def test_wrong_aud_refused(launcher: Launcher, target: Target, http: RecordingClient, aud: str) -> None:
     """An authorization request for another FHIR server (or none) yields no token usable here."""
     overrides = {"aud": FOREIGN_AUD} if aud == "foreign" else {"aud": None}
     result = launcher.launch(request_overrides=overrides, tolerant=True)
@@ -104,7 +103,7 @@ def test_wrong_aud_refused(launcher: Any, target: Target, http: RecordingClient,
 @pytest.mark.requirement("PDEX-SEC-02")
 @proves(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
 @needs(Needs.MEMBER_LAUNCH)
-def test_wrong_password_refused(launcher: Any, target: Target) -> None:
+def test_wrong_password_refused(launcher: Launcher, target: Target) -> None:
     """Signing in with a wrong password never ends in a code for the app."""
     values = {**target.member.values("member"), "member.password": "smart-conformance-wrong-password"}
     result = launcher.launch(values=values, tolerant=True, exchange=False)
@@ -116,7 +115,7 @@ def test_wrong_password_refused(launcher: Any, target: Target) -> None:
 @pytest.mark.requirement("OAUTHBCP-03", "SMART-AUTHZ-02")
 @proves(Fault.IMPLICIT_GRANT_ALLOWED)
 @needs(Needs.MEMBER_LAUNCH)
-def test_implicit_grant_refused(launcher: Any) -> None:
+def test_implicit_grant_refused(launcher: Launcher) -> None:
     """response_type=token (the implicit grant) never puts a token in the redirect."""
     result = launcher.launch(request_overrides={"response_type": "token"}, tolerant=True, exchange=False)
     params = result.browser.params
@@ -135,7 +134,7 @@ def test_implicit_grant_refused(launcher: Any) -> None:
 @pytest.mark.requirement("SMART-PKCE-05", "RFC7636-02")
 @proves(Fault.PKCE_NOT_REQUIRED)
 @needs(Needs.MEMBER_LAUNCH)
-def test_pkce_challenge_required(launcher: Any) -> None:
+def test_pkce_challenge_required(launcher: Launcher) -> None:
     """A launch without code_challenge ends in no token."""
     result = launcher.launch(pkce=False, tolerant=True)
     expect(result.outcome is not LaunchOutcome.TOKENS,
@@ -148,7 +147,7 @@ def test_pkce_challenge_required(launcher: Any) -> None:
 @pytest.mark.parametrize("method", ["plain", "no-method"])
 @proves(Fault.PKCE_PLAIN_ACCEPTED)
 @needs(Needs.MEMBER_LAUNCH)
-def test_pkce_plain_refused(launcher: Any, method: str) -> None:
+def test_pkce_plain_refused(launcher: Launcher, method: str) -> None:
     """code_challenge_method=plain (or a challenge with no method, which means plain) ends in no token."""
     if method == "plain":
         result = launcher.launch(pkce="plain", tolerant=True)

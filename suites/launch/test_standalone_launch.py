@@ -25,14 +25,16 @@ from smart_conformance.checks import (
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
+from smart_conformance.launcher import Launcher
 from smart_conformance.oauth import AWKWARD_STATE as SPECIAL_STATE
 from smart_conformance.oauth import normalise_scope, scope_set
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 
 
 @pytest.mark.requirement("CARIN-SEC-01", "SMART-AUTHZ-06", "PDEX-SEC-02")
 @proves(Fault.CODE_EXPIRES_IMMEDIATELY)
-def test_standalone_launch_succeeds(launcher: Any) -> None:
+def test_standalone_launch_succeeds(launcher: Launcher) -> None:
     """A standalone launch of the member ends in a code, the app's state and a token."""
     result = launcher.shared(require_token=False)
     expect(not result.problems, expected="redirect to redirect_uri with code and the same state, then HTTP 200 "
@@ -42,7 +44,7 @@ def test_standalone_launch_succeeds(launcher: Any) -> None:
 
 @pytest.mark.requirement("PDEX-SEC-03", "SMART-AUTHZ-10")
 @proves(Fault.CONSENT_SKIPPED)
-def test_consent_shown_before_code(launcher: Any, target: Target) -> None:
+def test_consent_shown_before_code(launcher: Launcher, target: Target) -> None:
     """The member passes a consent step before the app gets a code."""
     result = launcher.shared(require_token=False)
     consent = {s.describe() for s in launcher.recipe.consent.get("approve", ())}
@@ -55,7 +57,7 @@ def test_consent_shown_before_code(launcher: Any, target: Target) -> None:
 
 @pytest.mark.requirement("SMART-AUTHZ-01")
 @proves(Fault.AUTHORIZE_POST_UNSUPPORTED, Fault.CODE_EXPIRES_IMMEDIATELY)
-def test_authorize_by_post(launcher: Any, smart_config: dict[str, Any]) -> None:
+def test_authorize_by_post(launcher: Launcher, smart_config: dict[str, Any]) -> None:
     """With authorize-post advertised, an authorization request sent as a form POST works too."""
     if "authorize-post" not in (smart_config.get("capabilities") or []):
         not_applicable("authorize-post is not advertised")
@@ -67,7 +69,7 @@ def test_authorize_by_post(launcher: Any, smart_config: dict[str, Any]) -> None:
 
 @pytest.mark.requirement("SMART-AUTHZ-04", "RFC6749-02")
 @proves(Fault.STATE_ALTERED)
-def test_state_returned_unchanged(launcher: Any) -> None:
+def test_state_returned_unchanged(launcher: Launcher) -> None:
     """state comes back byte-for-byte on success, special characters included."""
     result = launcher.launch(state=SPECIAL_STATE, exchange=False)
     if not result.browser.redirected or not result.code:
@@ -78,7 +80,7 @@ def test_state_returned_unchanged(launcher: Any) -> None:
 
 @pytest.mark.requirement("SMART-AUTHZ-08", "PDEX-SEC-03")
 @proves(Fault.CONSENT_SKIPPED, Fault.DENY_RETURNS_CODE)
-def test_deny_returns_access_denied(denied_launch: Any) -> None:
+def test_deny_returns_access_denied(denied_launch: LaunchResult) -> None:
     """The member presses Deny: the app gets error=access_denied and no code."""
     b = denied_launch.browser
     expect(b.redirected, expected="a redirect to the app's redirect_uri with an error",
@@ -90,7 +92,7 @@ def test_deny_returns_access_denied(denied_launch: Any) -> None:
 
 @pytest.mark.requirement("SMART-AUTHZ-04", "RFC6749-02")
 @proves(Fault.STATE_NOT_ECHOED_ON_ERROR)
-def test_state_returned_on_error(denied_launch: Any) -> None:
+def test_state_returned_on_error(denied_launch: LaunchResult) -> None:
     """state comes back byte-for-byte on an error redirect too."""
     b = denied_launch.browser
     if not b.redirected:
@@ -131,7 +133,7 @@ def _grants_coverage(granted: set[str]) -> bool:
 
 @pytest.mark.requirement("SMART-AUTHZ-09", "SMART-FHIR-03")
 @proves(Fault.CODE_EXPIRES_IMMEDIATELY, Fault.CONSENT_IGNORES_UNTICKED, Fault.CONSENT_SKIPPED, Fault.SCOPE_WIDENED)
-def test_unticked_scope_withheld_and_enforced(launcher: Any, target: Target, http: RecordingClient) -> None:
+def test_unticked_scope_withheld_and_enforced(launcher: Launcher, target: Target, http: RecordingClient) -> None:
     """A scope the member unticks is missing from the token, and the FHIR API refuses that resource type; an
     unticked offline_access brings no refresh token."""
     if "untick" not in launcher.recipe.consent:

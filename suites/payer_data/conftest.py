@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
 
 from smart_conformance.checks import could_not_check
 from smart_conformance.config import Target
-from smart_conformance.fhir import Reply, call
+from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
-
-
-@dataclass(frozen=True)
-class MemberData:
-    """The launch's patient and the first page of each of their searches (the reply, for evidence)."""
-
-    patient_id: str
-    patient: Reply
-    searches: dict[str, Reply]
+from smart_conformance.members import MemberData
+from smart_conformance.smart.launch import LaunchResult
 
 
 @pytest.fixture(scope="session")
-def member_data(http: RecordingClient, target: Target, launch: Any) -> MemberData:
+def member_data(http: RecordingClient, target: Target, launch: LaunchResult) -> MemberData:
     patient_id = launch.token.patient
     if not patient_id:
         could_not_check("the shared launch's token response has no patient (see test_token_patient_context)")

@@ -19,10 +19,11 @@ from smart_conformance.compartment import entries, foreign, patients_of, ref_id
 from smart_conformance.config import Target
 from smart_conformance.fhir import Reply, call
 from smart_conformance.http import RecordingClient
+from smart_conformance.members import MemberData
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 from smart_conformance.validation import FHIR_RELEASE, problems
 
-MemberData = Any  # suites/payer_data/conftest.py: MemberData (conftests are not importable)
 MAX_PAGES = 50
 SEARCH_CHECKS = {"ExplanationOfBenefit": "test_eob_search_returns_member_claims_only",
                  "Coverage": "test_coverage_search_returns_member_coverage_only"}
@@ -90,7 +91,7 @@ def _next(body: Any) -> str | None:
 
 @pytest.mark.requirement("FHIR-HTTP-03", "SMART-FHIR-05")
 @proves(Fault.PAGING_LEAKS_OTHER_MEMBERS, Fault.SEARCH_UNFILTERED)
-def test_search_paging_consistent(http: RecordingClient, target: Target, launch: Any,
+def test_search_paging_consistent(http: RecordingClient, target: Target, launch: LaunchResult,
                                   member_data: MemberData) -> None:
     """_count=1 pages through the member's claims by next links: same set, no duplicates, total agrees, no leaks."""
     first = _searched(member_data, "ExplanationOfBenefit", "paging through the member's claims")
@@ -157,7 +158,8 @@ def test_member_resources_valid_fhir(member_data: MemberData) -> None:
 
 @pytest.mark.requirement("CARIN-DATA-03")
 @proves(Fault.EOB_INSURER_UNRESOLVABLE, Fault.SEARCH_UNFILTERED)
-def test_eob_carin_must_haves(http: RecordingClient, target: Target, launch: Any, member_data: MemberData) -> None:
+def test_eob_carin_must_haves(http: RecordingClient, target: Target, launch: LaunchResult,
+                              member_data: MemberData) -> None:
     """Each claim has patient = the member, an insurer that resolves to an Organization, and an outcome."""
     reply = _searched(member_data, "ExplanationOfBenefit", "checking each claim's CARIN elements")
     claims = [r for r in entries(reply.json(), mode="match") if r.get("resourceType") == "ExplanationOfBenefit"]

@@ -1,84 +1,35 @@
 """Launches and record ids shared by the scope and isolation checks: each launch is made once per target and worker.
 
-Record ids are never hard-coded: each member's Coverage and ExplanationOfBenefit ids are learned by searching with
-that member's own token, so the checks work against any payer whose test members have data. Those reads and searches
-are also the positive controls of the isolation and scope refusals: a refusal of another member's record counts only
-next to the same request, made with that member's own token, succeeding (fhir.control).
+The records are :class:`smart_conformance.members.MemberRecords`, learned with each member's own token (which makes
+them the positive controls of the isolation refusals).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
 
 from smart_conformance.checks import could_not_check, not_applicable
-from smart_conformance.compartment import entries, patients_of
 from smart_conformance.config import Target
-from smart_conformance.fhir import Control, control, require
 from smart_conformance.http import RecordingClient
-
-RECORD_TYPES = ("Coverage", "ExplanationOfBenefit")
-
-
-@dataclass
-class MemberRecords:
-    """What one member's own token finds: their Patient resource and the ids of their claims data."""
-
-    patient_id: str
-    patient: dict[str, Any] = field(default_factory=dict)
-    ids: dict[str, list[str]] = field(default_factory=dict)
-    controls: dict[str, Control] = field(default_factory=dict)  # "Patient/x", "Coverage?patient=x" → its control
-
-    def vouch(self, verdict: str) -> None:
-        """Attach these successful reads and searches to the running check as the positive control of ``verdict``."""
-        require(*self.controls.values(), verdict=verdict)
-
-    def first(self, rtype: str) -> str | None:
-        found = self.ids.get(rtype) or []
-        return found[0] if found else None
+from smart_conformance.launcher import Launcher
+from smart_conformance.members import MemberRecords, records_of
+from smart_conformance.smart.launch import LaunchResult
 
 
-def records_of(http: RecordingClient, target: Target, token: str, patient_id: str) -> MemberRecords:
-    """Search the member's own data with their token (the only honest way to learn real ids)."""
-    records = MemberRecords(patient_id=patient_id)
-    read = control(http, target.fhir_base_url, f"Patient/{patient_id}", token, who=f"Patient/{patient_id}'s own token")
-    records.controls[f"Patient/{patient_id}"] = read
-    if not read.ok:
-        could_not_check(f"the member's own token could not read Patient/{patient_id} ({read.problem}); "
-                        "isolation checks need each member's own data")
-    records.patient = read.reply.json()
-    for rtype in RECORD_TYPES:
-        found = control(http, target.fhir_base_url, rtype, token, params={"patient": patient_id},
-                        who=f"Patient/{patient_id}'s own token")
-        records.controls[f"{rtype}?patient={patient_id}"] = found
-        if not found.ok:
-            could_not_check(f"the member's own token could not search {rtype}?patient={patient_id} "
-                            f"({found.problem})")
-        records.ids[rtype] = [str(r.get("id")) for r in entries(found.reply.json(), mode="match")
-                              if r.get("resourceType") == rtype and patient_id in patients_of(r)]
-    for rtype, ids in records.ids.items():
-        for rid in ids[:1]:  # the first record of each type: read by id in the isolation probes
-            records.controls[f"{rtype}/{rid}"] = control(http, target.fhir_base_url, f"{rtype}/{rid}", token,
-                                                         who=f"Patient/{patient_id}'s own token")
-    return records
-
-
-def _token_of(result: Any, what: str) -> str:
+def _token_of(result: LaunchResult, what: str) -> str:
     if result.token is None:
         could_not_check(f"the {what} launch produced no token: " + "; ".join(result.problems))
     return str(result.token.access_token)
 
 
 @pytest.fixture(scope="session")
-def own_records(http: RecordingClient, target: Target, launch: Any) -> MemberRecords:
+def own_records(http: RecordingClient, target: Target, launch: LaunchResult) -> MemberRecords:
     """The primary member's data, found with the shared launch's token."""
     return records_of(http, target, launch.token.access_token, launch.token.patient or target.member.patient_id)
 
 
 @pytest.fixture(scope="session")
-def limited_launch(launcher: Any, target: Target) -> Any:
+def limited_launch(launcher: Launcher, target: Target) -> LaunchResult:
     """The primary member's launch with the target's limited scopes (scopes.limited)."""
     scope = target.scopes.get("limited")
     if not scope:
@@ -89,7 +40,7 @@ def limited_launch(launcher: Any, target: Target) -> Any:
 
 
 @pytest.fixture(scope="session")
-def other_launch(launcher: Any, target: Target) -> Any:
+def other_launch(launcher: Launcher, target: Target) -> LaunchResult:
     """The second member's own full-scope launch (members.other): only used to learn their real record ids."""
     if "other" not in target.members:
         not_applicable(f"target '{target.name}' names no second member (members.other)")
@@ -99,7 +50,7 @@ def other_launch(launcher: Any, target: Target) -> Any:
 
 
 @pytest.fixture(scope="session")
-def other_records(http: RecordingClient, target: Target, other_launch: Any) -> MemberRecords:
+def other_records(http: RecordingClient, target: Target, other_launch: LaunchResult) -> MemberRecords:
     patient = other_launch.token.patient or target.members["other"].patient_id
     if patient == target.member.patient_id:
         could_not_check("members.primary and members.other are the same patient; isolation needs two members")
@@ -111,7 +62,7 @@ def other_records(http: RecordingClient, target: Target, other_launch: Any) -> M
 
 
 @pytest.fixture(scope="session")
-def representative_launch(launcher: Any, target: Target) -> Any:
+def representative_launch(launcher: Launcher, target: Target) -> LaunchResult:
     """The representative's launch (members.representative) with scopes.representative (or full)."""
     if "representative" not in target.members:
         not_applicable(f"target '{target.name}' names no authorized representative (members.representative)")

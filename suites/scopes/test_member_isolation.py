@@ -27,9 +27,10 @@ from smart_conformance.compartment import (
 from smart_conformance.config import Target
 from smart_conformance.fhir import FHIR_JSON, Reply, call, control
 from smart_conformance.http import RecordingClient
+from smart_conformance.members import MemberRecords
+from smart_conformance.smart.discovery import Document
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
-
-MemberRecords = Any  # suites/scopes/conftest.py: MemberRecords (conftests are not importable)
 
 
 def _no_foreign_data(reply: Reply, target: Target, allowed: set[str], label: str) -> None:
@@ -56,7 +57,7 @@ def _other_reads(other: MemberRecords) -> list[str]:
 
 @pytest.mark.requirement("SMART-FHIR-05", "HREX-SEC-01", "CARIN-SEC-07")
 @proves(Fault.COMPARTMENT_LEAK_READ)
-def test_other_member_read_refused(http: RecordingClient, target: Target, launch: Any,
+def test_other_member_read_refused(http: RecordingClient, target: Target, launch: LaunchResult,
                                    other_records: MemberRecords) -> None:
     """The second member's Patient, Coverage and EOB, read by id with the first member's token, are refused."""
     other_records.vouch("refusing the second member's records to the first member")
@@ -68,10 +69,38 @@ def test_other_member_read_refused(http: RecordingClient, target: Target, launch
                actual=f"HTTP {reply.status} {reply.resource_type or ''}".strip(), exchange=reply.exchange)
 
 
+@pytest.mark.requirement("SMART-FHIR-05", "HREX-SEC-01")
+@proves(Fault.COMPARTMENT_LEAK_READ, Fault.COMPARTMENT_LEAK_SEARCH, Fault.SEARCH_UNFILTERED)
+def test_named_other_patients_refused(http: RecordingClient, target: Target, launch: LaunchResult,
+                                      own_records: MemberRecords) -> None:
+    """Every patient the payer names in ``isolation.other_patient_ids`` is out of the member's reach: Patient/{id}
+    read with the member's token is refused, and Coverage and ExplanationOfBenefit searched by ``patient={id}`` return
+    none of that patient's data.
+
+    These are members the harness has no credentials for, so it cannot learn their records itself: the ids are the
+    payer's word that they exist (default: members.other's patient). The positive control is the member's own
+    Patient read and Coverage/EOB searches, which succeed with the same token in the same run."""
+    mine = own_records.patient_id
+    others = [pid for pid in target.other_patient_ids if pid != mine]
+    if not others:
+        not_applicable(f"target '{target.name}' names no other patient (isolation.other_patient_ids or members.other)")
+    own_records.vouch("refusing the named other patients' records to the member")
+    token = launch.token.access_token
+    for pid in others:
+        reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{pid}", token=token)
+        expect(is_refusal(reply, target) and not resources_in(reply),
+               expected=f"GET Patient/{pid} (isolation.other_patient_ids) refused (HTTP 401/403/404 as the guide "
+                        "allows, no resource)",
+               actual=f"HTTP {reply.status} {reply.resource_type or ''}".strip(), exchange=reply.exchange)
+        for rtype in ("Coverage", "ExplanationOfBenefit"):
+            _probe(http, target, token, rtype, {"patient": pid}, {mine})
+
+
 @pytest.mark.requirement("SMART-FHIR-05", "FHIR-SEC-07")
 @proves(Fault.COMPARTMENT_LEAK_SEARCH, Fault.SEARCH_UNFILTERED)
-def test_other_member_search_refused(http: RecordingClient, target: Target, launch: Any, capability_statement: Any,
-                                     own_records: MemberRecords, other_records: MemberRecords) -> None:
+def test_other_member_search_refused(http: RecordingClient, target: Target, launch: LaunchResult,
+                                     capability_statement: Document, own_records: MemberRecords,
+                                     other_records: MemberRecords) -> None:
     """Searches naming the second member (patient=, beneficiary=, _id=, batch entries) return none of their data."""
     own_records.vouch("judging searches with the first member's token")
     other_records.vouch("refusing the second member's data to the first member")
@@ -93,7 +122,7 @@ def test_other_member_search_refused(http: RecordingClient, target: Target, laun
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
 @proves(Fault.COMPARTMENT_LEAK_INCLUDE, Fault.SEARCH_UNFILTERED)
-def test_other_member_include_refused(http: RecordingClient, target: Target, launch: Any,
+def test_other_member_include_refused(http: RecordingClient, target: Target, launch: LaunchResult,
                                       own_records: MemberRecords) -> None:
     """_include and _revinclude pull in no other member's resources (e.g. Organization?_revinclude=EOB:insurer)."""
     own_records.vouch("judging _include/_revinclude searches with the member's token")
@@ -127,7 +156,7 @@ def _family(patient: dict[str, Any]) -> str | None:
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
 @proves(Fault.COMPARTMENT_LEAK_CHAINED, Fault.SEARCH_UNFILTERED)
-def test_other_member_chained_search_refused(http: RecordingClient, target: Target, launch: Any,
+def test_other_member_chained_search_refused(http: RecordingClient, target: Target, launch: LaunchResult,
                                              own_records: MemberRecords, other_records: MemberRecords) -> None:
     """Chained parameters naming the second member (patient.identifier=, patient.name=) find none of their data."""
     own_records.vouch("judging chained searches with the first member's token")
@@ -149,8 +178,9 @@ def test_other_member_chained_search_refused(http: RecordingClient, target: Targ
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
 @proves(Fault.COMPARTMENT_LEAK_EVERYTHING)
-def test_other_member_everything_refused(http: RecordingClient, target: Target, launch: Any, other_launch: Any,
-                                         own_records: MemberRecords, other_records: MemberRecords) -> None:
+def test_other_member_everything_refused(http: RecordingClient, target: Target, launch: LaunchResult,
+                                         other_launch: LaunchResult, own_records: MemberRecords,
+                                         other_records: MemberRecords) -> None:
     """Patient/{other}/$everything with the first member's token returns none of the second member's data.
 
     Positive control: the second member's own token runs the same $everything. A target where that is refused does
@@ -166,7 +196,7 @@ def test_other_member_everything_refused(http: RecordingClient, target: Target, 
            {own_records.patient_id})
 
 
-def _batch_offered(capability_statement: Any) -> bool:
+def _batch_offered(capability_statement: Document) -> bool:
     body = capability_statement.json if capability_statement.ok else {}
     for rest in (body.get("rest") or []) if isinstance(body, dict) else []:
         if any(isinstance(i, dict) and i.get("code") == "batch" for i in rest.get("interaction") or []):
@@ -197,7 +227,7 @@ def _shape(reply: Reply, *ids: str) -> str:
 
 @pytest.mark.requirement("FHIR-SEC-08")
 @proves(Fault.COMPARTMENT_LEAK_READ, Fault.EXISTENCE_ORACLE)
-def test_refusal_same_for_existing_and_missing(http: RecordingClient, target: Target, launch: Any,
+def test_refusal_same_for_existing_and_missing(http: RecordingClient, target: Target, launch: LaunchResult,
                                                other_records: MemberRecords) -> None:
     """Another member's real record and a nonexistent id are refused alike (no existence oracle)."""
     other_records.vouch("comparing the refusal of the second member's records with a missing id")
@@ -216,7 +246,7 @@ def test_refusal_same_for_existing_and_missing(http: RecordingClient, target: Ta
 @proves(Fault.COMPARTMENT_LEAK_READ, Fault.COMPARTMENT_LEAK_SEARCH, Fault.REPRESENTATIVE_OVER_REACH,
         Fault.SEARCH_UNFILTERED)
 def test_representative_reaches_only_represented_member(http: RecordingClient, target: Target,
-                                                        representative_launch: Any, own_records: MemberRecords,
+                                                        representative_launch: LaunchResult, own_records: MemberRecords,
                                                         other_records: MemberRecords) -> None:
     """The representative sees the represented member's Patient, Coverage and EOB, and no other member's."""
     own_records.vouch("refusing the primary member's records to the representative")

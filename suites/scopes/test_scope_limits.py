@@ -20,7 +20,10 @@ from smart_conformance.compartment import entries, is_refusal, patients_of, repl
 from smart_conformance.config import Target
 from smart_conformance.fhir import FHIR_JSON, Reply, call, leaked_data
 from smart_conformance.http import RecordingClient
+from smart_conformance.launcher import Launcher
+from smart_conformance.members import MemberRecords
 from smart_conformance.oauth import covered_by, scope_set
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 
 CLAIM_TYPES = ("Coverage", "ExplanationOfBenefit")
@@ -47,7 +50,7 @@ def _types_outside(scope: str | None) -> list[str]:
 @pytest.mark.parametrize("interaction", ["read", "search"])
 @proves(Fault.SCOPE_NOT_ENFORCED)
 def test_type_outside_scopes_refused(interaction: str, http: RecordingClient, target: Target,
-                                     limited_launch: Any, own_records: Any) -> None:
+                                     limited_launch: LaunchResult, own_records: MemberRecords) -> None:
     """With scopes.limited, the member's own Coverage and EOB are refused by read and by search.
 
     The types probed are those outside what scopes.limited asks for; the positive control is the same read or search
@@ -105,8 +108,8 @@ def _write_probe(kind: str, target: Target, own: Any, coverage: dict[str, Any]) 
 @pytest.mark.requirement("SMART-FHIR-06", "SMART-FHIR-03")
 @pytest.mark.parametrize("kind", ["create", "update", "conditional-update", "delete", "transaction"])
 @proves(Fault.WRITES_ALLOWED)
-def test_writes_refused_under_read_scopes(kind: str, http: RecordingClient, target: Target, launch: Any,
-                                          own_records: Any) -> None:
+def test_writes_refused_under_read_scopes(kind: str, http: RecordingClient, target: Target, launch: LaunchResult,
+                                          own_records: MemberRecords) -> None:
     """Under the read-only full grant, a create, update, delete or transaction is refused and changes nothing.
 
     Harmless by construction (see _write_probe): the probes are safe against a real payer's staging data even when
@@ -150,8 +153,8 @@ def _version(body: Any) -> tuple[Any, Any]:
     return (meta or {}).get("versionId"), (meta or {}).get("lastUpdated")
 
 
-def _single_type_launch(launcher: Any, target: Target, smart_config: dict[str, Any], capability: str,
-                        scope: str) -> Any:
+def _single_type_launch(launcher: Launcher, target: Target, smart_config: dict[str, Any], capability: str,
+                        scope: str) -> LaunchResult:
     capabilities = smart_config.get("capabilities") or []
     if capability not in capabilities:
         not_applicable(f"smart-configuration does not advertise {capability}")
@@ -163,7 +166,7 @@ def _single_type_launch(launcher: Any, target: Target, smart_config: dict[str, A
     return result
 
 
-def _only_that_type(http: RecordingClient, target: Target, result: Any, scope: str, own: Any,
+def _only_that_type(http: RecordingClient, target: Target, result: LaunchResult, scope: str, own: MemberRecords,
                     works: str | tuple[str, ...]) -> None:
     """Coverage search works for the member (``works``: what its failure breaks); Patient read and EOB search do not
     (their positive control: the same requests with the full-scope token, in ``own``)."""
@@ -183,8 +186,8 @@ def _only_that_type(http: RecordingClient, target: Target, result: Any, scope: s
 
 @pytest.mark.requirement("SMART-SCOPE-01", "CARIN-SEC-05", "SMART-FHIR-03")
 @proves(Fault.SCOPE_NOT_ENFORCED, Fault.SEARCH_UNFILTERED, Fault.V1_SCOPES_IGNORED)
-def test_v1_scope_grants_only_its_type(launcher: Any, http: RecordingClient, target: Target,
-                                       smart_config: dict[str, Any], own_records: Any) -> None:
+def test_v1_scope_grants_only_its_type(launcher: Launcher, http: RecordingClient, target: Target,
+                                       smart_config: dict[str, Any], own_records: MemberRecords) -> None:
     """patient/Coverage.read (v1) reads the member's Coverage and nothing else."""
     scope = "patient/Coverage.read"
     _only_that_type(http, target, _single_type_launch(launcher, target, smart_config, "permission-v1", scope), scope,
@@ -193,8 +196,8 @@ def test_v1_scope_grants_only_its_type(launcher: Any, http: RecordingClient, tar
 
 @pytest.mark.requirement("SMART-FHIR-03", "SMART-SCOPE-02")
 @proves(Fault.SCOPE_NOT_ENFORCED, Fault.SEARCH_UNFILTERED)
-def test_v2_scope_grants_only_its_type(launcher: Any, http: RecordingClient, target: Target,
-                                       smart_config: dict[str, Any], own_records: Any) -> None:
+def test_v2_scope_grants_only_its_type(launcher: Launcher, http: RecordingClient, target: Target,
+                                       smart_config: dict[str, Any], own_records: MemberRecords) -> None:
     """patient/Coverage.rs (v2) reads the member's Coverage and nothing else."""
     scope = "patient/Coverage.rs"
     _only_that_type(http, target, _single_type_launch(launcher, target, smart_config, "permission-v2", scope), scope,

@@ -8,6 +8,7 @@ FHIR base alone.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -31,11 +32,9 @@ def _discovery(request: pytest.FixtureRequest, target: Target) -> dict[str, Any]
     Why it failed is the discovery suite's finding; here it only narrows which endpoints can be scanned.
     """
     # A throwaway evidence sink: the discovery exchange must not show up as the "evidence" of a TLS finding.
-    with collecting(Evidence()):
-        try:
-            return request.getfixturevalue("smart_config")
-        except Exception:  # CouldNotCheck (unreachable, invalid certificate, not JSON), transport errors
-            pass
+    # Any failure (CouldNotCheck: unreachable, invalid certificate, not JSON; transport errors) falls back below.
+    with collecting(Evidence()), contextlib.suppress(Exception):
+        return request.getfixturevalue("smart_config")
     try:
         with httpx.Client(verify=False, trust_env=False, timeout=10.0, follow_redirects=False) as client:
             url = target.smart_configuration_url or smart_configuration_url(target.fhir_base_url)

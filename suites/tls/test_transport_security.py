@@ -18,7 +18,6 @@ strict RFC 5280 verifier (sslyze 6) rejects beyond that is a profile lint, repor
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,16 +31,16 @@ from smart_conformance.checks import CouldNotCheck, could_not_check, describe, f
 from smart_conformance.config import Target
 from smart_conformance.http import Exchange, RecordingClient
 from smart_conformance.testplan import Fault, Needs, needs, proves
-from smart_conformance.tls import CertificateSummary, Endpoint, ProtocolVersion, TlsScan
+from smart_conformance.tls import (
+    CertificateSummary,
+    Endpoint,
+    ProtocolVersion,
+    TlsScan,
+    policy,
+)
 
-EXPIRY_WARNING_DAYS = 30
-MIN_RSA_BITS = 2048
-MIN_EC_BITS = 256
-STRONG_HASHES = frozenset({"sha256", "sha384", "sha512", "sha3-256", "sha3-384", "sha3-512", "sha512-256"})
-# Keys whose signatures carry no separate hash (EdDSA hashes internally with SHA-512 / SHAKE256).
-HASHLESS_KEYS = frozenset({"Ed25519", "Ed448"})
-# Versions whose cipher suites can be weak or lack forward secrecy (every TLS 1.3 suite is AEAD and ephemeral).
-PRE_TLS13: tuple[ProtocolVersion, ...] = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2")
+# The thresholds (key sizes, hashes, suites, expiry, HSTS max-age) are smart_conformance.tls.policy's: one rule,
+# unit-tested there, applied here.
 
 # sslyze's bundled trust stores hold a certificate with a non-positive serial; cryptography warns on every load.
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
@@ -114,11 +113,7 @@ def _certificates(scans: dict[Endpoint, TlsScan], roles: dict[Endpoint, str],
 
 
 def _s_client(endpoint: Endpoint, *flags: str) -> str:
-    try:
-        ipaddress.ip_address(endpoint.host)
-        sni = ""  # SNI carries host names only
-    except ValueError:
-        sni = f" -servername {endpoint.host}"
+    sni = "" if tls.is_ip(endpoint.host) else f" -servername {endpoint.host}"  # SNI carries host names only
     return f"openssl s_client -connect {endpoint.display}{sni} {' '.join(flags)} </dev/null"
 
 
@@ -158,7 +153,7 @@ def _cipher_walk(scans: dict[Endpoint, TlsScan], roles: dict[Endpoint, str],
     tally = Tally()
     for label, scan in _reachable(scans, roles, tally):
         problems: list[Problem] = []
-        for version in PRE_TLS13:
+        for version in policy.PRE_TLS13:
             result = scan.protocol(version)
             if result.status == "not_tested":
                 tally.cannot_judge(label, f"{version} suites could not be listed ({result.error})")
@@ -204,7 +199,7 @@ def test_tls_1_2_accepted(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dic
 def test_tls_legacy_ssl_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """No endpoint negotiates SSL 2.0 or SSL 3.0."""
     # An SSL handshake breaks RFC 9325's SHALL NOT and FHIR's SHOULD alike; the finding carries the stronger level.
-    _versions_refused(tls_scans, tls_endpoints, ("SSLv2", "SSLv3")).verdict(
+    _versions_refused(tls_scans, tls_endpoints, policy.SSL_VERSIONS).verdict(
         expected="SSL 2.0 and SSL 3.0 handshakes refused on every endpoint", requirement=("TLS-01", "FHIR-SEC-02"))
 
 
@@ -212,7 +207,7 @@ def test_tls_legacy_ssl_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoint
 @proves(Fault.TLS_LEGACY_PROTOCOLS)
 def test_tls_legacy_tls_refused(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict[Endpoint, str]) -> None:
     """No endpoint negotiates TLS 1.0 or TLS 1.1."""
-    _versions_refused(tls_scans, tls_endpoints, ("TLSv1", "TLSv1.1")).verdict(
+    _versions_refused(tls_scans, tls_endpoints, policy.LEGACY_TLS_VERSIONS).verdict(
         expected="TLS 1.0 and TLS 1.1 handshakes refused on every endpoint (RFC 8996)",
         requirement=("TLS-02", "FHIR-SEC-02"))
 
@@ -240,11 +235,10 @@ def test_tls_1_3_offered(tls_scans: dict[Endpoint, TlsScan], tls_endpoints: dict
 def _weak(version: ProtocolVersion, ciphers: tuple[tls.CipherInfo, ...]) -> list[Problem]:
     found: list[Problem] = []
     for c in ciphers:
-        flags = [name for name, on in (("NULL", c.is_null), ("EXPORT", c.is_export), ("anonymous", c.is_anonymous),
-                                       ("RC4", c.is_rc4), ("3DES", c.is_3des), ("DES", c.is_des)) if on]
+        flags = policy.broken_cipher_flags(c)
         if flags:
             found.append((version, c.openssl_name, f"{version} {c.name} ({'/'.join(flags)})"))
-    if version == "TLSv1.2" and ciphers and not any(c.is_aead for c in ciphers):
+    if policy.lacks_aead(version, ciphers):
         found.append((version, ciphers[0].openssl_name,
                       f"TLSv1.2 offers no AEAD suite, only {', '.join(c.name for c in ciphers)}"))
     return found
@@ -253,7 +247,7 @@ def _weak(version: ProtocolVersion, ciphers: tuple[tls.CipherInfo, ...]) -> list
 def _not_forward_secret(version: ProtocolVersion, ciphers: tuple[tls.CipherInfo, ...]) -> list[Problem]:
     # Anonymous suites are ephemeral but unauthenticated: test_tls_no_weak_cipher_suites reports those.
     return [(version, c.openssl_name, f"{version} {c.name} ({c.key_exchange} key exchange)") for c in ciphers
-            if not c.forward_secret and not c.is_anonymous]
+            if policy.lacks_forward_secrecy(c)]
 
 
 @pytest.mark.requirement("TLS-04", "FHIR-SEC-02")
@@ -346,9 +340,10 @@ def test_tls_certificate_not_expired(tls_scans: dict[Endpoint, TlsScan], tls_end
     now = datetime.now(UTC)
     tally = Tally()
     for label, scan, cert in _certificates(tls_scans, tls_endpoints, tally):
-        if now > cert.not_after:
+        state = policy.validity(cert, now)
+        if state == "expired":
             tally.offend(scan, label, f"expired {cert.not_after:%Y-%m-%d %H:%M} UTC", _cert_hint(scan.endpoint))
-        elif now < cert.not_before:
+        elif state == "not_yet_valid":
             tally.offend(scan, label, f"not valid before {cert.not_before:%Y-%m-%d %H:%M} UTC",
                          _cert_hint(scan.endpoint))
     tally.verdict(expected=f"notBefore <= now ({now:%Y-%m-%d %H:%M} UTC) <= notAfter for every certificate")
@@ -363,10 +358,10 @@ def test_tls_certificate_not_expiring_soon(tls_scans: dict[Endpoint, TlsScan],
     tally = Tally()
     for label, scan, cert in _certificates(tls_scans, tls_endpoints, tally):
         left = cert.not_after - now
-        if cert.not_before <= now <= cert.not_after and left.days < EXPIRY_WARNING_DAYS:
+        if policy.expiring_soon(cert, now):
             tally.offend(scan, label, f"expires {cert.not_after:%Y-%m-%d} ({left.days} days left)",
                          _cert_hint(scan.endpoint))
-    tally.verdict(expected=f"at least {EXPIRY_WARNING_DAYS} days of validity left on every certificate")
+    tally.verdict(expected=f"at least {policy.EXPIRY_WARNING_DAYS} days of validity left on every certificate")
 
 
 @pytest.mark.requirement("TLS-05")
@@ -375,13 +370,13 @@ def test_tls_certificate_key_strength(tls_scans: dict[Endpoint, TlsScan], tls_en
     """Every leaf key is RSA of at least 2048 bits, EC of at least 256 bits, or EdDSA."""
     tally = Tally()
     for label, scan, cert in _certificates(tls_scans, tls_endpoints, tally):
-        size = cert.key_size or 0
-        if cert.key_type == "RSA" and size < MIN_RSA_BITS or cert.key_type == "EC" and size < MIN_EC_BITS \
-                or cert.key_type == "DSA":
+        strength = policy.key_strength(cert)
+        if strength == "weak":
             tally.offend(scan, label, f"{cert.key_type} {cert.key_size}-bit key", _cert_hint(scan.endpoint))
-        elif cert.key_type not in ("RSA", "EC", *HASHLESS_KEYS):
+        elif strength == "unknown":
             tally.cannot_judge(label, f"unrecognised key type {cert.key_type}")
-    tally.verdict(expected=f"RSA >= {MIN_RSA_BITS} bits or EC >= {MIN_EC_BITS} bits (or Ed25519/Ed448) leaf keys")
+    tally.verdict(expected=f"RSA >= {policy.MIN_RSA_BITS} bits or EC >= {policy.MIN_EC_BITS} bits (or Ed25519/Ed448) "
+                           "leaf keys")
 
 
 @pytest.mark.requirement("TLS-05")
@@ -390,10 +385,10 @@ def test_tls_certificate_signature_hash(tls_scans: dict[Endpoint, TlsScan],
     """Every leaf is signed with SHA-256 or a stronger hash."""
     tally = Tally()
     for label, scan, cert in _certificates(tls_scans, tls_endpoints, tally):
-        if cert.signature_hash is None:
-            if cert.key_type not in HASHLESS_KEYS:
-                tally.cannot_judge(label, "signature hash algorithm not recognised")
-        elif cert.signature_hash.lower() not in STRONG_HASHES:
+        strength = policy.signature_hash_strength(cert)
+        if strength == "unknown":
+            tally.cannot_judge(label, "signature hash algorithm not recognised")
+        elif strength == "weak":
             tally.offend(scan, label, f"signed with {cert.signature_hash}", _cert_hint(scan.endpoint))
     tally.verdict(expected="certificate signatures using SHA-256, SHA-384 or SHA-512")
 
@@ -401,11 +396,6 @@ def test_tls_certificate_signature_hash(tls_scans: dict[Endpoint, TlsScan],
 # --------------------------------------------------------------------------------------------------------------------
 # HTTP over TLS: HSTS and plain http
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _hsts_problem(policy: tls.HstsPolicy | None) -> str | None:
-    findings = tls.hsts_findings(policy)  # its "warn" for a short max-age is still below what this check expects
-    return findings[0].message if findings else None
 
 
 @pytest.mark.requirement("TLS-06")
@@ -426,18 +416,18 @@ def test_tls_hsts_header(request: pytest.FixtureRequest, target: Target, tls_sca
     else:
         metadata_note = None
         exchange = http.exchange_for(response)
-        problem = _hsts_problem(tls.hsts_from_headers(response.headers))
+        problem = policy.hsts_problem(tls.hsts_from_headers(response.headers))
         if problem:
             tally.offences.append(f"GET {metadata_url} (HTTP {response.status_code}): {problem}")
     for label, scan in _reachable(tls_scans, tls_endpoints, tally):
         if scan.hsts_error is not None:
             tally.cannot_judge(label, f"HTTP headers could not be read: {scan.hsts_error}")
             continue
-        problem = _hsts_problem(scan.hsts)
+        problem = policy.hsts_problem(scan.hsts)
         if problem:
             tally.offend(scan, f"{label} GET {scan.hsts_path or '/'}", problem,
                          f"curl -sk -o /dev/null -D - https://{scan.endpoint.display}{scan.hsts_path or '/'}")
-    tally.verdict(expected=f"Strict-Transport-Security with max-age >= {tls.HSTS_MIN_MAX_AGE} on the FHIR base's "
+    tally.verdict(expected=f"Strict-Transport-Security with max-age >= {policy.HSTS_MIN_MAX_AGE} on the FHIR base's "
                            "and every endpoint's responses", detail=metadata_note, exchange=exchange)
 
 

@@ -17,12 +17,14 @@ from smart_conformance.checks import (
     could_not_check,
     describe,
     expect,
+    expectations,
     fail,
     not_applicable,
 )
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
+from smart_conformance.launcher import Launcher
 from smart_conformance.oauth import scope_set
 from smart_conformance.smart.idtoken import (
     IdTokenProblem,
@@ -33,12 +35,13 @@ from smart_conformance.smart.idtoken import (
     fhir_user_reference,
     verify_signature,
 )
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 
 LEEWAY = 60
 
 
-def _id_token(launch: Any) -> str:
+def _id_token(launch: LaunchResult) -> str:
     granted = scope_set(launch.token.scope)
     if not {"openid", "fhirUser"} <= scope_set(launch.spec.scope):
         not_applicable("the full scope set does not request openid fhirUser")
@@ -50,7 +53,7 @@ def _id_token(launch: Any) -> str:
     return launch.token.id_token
 
 
-def _claims(launch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _claims(launch: LaunchResult) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         return decode_unverified(_id_token(launch))
     except MalformedJwt as exc:
@@ -60,14 +63,14 @@ def _claims(launch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @pytest.mark.requirement("SMART-OIDC-01", "CARIN-SEC-03")
 @proves(Fault.ID_TOKEN_MISSING)
-def test_id_token_issued(launch: Any) -> None:
+def test_id_token_issued(launch: LaunchResult) -> None:
     """openid fhirUser granted → an id_token comes with the access token, as a well-formed JWT."""
     _claims(launch)
 
 
 @pytest.mark.requirement("SMART-OIDC-04", "SMART-OIDC-05", "OIDC-05")
 @proves(Fault.ID_TOKEN_BAD_SIGNATURE, Fault.ID_TOKEN_HS256, Fault.ID_TOKEN_MISSING, Fault.ID_TOKEN_NO_KID)
-def test_id_token_signature(launch: Any, http: RecordingClient) -> None:
+def test_id_token_signature(launch: LaunchResult, http: RecordingClient) -> None:
     """The id_token is RS256-signed by a key the JWKS names by kid, found through its iss."""
     header, claims = _claims(launch)
     iss = claims.get("iss")
@@ -89,31 +92,32 @@ def test_id_token_signature(launch: Any, http: RecordingClient) -> None:
 
 @pytest.mark.requirement("OIDC-01", "OIDC-02")
 @proves(Fault.ID_TOKEN_EXPIRED, Fault.ID_TOKEN_MISSING, Fault.ID_TOKEN_WRONG_AUD)
-def test_id_token_claims(launch: Any, advertised_issuer: str | None, target: Target) -> None:
-    """iss is the advertised issuer (byte-equal), aud holds the client_id, exp is ahead and iat is not."""
+def test_id_token_claims(launch: LaunchResult, advertised_issuer: str | None, target: Target) -> None:
+    """iss is the advertised issuer (byte-equal), aud holds the client_id, exp is ahead and iat is not.
+
+    Each claim is judged on its own: every wrong one is reported."""
     _, claims = _claims(launch)
     now = time.time()
-    problems = []
     issuer = advertised_issuer  # SMART v1 discovery names none: the OpenID configuration's (plugin.py)
-    if claims.get("iss") != issuer:
-        problems.append(f"iss {claims.get('iss')!r} differs from the advertised issuer {issuer!r}")
     aud = claims.get("aud")
-    if target.client.client_id not in (aud if isinstance(aud, list) else [aud]):
-        problems.append(f"aud {aud!r} does not contain the client_id")
     missing = [c for c in ("iss", "sub", "aud", "exp", "iat") if c not in claims]
-    if missing:
-        problems.append(f"missing claims: {', '.join(missing)}")
     exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, (int, float)) or exp + LEEWAY < now:
-        problems.append(f"exp {exp!r} is not in the future (now {int(now)})")
-    if not isinstance(iat, (int, float)) or iat - LEEWAY > now:
-        problems.append(f"iat {iat!r} is not a past time (now {int(now)})")
-    expect(not problems, expected="valid iss, aud, exp and iat", actual="; ".join(problems))
+    with expectations() as check:
+        check.expect(claims.get("iss") == issuer, expected=f"iss {issuer!r}, byte-equal to the advertised issuer",
+                     actual=f"iss {claims.get('iss')!r}", requirement="OIDC-02")
+        check.expect(target.client.client_id in (aud if isinstance(aud, list) else [aud]),
+                     expected="aud containing the client_id", actual=f"aud {aud!r}", requirement="OIDC-02")
+        check.expect(not missing, expected="iss, sub, aud, exp and iat present",
+                     actual=f"missing claims: {', '.join(missing)}", requirement="OIDC-01")
+        check.expect(isinstance(exp, (int, float)) and exp + LEEWAY >= now, expected="exp in the future",
+                     actual=f"exp {exp!r} (now {int(now)})", requirement="OIDC-02")
+        check.expect(isinstance(iat, (int, float)) and iat - LEEWAY <= now, expected="iat a past time",
+                     actual=f"iat {iat!r} (now {int(now)})")
 
 
 @pytest.mark.requirement("OIDC-03")
 @proves(Fault.ID_TOKEN_MISSING, Fault.ID_TOKEN_NONCE_NOT_ECHOED)
-def test_id_token_nonce(launch: Any) -> None:
+def test_id_token_nonce(launch: LaunchResult) -> None:
     """The nonce sent in the authorization request comes back in the id_token."""
     _, claims = _claims(launch)
     expect(claims.get("nonce") == launch.nonce, expected="the nonce of the authorization request",
@@ -142,7 +146,7 @@ def _resolve_fhir_user(http: RecordingClient, target: Target, token: str, fhir_u
 
 @pytest.mark.requirement("SMART-OIDC-02")
 @proves(Fault.FHIRUSER_MISSING, Fault.FHIRUSER_OTHER_ORIGIN, Fault.ID_TOKEN_MISSING)
-def test_fhir_user_resolves_to_member(launch: Any, http: RecordingClient, target: Target) -> None:
+def test_fhir_user_resolves_to_member(launch: LaunchResult, http: RecordingClient, target: Target) -> None:
     """fhirUser resolves, with the access token, to the member's own Patient."""
     _, claims = _claims(launch)
     resource = _resolve_fhir_user(http, target, launch.token.access_token, claims.get("fhirUser"))
@@ -155,30 +159,31 @@ def test_fhir_user_resolves_to_member(launch: Any, http: RecordingClient, target
 
 @pytest.mark.requirement("OIDC-04")
 @proves(Fault.ID_TOKEN_MISSING, Fault.SUB_UNSTABLE)
-def test_sub_stable_per_member(launch: Any, launcher: Any, target: Target) -> None:
+def test_sub_stable_per_member(launch: LaunchResult, launcher: Launcher, target: Target) -> None:
     """sub is the same across two sign-ins of one member, and differs for another member."""
     _, first = _claims(launch)
     again = launcher.launch()
     if again.token is None or not again.token.id_token:
         could_not_check("the second launch of the member produced no id_token: " + "; ".join(again.problems))
     _, second = decode_unverified(again.token.id_token)
-    expect(first.get("sub") == second.get("sub") and isinstance(first.get("sub"), str)
-           and 0 < len(first.get("sub", "")) <= 255,
-           expected="the same sub (≤ 255 chars) for two sign-ins of the member",
-           actual=f"sub {first.get('sub')!r} then {second.get('sub')!r}")
-    if "other" in target.members:
-        other = launcher.launch(member="other")
-        if other.token is None or not other.token.id_token:
-            could_not_check("the other member's launch produced no id_token: " + "; ".join(other.problems))
-        _, theirs = decode_unverified(other.token.id_token)
-        expect(theirs.get("sub") != first.get("sub"), expected="a different sub for another member",
-               actual=f"both members have sub {first.get('sub')!r}")
+    with expectations() as check:  # stable for the member and distinct between members: two findings of their own
+        check.expect(first.get("sub") == second.get("sub") and isinstance(first.get("sub"), str)
+                     and 0 < len(first.get("sub", "")) <= 255,
+                     expected="the same sub (≤ 255 chars) for two sign-ins of the member",
+                     actual=f"sub {first.get('sub')!r} then {second.get('sub')!r}")
+        if "other" in target.members:
+            other = launcher.launch(member="other")
+            if other.token is None or not other.token.id_token:
+                could_not_check("the other member's launch produced no id_token: " + "; ".join(other.problems))
+            _, theirs = decode_unverified(other.token.id_token)
+            check.expect(theirs.get("sub") != first.get("sub"), expected="a different sub for another member",
+                         actual=f"both members have sub {first.get('sub')!r}")
 
 
 @pytest.mark.requirement("PDEX-SEC-04", "SMART-OIDC-02")
 @proves(Fault.FHIRUSER_MISSING, Fault.FHIRUSER_OTHER_ORIGIN, Fault.PATIENT_MISSING,
         Fault.REPRESENTATIVE_FHIRUSER_PATIENT)
-def test_representative_launch(launcher: Any, http: RecordingClient, target: Target) -> None:
+def test_representative_launch(launcher: Launcher, http: RecordingClient, target: Target) -> None:
     """A personal representative signs in for their dependent: patient is the dependent, fhirUser is the
     representative's own RelatedPerson/Person."""
     if "representative" not in target.members:
@@ -188,11 +193,12 @@ def test_representative_launch(launcher: Any, http: RecordingClient, target: Tar
     if result.token is None:
         fail(expected="a token for the representative", actual="; ".join(result.problems),
              requirement="PDEX-SEC-04")
-    expect(result.token.patient == rep.patient_id, expected=f"patient {rep.patient_id!r} (the dependent)",
-           actual=f"patient {result.token.patient!r}", requirement="PDEX-SEC-04")
-    if result.token.id_token:
-        _, claims = decode_unverified(result.token.id_token)
-        resource = _resolve_fhir_user(http, target, result.token.access_token, claims.get("fhirUser"))
-        expect(resource.get("resourceType") in ("RelatedPerson", "Person"),
-               expected="fhirUser of the representative: a RelatedPerson or Person",
-               actual=f"{resource.get('resourceType')}/{resource.get('id')}", requirement="SMART-OIDC-02")
+    with expectations() as check:  # the patient in context and the fhirUser are independent findings
+        check.expect(result.token.patient == rep.patient_id, expected=f"patient {rep.patient_id!r} (the dependent)",
+                     actual=f"patient {result.token.patient!r}", requirement="PDEX-SEC-04")
+        if result.token.id_token:
+            _, claims = decode_unverified(result.token.id_token)
+            resource = _resolve_fhir_user(http, target, result.token.access_token, claims.get("fhirUser"))
+            check.expect(resource.get("resourceType") in ("RelatedPerson", "Person"),
+                         expected="fhirUser of the representative: a RelatedPerson or Person",
+                         actual=f"{resource.get('resourceType')}/{resource.get('id')}", requirement="SMART-OIDC-02")

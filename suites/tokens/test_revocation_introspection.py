@@ -29,11 +29,12 @@ from smart_conformance.checks import (
 )
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient, current_evidence
-from smart_conformance.launcher import credentials
+from smart_conformance.launcher import Launcher, credentials
 from smart_conformance.oauth import issued_tokens, oauth_error
 from smart_conformance.reference.variants import ONLY_REFRESH_TOKENS_REVOCABLE
 from smart_conformance.revocation import REFUSAL_WAIT_S, wait_for_refusal, watch
 from smart_conformance.smart.idtoken import decode_unverified
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.smart.token import ClientCredentials, introspect, refresh, revoke
 from smart_conformance.testplan import Fault, Needs, needs, proves, warns_under
 
@@ -57,7 +58,7 @@ def _introspect(http: RecordingClient, smart_config: dict[str, Any], target: Tar
 
 @pytest.mark.requirement("SMART-INTRO-02", "SMART-INTRO-03", "SMART-INTRO-04")
 @proves(Fault.INTROSPECT_MISSING_PATIENT, Fault.PATIENT_MISSING, Fault.SUB_UNSTABLE)
-def test_introspection_of_live_token(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
+def test_introspection_of_live_token(launch: LaunchResult, http: RecordingClient, smart_config: dict[str, Any],
                                      target: Target) -> None:
     """A live access token introspects as active, with scope, client_id, exp, patient and the id_token's iss/sub."""
     response, body = _introspect(http, smart_config, target, launch.token.access_token)
@@ -95,7 +96,7 @@ def _introspection_control(http: RecordingClient, smart_config: dict[str, Any], 
 
 @pytest.mark.requirement("RFC7662-01")
 @proves(Fault.INTROSPECT_UNKNOWN_ERROR)
-def test_introspection_of_unknown_token(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
+def test_introspection_of_unknown_token(launch: LaunchResult, http: RecordingClient, smart_config: dict[str, Any],
                                         target: Target) -> None:
     """A made-up token introspects as active: false, with nothing else about it."""
     response, body = _introspect(http, smart_config, target, secrets.token_urlsafe(24))
@@ -107,8 +108,8 @@ def test_introspection_of_unknown_token(launch: Any, http: RecordingClient, smar
 
 @pytest.mark.requirement("RFC7662-01")
 @proves(Fault.INTROSPECT_UNAUTHENTICATED)
-def test_introspection_requires_authentication(launch: Any, http: RecordingClient, smart_config: dict[str, Any],
-                                               target: Target) -> None:
+def test_introspection_requires_authentication(launch: LaunchResult, http: RecordingClient,
+                                               smart_config: dict[str, Any], target: Target) -> None:
     """The introspection endpoint does not answer an unauthenticated caller about a live token."""
     response = introspect(http, _endpoint(smart_config, "introspection_endpoint"), token=launch.token.access_token,
                           client=None)
@@ -124,7 +125,7 @@ def test_introspection_requires_authentication(launch: Any, http: RecordingClien
                            "introspection refused without client authentication")
 
 
-def _endpoint_and_grant(launcher: Any, smart_config: dict[str, Any], why: str) -> tuple[str, Any]:
+def _endpoint_and_grant(launcher: Launcher, smart_config: dict[str, Any], why: str) -> tuple[str, Any]:
     """The revocation endpoint and a grant of the check's own (revoking must never touch the shared launch)."""
     endpoint = _endpoint(smart_config, "revocation_endpoint")
     return endpoint, launcher.fresh_grant(why)
@@ -145,7 +146,7 @@ def _note(text: str) -> None:
 @proves(Fault.INTROSPECT_REVOKED_ACTIVE, Fault.REVOCATION_IGNORED, Fault.REVOKED_TOKEN_ACCEPTED)
 # RFC 7009 §2.1: access-token revocation is a SHOULD; a server revoking refresh tokens only honestly warns here.
 @warns_under(ONLY_REFRESH_TOKENS_REVOCABLE)
-def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
+def test_revoked_access_token_refused(launcher: Launcher, http: RecordingClient, smart_config: dict[str, Any],
                                       target: Target) -> None:
     """After revocation the FHIR API refuses the access token it accepted just before (the delay is measured), and
     the token introspects inactive. unsupported_token_type (a server that revokes only refresh tokens) is the SHOULD
@@ -175,7 +176,7 @@ def test_revoked_access_token_refused(launcher: Any, http: RecordingClient, smar
 
 @pytest.mark.requirement("RFC7009-01", "RFC7009-02", "RFC7009-04")
 @proves(Fault.ACCESS_SURVIVES_REFRESH_REVOCATION, Fault.REFRESH_SURVIVES_REVOCATION, Fault.REVOKED_TOKEN_ACCEPTED)
-def test_revoked_refresh_token_stops_refresh(launcher: Any, http: RecordingClient, smart_config: dict[str, Any],
+def test_revoked_refresh_token_stops_refresh(launcher: Launcher, http: RecordingClient, smart_config: dict[str, Any],
                                             target: Target) -> None:
     """A refresh token that refreshed a moment ago stops refreshing once revoked, and the grant's access token, which
     worked before, is refused (RFC 7009 §2.1 asks this of servers that revoke access tokens)."""
@@ -217,7 +218,7 @@ def test_revoked_refresh_token_stops_refresh(launcher: Any, http: RecordingClien
 @pytest.mark.requirement("RFC7009-07")
 @proves(Fault.REVOCATION_WITHOUT_CLIENT_AUTH)
 @needs(Needs.AUTHENTICATED_REVOCATION)
-def test_revocation_requires_client_authentication(launcher: Any, http: RecordingClient,
+def test_revocation_requires_client_authentication(launcher: Launcher, http: RecordingClient,
                                                    smart_config: dict[str, Any], target: Target) -> None:
     """Revocation without client credentials is refused and revokes nothing (RFC 7009 §2.1: the server first
     validates the client's credentials); the same revocation with them then works."""

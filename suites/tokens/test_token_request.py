@@ -17,21 +17,22 @@ import pytest
 from smart_conformance.checks import could_not_check, describe, expect, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient
-from smart_conformance.launcher import credentials
+from smart_conformance.launcher import Launcher, credentials
 from smart_conformance.oauth import issued_tokens, oauth_error
 from smart_conformance.revocation import REFUSAL_WAIT_S, wait_for_refusal, watch
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.smart.token import ClientCredentials, exchange_code
 from smart_conformance.testplan import Fault, proves
 
 
-def fresh_code(launcher: Any, **kwargs: Any) -> Any:
+def fresh_code(launcher: Launcher, **kwargs: Any) -> LaunchResult:
     result = launcher.launch(exchange=False, **kwargs)
     if not result.code:
         could_not_check("no code to test with: " + "; ".join(result.problems))
     return result
 
 
-def redeem(http: RecordingClient, launcher: Any, result: Any, *, client: ClientCredentials | None = None,
+def redeem(http: RecordingClient, launcher: Launcher, result: LaunchResult, *, client: ClientCredentials | None = None,
            redirect_uri: str | None = None, verifier: str | None = "(launch)") -> Any:
     return exchange_code(http, launcher.token_endpoint, code=result.code,
                          redirect_uri=redirect_uri or result.spec.redirect_uri,
@@ -53,15 +54,16 @@ def _refused(http: RecordingClient, response: Any, *, expected: str, statuses: t
 @pytest.mark.requirement("SMART-TOKEN-02", "RFC6749-08")
 @pytest.mark.parametrize("auth", ["wrong-secret", "no-authentication"])
 @proves(Fault.INVALID_CLIENT_WITHOUT_401, Fault.WRONG_SECRET_ACCEPTED)
-def test_client_authentication_required(launcher: Any, http: RecordingClient, target: Target, auth: str) -> None:
+def test_client_authentication_required(launcher: Launcher, http: RecordingClient, target: Target, auth: str) -> None:
     """A wrong client secret, or none at all, gets invalid_client and no tokens. RFC 6749 §5.2: only a client that
     tried the Authorization header (client_secret_basic) is owed HTTP 401 with a WWW-Authenticate challenge; otherwise
     400 or 401, with or without the header. The same code with the right credentials then works (positive control)."""
     if target.client.auth_method == "none":
         not_applicable("the target's client is public (auth_method: none)")
     result = fresh_code(launcher)
+    method = target.client.auth_method if target.client.auth_method != "private_key_jwt" else "client_secret_basic"
     client = ClientCredentials(target.client.client_id, "wrong-" + (target.client.client_secret or "x")[:4] + "-secret",
-                               target.client.auth_method) if auth == "wrong-secret" else \
+                               method) if auth == "wrong-secret" else \
         ClientCredentials(target.client.client_id, None, "none")
     response = redeem(http, launcher, result, client=client)
     err = oauth_error(response)
@@ -81,7 +83,7 @@ def test_client_authentication_required(launcher: Any, http: RecordingClient, ta
     _code_control(http, launcher, result, "a code refused without valid client authentication")
 
 
-def _code_control(http: RecordingClient, launcher: Any, result: Any, refusal: str) -> None:
+def _code_control(http: RecordingClient, launcher: Launcher, result: Any, refusal: str) -> None:
     """The same code with the client's own credentials works; a server may spend a code on a failed attempt, so a
     second fresh code, redeemed properly, is the control then."""
     if redeem(http, launcher, result).status_code == 200:
@@ -95,7 +97,7 @@ def _code_control(http: RecordingClient, launcher: Any, result: Any, refusal: st
 
 @pytest.mark.requirement("RFC6749-04")
 @proves(Fault.CODE_REUSE_ALLOWED)
-def test_code_single_use(launcher: Any, http: RecordingClient) -> None:
+def test_code_single_use(launcher: Launcher, http: RecordingClient) -> None:
     """A code works once; the second exchange is refused with invalid_grant."""
     result = fresh_code(launcher)
     first = redeem(http, launcher, result)
@@ -107,7 +109,7 @@ def test_code_single_use(launcher: Any, http: RecordingClient) -> None:
 
 @pytest.mark.requirement("RFC6749-11")
 @proves(Fault.CODE_REUSE_ALLOWED, Fault.CODE_REUSE_KEEPS_TOKENS, Fault.REVOKED_TOKEN_ACCEPTED)
-def test_code_reuse_revokes_tokens(launcher: Any, http: RecordingClient, target: Target) -> None:
+def test_code_reuse_revokes_tokens(launcher: Launcher, http: RecordingClient, target: Target) -> None:
     """After a code is replayed, the token issued for it, which worked just before, stops working (RFC 6749 §4.1.2:
     SHOULD). Without that positive control a refusal proves nothing."""
     result = fresh_code(launcher)
@@ -126,7 +128,7 @@ def test_code_reuse_revokes_tokens(launcher: Any, http: RecordingClient, target:
 
 @pytest.mark.requirement("RFC6749-06")
 @proves(Fault.CODE_NOT_BOUND_TO_REDIRECT)
-def test_code_bound_to_redirect_uri(launcher: Any, http: RecordingClient) -> None:
+def test_code_bound_to_redirect_uri(launcher: Launcher, http: RecordingClient) -> None:
     """A code presented with another redirect_uri is refused."""
     result = fresh_code(launcher)
     response = redeem(http, launcher, result, redirect_uri=result.spec.redirect_uri.rstrip("/") + "/other")
@@ -135,7 +137,7 @@ def test_code_bound_to_redirect_uri(launcher: Any, http: RecordingClient) -> Non
 
 @pytest.mark.requirement("RFC6749-05")
 @proves(Fault.CODE_NOT_BOUND_TO_CLIENT)
-def test_code_bound_to_client(launcher: Any, http: RecordingClient, target: Target) -> None:
+def test_code_bound_to_client(launcher: Launcher, http: RecordingClient, target: Target) -> None:
     """A code issued to one client is refused when another registered client presents it."""
     if target.other_client is None:
         not_applicable("the target names no other_client")
@@ -148,7 +150,7 @@ def test_code_bound_to_client(launcher: Any, http: RecordingClient, target: Targ
 @pytest.mark.requirement("SMART-PKCE-03", "SMART-PKCE-04", "OAUTHBCP-02")
 @pytest.mark.parametrize("verifier", ["missing", "blank", "wrong", "equals-challenge", "other-launch"])
 @proves(Fault.PKCE_VERIFIER_NOT_CHECKED)
-def test_pkce_verifier_checked(launcher: Any, http: RecordingClient, verifier: str) -> None:
+def test_pkce_verifier_checked(launcher: Launcher, http: RecordingClient, verifier: str) -> None:
     """The code is refused without the exact code_verifier of its own challenge."""
     result = fresh_code(launcher)
     if verifier == "other-launch":
@@ -167,12 +169,12 @@ def test_pkce_verifier_checked(launcher: Any, http: RecordingClient, verifier: s
 @pytest.mark.requirement("OAUTHBCP-03", "RFC6749-13")
 @pytest.mark.parametrize("grant", ["password", "made-up"])
 @proves(Fault.PASSWORD_GRANT_ALLOWED)
-def test_unsupported_grant_types_refused(launcher: Any, http: RecordingClient, target: Target, grant: str) -> None:
+def test_unsupported_grant_types_refused(launcher: Launcher, http: RecordingClient, target: Target, grant: str) -> None:
     """The password grant and unknown grant types get an OAuth error, never tokens."""
     form = {"grant_type": "password", "username": target.member.username, "password": target.member.password,
             "scope": target.scopes["full"]} if grant == "password" else {"grant_type": "urn:example:made-up"}
     headers: dict[str, str] = {}
-    credentials(target.client).apply(form, headers)
+    credentials(target.client).apply(form, headers, launcher.token_endpoint)
     response = http.post(launcher.token_endpoint, data=form, headers=headers)
     err = oauth_error(response)
     exchange = http.exchange_for(response)
@@ -185,13 +187,13 @@ def test_unsupported_grant_types_refused(launcher: Any, http: RecordingClient, t
 
 @pytest.mark.requirement("RFC6749-12")
 @proves(Fault.TOKEN_GET_ACCEPTED)
-def test_token_endpoint_requires_post(launcher: Any, http: RecordingClient, target: Target) -> None:
+def test_token_endpoint_requires_post(launcher: Launcher, http: RecordingClient, target: Target) -> None:
     """The token endpoint does not hand out tokens to a GET (credentials would end up in logs)."""
     result = fresh_code(launcher)
     params = {"grant_type": "authorization_code", "code": result.code, "redirect_uri": result.spec.redirect_uri,
               "code_verifier": result.code_verifier or ""}
     headers: dict[str, str] = {}
-    credentials(target.client).apply(params, headers)  # properly authenticated: only the method is wrong
+    credentials(target.client).apply(params, headers, launcher.token_endpoint)  # properly authenticated: only the method is wrong
     response = http.get(launcher.token_endpoint, params=params, headers=headers)
     expect(not issued_tokens(response) and response.status_code in (400, 401, 404, 405),
            expected="GET refused (405, or a 4xx OAuth error) without tokens",

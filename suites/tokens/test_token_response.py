@@ -12,35 +12,42 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from smart_conformance.checks import describe, expect, fail
+from smart_conformance.checks import describe, expect, expectations, fail
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
+from smart_conformance.launcher import Launcher
 from smart_conformance.oauth import no_store_problems, scope_set, wider_than
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 
 
-def _exchange(http: RecordingClient, launch: Any) -> Any:
+def _exchange(http: RecordingClient, launch: LaunchResult) -> Any:
     return http.exchange_for(launch.token_response) if launch.token_response is not None else None
 
 
 @pytest.mark.requirement("SMART-TOKEN-03", "RFC6749-07")
 @proves(Fault.TOKEN_TYPE_NOT_BEARER)
-def test_token_response_fields(launch: Any, http: RecordingClient) -> None:
-    """access_token is a non-empty string and token_type is Bearer (any case), as JSON."""
+def test_token_response_fields(launch: LaunchResult, http: RecordingClient) -> None:
+    """access_token is a non-empty string and token_type is Bearer (any case), as JSON.
+
+    Each is judged on its own: every one that fails is reported."""
     token, response = launch.token, launch.token_response
     media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    expect(media == "application/json", expected="Content-Type application/json", actual=media or "(none)",
-           requirement="RFC6749-07", exchange=_exchange(http, launch))
-    expect(bool(token.access_token), expected="a non-empty access_token string",
-           actual=describe(token.raw.get("access_token", "(absent)")), exchange=_exchange(http, launch))
-    expect((token.token_type or "").lower() == "bearer", expected="token_type 'Bearer' (case-insensitive)",
-           actual=f"token_type {token.raw.get('token_type')!r}", exchange=_exchange(http, launch))
+    with expectations() as check:
+        check.expect(media == "application/json", expected="Content-Type application/json", actual=media or "(none)",
+                     requirement="RFC6749-07", exchange=_exchange(http, launch))
+        check.expect(bool(token.access_token), expected="a non-empty access_token string",
+                     actual=describe(token.raw.get("access_token", "(absent)")), requirement="SMART-TOKEN-03",
+                     exchange=_exchange(http, launch))
+        check.expect((token.token_type or "").lower() == "bearer", expected="token_type 'Bearer' (case-insensitive)",
+                     actual=f"token_type {token.raw.get('token_type')!r}", requirement="SMART-TOKEN-03",
+                     exchange=_exchange(http, launch))
 
 
 @pytest.mark.requirement("SMART-TOKEN-04")
 @proves(Fault.TOKEN_SCOPE_MISSING)
-def test_token_response_scope(launch: Any, http: RecordingClient) -> None:
+def test_token_response_scope(launch: LaunchResult, http: RecordingClient) -> None:
     """scope is present: the scopes actually granted."""
     expect(isinstance(launch.token.raw.get("scope"), str) and bool(launch.token.scope),
            expected="scope: a non-empty space-separated string", actual=describe(launch.token.raw.get("scope")),
@@ -49,7 +56,7 @@ def test_token_response_scope(launch: Any, http: RecordingClient) -> None:
 
 @pytest.mark.requirement("SMART-TOKEN-05")
 @proves(Fault.EXPIRES_IN_MISSING)
-def test_token_expires_in(launch: Any, http: RecordingClient) -> None:
+def test_token_expires_in(launch: LaunchResult, http: RecordingClient) -> None:
     """expires_in is a positive integer of at most one hour."""
     value = launch.token.raw.get("expires_in")
     expect(isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 3600,
@@ -59,7 +66,7 @@ def test_token_expires_in(launch: Any, http: RecordingClient) -> None:
 
 @pytest.mark.requirement("SMART-TOKEN-07", "SMART-AUTHZ-06", "CARIN-SEC-01")
 @proves(Fault.PATIENT_MISSING)
-def test_token_patient_context(launch: Any, target: Target, http: RecordingClient) -> None:
+def test_token_patient_context(launch: LaunchResult, target: Target, http: RecordingClient) -> None:
     """patient is the launched member's Patient id, and that Patient is readable with the token."""
     patient = launch.token.raw.get("patient")
     expect(patient == target.member.patient_id, expected=f"patient {target.member.patient_id!r} (members.primary)",
@@ -73,7 +80,7 @@ def test_token_patient_context(launch: Any, target: Target, http: RecordingClien
 
 @pytest.mark.requirement("SMART-TOKEN-08", "SMART-TOKEN-09")
 @proves(Fault.CONTEXT_WRONG_TYPES)
-def test_token_context_types(launch: Any, http: RecordingClient) -> None:
+def test_token_context_types(launch: LaunchResult, http: RecordingClient) -> None:
     """Optional launch context values have their defined types when present."""
     raw, problems = launch.token.raw, list(launch.token.problems)
     if "need_patient_banner" in raw and not isinstance(raw["need_patient_banner"], bool):
@@ -100,7 +107,7 @@ def test_token_context_types(launch: Any, http: RecordingClient) -> None:
 
 @pytest.mark.requirement("SMART-AUTHZ-09", "SMART-TOKEN-04")
 @proves(Fault.SCOPE_WIDENED)
-def test_granted_scope_within_requested(launch: Any, http: RecordingClient) -> None:
+def test_granted_scope_within_requested(launch: LaunchResult, http: RecordingClient) -> None:
     """Nothing is granted beyond what the app requested."""
     extra = wider_than(scope_set(launch.token.scope), scope_set(launch.spec.scope))
     expect(not extra, expected=f"granted scopes within the requested {launch.spec.scope!r}",
@@ -109,7 +116,7 @@ def test_granted_scope_within_requested(launch: Any, http: RecordingClient) -> N
 
 @pytest.mark.requirement("SMART-TOKEN-06")
 @proves(Fault.TOKEN_NO_STORE_MISSING)
-def test_token_response_not_cached(launch: Any, http: RecordingClient) -> None:
+def test_token_response_not_cached(launch: LaunchResult, http: RecordingClient) -> None:
     """The successful token response carries Cache-Control: no-store and Pragma: no-cache."""
     problems = no_store_problems(launch.token_response)
     expect(not problems, expected="Cache-Control: no-store and Pragma: no-cache", actual="; ".join(problems),
@@ -118,7 +125,7 @@ def test_token_response_not_cached(launch: Any, http: RecordingClient) -> None:
 
 @pytest.mark.requirement("SMART-TOKEN-06", "RFC6749-08")
 @proves(Fault.TOKEN_NO_STORE_MISSING)
-def test_token_error_not_cached(launcher: Any, http: RecordingClient) -> None:
+def test_token_error_not_cached(launcher: Launcher, http: RecordingClient) -> None:
     """A token error (an unknown code) is a JSON OAuth error that is not cached either."""
     from smart_conformance.launcher import credentials
     from smart_conformance.smart.token import exchange_code

@@ -33,7 +33,7 @@ REFUSAL_CHECKS = {
     "test_v2_scope_grants_only_its_type", "test_other_member_read_refused", "test_other_member_search_refused",
     "test_other_member_include_refused", "test_other_member_chained_search_refused",
     "test_other_member_everything_refused", "test_refusal_same_for_existing_and_missing",
-    "test_representative_reaches_only_represented_member",
+    "test_representative_reaches_only_represented_member", "test_named_other_patients_refused",
 }
 PUBLIC_FHIR = ("/fhir/.well-known/smart-configuration", "/fhir/metadata")
 

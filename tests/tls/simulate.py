@@ -2,7 +2,7 @@
 
 No OpenSSL this harness can load will serve SSL 3.0, and a scanner error on one protocol version cannot be provoked on
 demand. To still prove how the TLS suite judges those scanner results end to end, this plugin patches
-``smart_conformance.tls.scan`` in the suite's own process: ``SMART_TLS_SIMULATE`` is JSON
+``smart_conformance.tls.scanner.scan`` in the suite's own process: ``SMART_TLS_SIMULATE`` is JSON
 ``{"<port>": {"<version>": "accepted" | "not_tested"}}``. Everything else about those endpoints is the real scan.
 """
 
@@ -40,10 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
     plan: dict[str, dict[str, str]] = json.loads(os.environ.get(ENV) or "{}")
     if not plan:
         return
-    real_scan = tls.scan
+    real_scan = tls.scanner.scan
 
     def scan(endpoints: Sequence[tls.Endpoint], settings: tls.TlsScanSettings) -> dict[tls.Endpoint, Any]:
         results = real_scan(endpoints, settings)
         return {e: _rewrite(s, plan[str(e.port)]) if str(e.port) in plan else s for e, s in results.items()}
 
-    tls.scan = scan  # type: ignore[assignment]
+    tls.scanner.scan = scan  # type: ignore[assignment]  # what scan_once calls

@@ -141,3 +141,30 @@ def test_shipped_targets_are_valid(tmp_path: Path) -> None:
     for template in (paths.fixtures_dir() / "targets").glob("example-*.yaml"):
         with pytest.raises(ConfigError, match="is not set"):
             load_target(template, {})
+
+
+def test_target_attestation_and_baseline_files_share_one_yaml_path(tmp_path: Path) -> None:
+    """One loader, one wording: file, line and column, the parser's complaint, and the fix; never a traceback."""
+    from smart_conformance.report import attestations, baseline
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: acme\nitems: [unclosed\n", encoding="utf-8")
+    loaders = [(lambda f: load_target(f, ENV), ConfigError, "YAML"),
+               (attestations.load, attestations.AttestationError, "YAML"),
+               (baseline.load, baseline.BaselineError, "YAML/JSON")]
+    for load, error, syntax in loaders:
+        with pytest.raises(error) as err:
+            load(bad)
+        message = str(err.value)
+        assert message.startswith(f"{bad}: (top level): not valid {syntax} at line 3, column 1: "), message
+        assert "\n" not in message and f"Fix: fix the {syntax} syntax" in message
+        with pytest.raises(error, match=r"file not found\. Fix: "):
+            load(tmp_path / "missing.yaml")
+
+
+def test_other_patient_ids_name_other_members_only(tmp_path: Path) -> None:
+    target = load_target(write(tmp_path, MINIMAL + "isolation:\n  other_patient_ids: ['456', '789']\n"), ENV)
+    assert target.other_patient_ids == ("456", "789")
+    with pytest.raises(ConfigError) as err:
+        load_target(write(tmp_path, MINIMAL + "isolation:\n  other_patient_ids: ['123']\n"), ENV)
+    assert "isolation.other_patient_ids" in str(err.value) and "primary member's own patient" in str(err.value)

@@ -50,3 +50,15 @@ def test_fhir_codes_are_not_secrets() -> None:
     out = redact.body(body, "application/fhir+json")
     assert '"code": "read"' in out and '"code": "plan"' in out
     assert redact.text("ExplanationOfBenefit") == "ExplanationOfBenefit"
+
+
+def test_one_vocabulary_names_every_secret() -> None:
+    """Target keys (refused as literals), recipe placeholders (masked in steps and traces) and wire fields (scrubbed
+    from evidence) are judged by the same names."""
+    for name in ("client_secret", "password", "totp_secret", "private_key", "member.password", "member.totp_secret",
+                 "refresh_token", "code", "client_assertion", "passcode"):
+        assert redact.is_secret_field(name), name
+    for name in ("member.username", "member.patient_id", "client_key", "client_id", "username"):
+        assert not redact.is_secret_field(name), name
+    values = {"member.username": "alice", "member.password": "pw-123", "member.totp_secret": "JBSWY3DP"}
+    assert redact.secret_values(values, ["c0de-1", None]) == {"pw-123", "JBSWY3DP", "c0de-1"}

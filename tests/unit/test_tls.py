@@ -23,11 +23,19 @@ from smart_conformance.tls import (
     CertificateSummary,
     Endpoint,
     HstsPolicy,
-    ProtocolResult,
     TlsScan,
     TlsScanSettings,
+    policy,
 )
-from tests.tls_servers import LOCAL, Behaviour, Pki, closed_port, local_openssl_negotiates, server_context, serving
+from tests.tls_servers import (
+    LOCAL,
+    Behaviour,
+    Pki,
+    closed_port,
+    local_openssl_negotiates,
+    server_context,
+    serving,
+)
 
 # sslyze's bundled trust stores hold a certificate with a non-positive serial; cryptography warns on loading it.
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
@@ -84,6 +92,42 @@ def statuses(scan: TlsScan) -> dict[str, str]:
     return {p.version: p.status for p in scan.protocols}
 
 
+def cipher_problems(scan: TlsScan) -> dict[str, set[str]]:
+    """What tls.policy says about the accepted suites below TLS 1.3, keyed by problem, as the suite judges them."""
+    out: dict[str, set[str]] = {}
+    for version in policy.PRE_TLS13:
+        result = scan.protocol(version)
+        if result.status != "accepted":
+            continue
+        for c in result.accepted_ciphers:
+            for flag in policy.broken_cipher_flags(c):
+                out.setdefault(flag, set()).add(f"{version} {c.name}")
+            if policy.lacks_forward_secrecy(c):
+                out.setdefault("no-forward-secrecy", set()).add(f"{version} {c.name}")
+        if policy.lacks_aead(version, result.accepted_ciphers):
+            out.setdefault("no-aead", set()).add(version)
+    return out
+
+
+def cert_problems(cert: CertificateSummary, now: dt.datetime | None = None) -> set[str]:
+    """What the certificate checks would say about one leaf, by tls.policy's rules."""
+    now = now or dt.datetime.now(dt.UTC)
+    problems = {policy.validity(cert, now)} - {"valid"}
+    if policy.expiring_soon(cert, now):
+        problems.add("expiring-soon")
+    if not cert.hostname_ok:
+        problems.add("hostname-mismatch")
+    if cert.client_valid is False:
+        problems.add("untrusted")
+    elif cert.client_valid and not cert.strict_profile_ok:
+        problems.add("strict-profile")
+    if policy.key_strength(cert) != "strong":
+        problems.add(f"key-{policy.key_strength(cert)}")
+    if policy.signature_hash_strength(cert) != "strong":
+        problems.add(f"signature-{policy.signature_hash_strength(cert)}")
+    return problems
+
+
 def test_one_scan_covers_the_fleet_within_budget(fleet: Fleet) -> None:
     durations = {name: round(s.duration_s, 2) for name, s in fleet.scans.items()}
     print(f"\nsslyze fleet run: {fleet.total_s:.2f}s total for {len(durations)} endpoints; per endpoint {durations}")
@@ -98,8 +142,7 @@ def test_modern_server_accepts_only_tls12_and_tls13(fleet: Fleet) -> None:
     assert statuses(scan) == {"SSLv2": "refused", "SSLv3": "refused", "TLSv1": "refused", "TLSv1.1": "refused",
                               "TLSv1.2": "accepted", "TLSv1.3": "accepted"}
     assert all(c.is_aead and c.forward_secret for c in scan.protocol("TLSv1.3").accepted_ciphers)
-    assert tls.protocol_findings(scan) == []
-    assert tls.weak_cipher_findings(scan) == []
+    assert cipher_problems(scan) == {}
 
 
 def test_modern_server_certificate_is_valid_against_the_supplied_ca(fleet: Fleet) -> None:
@@ -108,16 +151,17 @@ def test_modern_server_certificate_is_valid_against_the_supplied_ca(fleet: Fleet
     assert (cert.chain_valid, cert.hostname_ok, cert.trusted_ignoring_hostname) == (True, True, True)
     assert cert.trust_store == "Supplied CA file" and cert.validation_error is None
     assert (cert.key_type, cert.key_size, cert.signature_hash) == ("RSA", 2048, "sha256")
-    assert cert.san_ip == (LOCAL,) and "localhost" in cert.san_dns and cert.days_left >= 360
-    assert tls.certificate_findings(fleet.scans["modern"]) == []
+    assert cert.san_ip == (LOCAL,) and "localhost" in cert.san_dns
+    assert cert.not_after - cert.not_before >= dt.timedelta(days=360)
+    assert cert_problems(cert) == set()
 
 
 def test_hsts_header_seen_by_sslyze_present_and_absent(fleet: Fleet) -> None:
     assert fleet.scans["modern"].hsts == HstsPolicy(max_age=63072000, include_subdomains=True, preload=False)
-    assert tls.hsts_findings(fleet.scans["modern"].hsts) == []
+    assert policy.hsts_problem(fleet.scans["modern"].hsts) is None
     legacy = fleet.scans["legacy"]
     assert legacy.hsts is None and legacy.hsts_error is None and legacy.hsts_path == "/"
-    assert [f.code for f in tls.hsts_findings(legacy.hsts)] == ["hsts-missing"]
+    assert policy.hsts_problem(legacy.hsts) == "no Strict-Transport-Security header"
 
 
 def test_legacy_server_tls10_and_tls11_are_reported_accepted(fleet: Fleet, pki: Pki) -> None:
@@ -132,23 +176,19 @@ def test_legacy_server_tls10_and_tls11_are_reported_accepted(fleet: Fleet, pki: 
     assert got["TLSv1.2"] == "accepted" and got["TLSv1.3"] == "accepted"
     # The server's OpenSSL has no SSLv3/SSLv2 at all; sslyze's legacy client did try, and the server said no.
     assert got["SSLv3"] == "refused" and got["SSLv2"] == "refused"
-    (finding,) = [f for f in tls.protocol_findings(scan) if f.code == "legacy-protocol-accepted"]
-    assert finding.items == ("TLSv1", "TLSv1.1")
     # "ALL" includes anonymous ECDH and static-RSA suites: both must be called out.
-    codes = {f.code for f in tls.weak_cipher_findings(scan)}
-    assert {"cipher-anonymous", "cipher-no-forward-secrecy"} <= codes
+    assert {"anonymous", "no-forward-secrecy"} <= set(cipher_problems(scan))
 
 
-def test_weak_cipher_suites_on_tls12_become_findings(fleet: Fleet) -> None:
+def test_weak_cipher_suites_on_tls12_are_judged_weak(fleet: Fleet) -> None:
     scan = fleet.scans["weak"]
     assert statuses(scan)["TLSv1.3"] == "refused"
     names = {c.name for c in scan.protocol("TLSv1.2").accepted_ciphers}
     assert names == {"TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_NULL_SHA256"}
-    findings = {f.code: f for f in tls.weak_cipher_findings(scan)}
-    assert set(findings) == {"cipher-null", "cipher-no-forward-secrecy", "cipher-tls12-neither-aead-nor-fs",
-                             "tls12-no-aead"}
-    assert findings["cipher-null"].items == ("TLSv1.2 TLS_RSA_WITH_NULL_SHA256",)
-    assert "TLSv1.2 TLS_RSA_WITH_AES_128_CBC_SHA" in findings["cipher-no-forward-secrecy"].items
+    problems = cipher_problems(scan)
+    assert set(problems) == {"NULL", "no-forward-secrecy", "no-aead"}
+    assert problems["NULL"] == {"TLSv1.2 TLS_RSA_WITH_NULL_SHA256"}
+    assert "TLSv1.2 TLS_RSA_WITH_AES_128_CBC_SHA" in problems["no-forward-secrecy"]
 
 
 def test_expired_leaf_is_a_validation_error_not_a_hostname_problem(fleet: Fleet) -> None:
@@ -156,15 +196,14 @@ def test_expired_leaf_is_a_validation_error_not_a_hostname_problem(fleet: Fleet)
     assert cert is not None
     assert not cert.chain_valid and not cert.trusted_ignoring_hostname and cert.hostname_ok
     assert cert.validation_error is not None and "not valid at validation time" in cert.validation_error
-    codes = {f.code for f in tls.certificate_findings(fleet.scans["expired"])}
-    assert codes == {"cert-expired", "cert-untrusted"}
+    assert cert_problems(cert) == {"expired", "untrusted"}
 
 
-def test_1024_bit_rsa_leaf_is_a_key_size_finding(fleet: Fleet) -> None:
+def test_1024_bit_rsa_leaf_is_a_weak_key(fleet: Fleet) -> None:
     cert = fleet.scans["rsa1024"].certificate
     assert cert is not None and (cert.key_type, cert.key_size) == ("RSA", 1024)
-    codes = {f.code for f in tls.certificate_findings(fleet.scans["rsa1024"])}
-    assert "cert-weak-key" in codes and "cert-hostname-mismatch" not in codes
+    problems = cert_problems(cert)
+    assert "key-weak" in problems and "hostname-mismatch" not in problems
 
 
 def test_hostname_mismatch_is_told_apart_from_an_untrusted_chain(fleet: Fleet) -> None:
@@ -173,7 +212,7 @@ def test_hostname_mismatch_is_told_apart_from_an_untrusted_chain(fleet: Fleet) -
     assert (cert.key_type, cert.key_size) == ("EC", 256)
     assert not cert.chain_valid and not cert.hostname_ok and cert.trusted_ignoring_hostname
     assert cert.validation_error is not None and "subjectAltName" in cert.validation_error
-    assert {f.code for f in tls.certificate_findings(fleet.scans["mismatch"])} == {"cert-hostname-mismatch"}
+    assert cert_problems(cert) == {"hostname-mismatch"}
 
 
 def test_unreachable_endpoint_is_not_tested_never_refused(fleet: Fleet) -> None:
@@ -182,13 +221,13 @@ def test_unreachable_endpoint_is_not_tested_never_refused(fleet: Fleet) -> None:
     assert set(statuses(scan).values()) == {"not_tested"}
     assert all(p.error and "not reachable" in p.error for p in scan.protocols)
     assert scan.certificate is None and scan.hsts is None and scan.hsts_error
-    assert tls.protocol_findings(scan) == [] and tls.weak_cipher_findings(scan) == []
+    assert cipher_problems(scan) == {}
 
 
 def test_unresolvable_host_is_a_connectivity_error() -> None:
     (scan,) = tls.scan([Endpoint("no-such-host.invalid", 443)], TlsScanSettings()).values()
     assert not scan.reachable and "could not resolve" in (scan.connectivity_error or "")
-    assert scan.untested_versions == tls.PROTOCOL_VERSIONS
+    assert [p.version for p in scan.protocols if p.status == "not_tested"] == list(tls.PROTOCOL_VERSIONS)
 
 
 def test_scan_once_caches_and_one_host_scans_in_under_five_seconds(pki: Pki) -> None:
@@ -298,23 +337,23 @@ def test_endpoints_from_urls_distinct_https_host_ports() -> None:
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("TLS_AES_128_GCM_SHA256", dict(forward_secret=True, is_aead=True, is_cbc=False)),
-    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", dict(forward_secret=True, is_aead=True, is_cbc=False)),
-    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", dict(forward_secret=True, is_aead=True)),
-    ("TLS_DHE_RSA_WITH_AES_256_CBC_SHA256", dict(forward_secret=True, is_aead=False, is_cbc=True)),
-    ("TLS_RSA_WITH_AES_128_CBC_SHA", dict(forward_secret=False, is_aead=False, is_cbc=True)),
-    ("TLS_RSA_WITH_AES_256_GCM_SHA384", dict(forward_secret=False, is_aead=True)),
-    ("TLS_RSA_WITH_NULL_SHA256", dict(is_null=True, forward_secret=False)),
-    ("TLS_RSA_EXPORT_WITH_RC4_40_MD5", dict(is_export=True, is_rc4=True)),
-    ("TLS_DH_anon_WITH_AES_128_CBC_SHA", dict(is_anonymous=True, forward_secret=False)),
-    ("TLS_ECDH_anon_WITH_AES_128_CBC_SHA", dict(is_anonymous=True)),
-    ("TLS_RSA_WITH_RC4_128_SHA", dict(is_rc4=True, is_cbc=False)),
-    ("TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", dict(is_3des=True, is_des=False, forward_secret=True)),
-    ("TLS_RSA_WITH_DES_CBC_SHA", dict(is_des=True, is_3des=False)),
-    ("SSL_CK_DES_192_EDE3_CBC_WITH_MD5", dict(is_3des=True, forward_secret=False)),
-    ("ECDHE-RSA-AES128-GCM-SHA256", dict(forward_secret=True, is_aead=True)),
-    ("AES128-SHA", dict(forward_secret=False, is_cbc=True)),
-    ("ADH-AES128-SHA", dict(is_anonymous=True)),
+    ("TLS_AES_128_GCM_SHA256", {"forward_secret": True, "is_aead": True}),
+    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", {"forward_secret": True, "is_aead": True}),
+    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", {"forward_secret": True, "is_aead": True}),
+    ("TLS_DHE_RSA_WITH_AES_256_CBC_SHA256", {"forward_secret": True, "is_aead": False}),
+    ("TLS_RSA_WITH_AES_128_CBC_SHA", {"forward_secret": False, "is_aead": False}),
+    ("TLS_RSA_WITH_AES_256_GCM_SHA384", {"forward_secret": False, "is_aead": True}),
+    ("TLS_RSA_WITH_NULL_SHA256", {"is_null": True, "forward_secret": False}),
+    ("TLS_RSA_EXPORT_WITH_RC4_40_MD5", {"is_export": True, "is_rc4": True}),
+    ("TLS_DH_anon_WITH_AES_128_CBC_SHA", {"is_anonymous": True, "forward_secret": False}),
+    ("TLS_ECDH_anon_WITH_AES_128_CBC_SHA", {"is_anonymous": True}),
+    ("TLS_RSA_WITH_RC4_128_SHA", {"is_rc4": True, "is_aead": False}),
+    ("TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", {"is_3des": True, "is_des": False, "forward_secret": True}),
+    ("TLS_RSA_WITH_DES_CBC_SHA", {"is_des": True, "is_3des": False}),
+    ("SSL_CK_DES_192_EDE3_CBC_WITH_MD5", {"is_3des": True, "forward_secret": False}),
+    ("ECDHE-RSA-AES128-GCM-SHA256", {"forward_secret": True, "is_aead": True}),
+    ("AES128-SHA", {"forward_secret": False}),
+    ("ADH-AES128-SHA", {"is_anonymous": True}),
 ])
 def test_classify_cipher(name: str, expected: dict[str, bool]) -> None:
     info = tls.classify_cipher(name)
@@ -339,38 +378,54 @@ def test_hsts_from_headers(raw: str, expected: HstsPolicy) -> None:
     assert tls.hsts_from_headers([("Content-Type", "text/html")]) is None
 
 
-def test_hsts_findings() -> None:
-    assert tls.hsts_findings(HstsPolicy(63072000, True)) == []
-    assert [f.code for f in tls.hsts_findings(HstsPolicy(86400))] == ["hsts-short-max-age"]
-    assert [f.code for f in tls.hsts_findings(HstsPolicy(0))] == ["hsts-disabled"]
-    assert [f.code for f in tls.hsts_findings(HstsPolicy(None, raw="max-age=x"))] == ["hsts-invalid"]
+def test_hsts_problem() -> None:
+    assert policy.hsts_problem(HstsPolicy(63072000, True)) is None
+    assert policy.hsts_problem(HstsPolicy(policy.HSTS_MIN_MAX_AGE)) is None
+    assert policy.hsts_problem(HstsPolicy(86400)) == f"max-age=86400 is below {policy.HSTS_MIN_MAX_AGE}"
+    assert policy.hsts_problem(HstsPolicy(0)) == "Strict-Transport-Security max-age=0 switches HSTS off"
+    assert "without a valid max-age: 'max-age=x'" in (policy.hsts_problem(HstsPolicy(None, raw="max-age=x")) or "")
 
 
-def _scan_with(statuses_: dict[str, tls.ProtocolStatus]) -> TlsScan:
-    def result(version: tls.ProtocolVersion) -> ProtocolResult:
-        status = statuses_.get(version, "refused")
-        return ProtocolResult(version, status, (), "boom" if status == "not_tested" else None)
-
-    return TlsScan(Endpoint("h.example", 443), tuple(result(v) for v in tls.PROTOCOL_VERSIONS))
-
-
-def test_protocol_findings_never_treat_not_tested_as_refused() -> None:
-    assert tls.protocol_findings(_scan_with({"TLSv1.2": "not_tested", "TLSv1.3": "not_tested"})) == []
-    assert [f.code for f in tls.protocol_findings(_scan_with({}))] == ["no-modern-protocol"]
-    assert tls.protocol_findings(_scan_with({"TLSv1.2": "accepted"})) == []
-    (f,) = tls.protocol_findings(_scan_with({"TLSv1.2": "accepted", "SSLv3": "accepted"}))
-    assert (f.code, f.items) == ("legacy-protocol-accepted", ("SSLv3",))
-
-
-def test_certificate_findings_expiring_soon_and_sha1() -> None:
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    cert = CertificateSummary(
+def _cert(now: dt.datetime, *, days_left: int = 300, key: tuple[str, int | None] = ("EC", 256),
+          signature_hash: str | None = "sha256") -> CertificateSummary:
+    return CertificateSummary(
         subject="CN=h.example", issuer="CN=ca", not_before=now - dt.timedelta(days=300),
-        not_after=now + dt.timedelta(days=10), days_left=10, key_type="EC", key_size=256, signature_hash="sha1",
-        san_dns=("*.example",), san_ip=(), chain_valid=True, validation_error=None, trust_store="Mozilla",
-        hostname_ok=True, trusted_ignoring_hostname=True, chain_length=2)
-    scan = TlsScan(Endpoint("h.example", 443), (), certificate=cert)
-    assert {f.code for f in tls.certificate_findings(scan, now)} == {"cert-expiring-soon", "cert-weak-signature"}
+        not_after=now + dt.timedelta(days=days_left), key_type=key[0], key_size=key[1],
+        signature_hash=signature_hash, san_dns=("*.example",), san_ip=(), chain_valid=True, validation_error=None,
+        trust_store="Mozilla", hostname_ok=True, trusted_ignoring_hostname=True, chain_length=2)
+
+
+def test_certificate_expiring_soon_and_sha1() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert cert_problems(_cert(now, days_left=10, signature_hash="sha1"), now) == {"expiring-soon", "signature-weak"}
+    assert cert_problems(_cert(now, days_left=policy.EXPIRY_WARNING_DAYS), now) == set()
+    assert policy.validity(_cert(now, days_left=-1), now) == "expired"
+    assert not policy.expiring_soon(_cert(now, days_left=-1), now)  # expired is its own, stronger verdict
+
+
+@pytest.mark.parametrize(("key", "hash_", "key_verdict", "hash_verdict"), [
+    (("RSA", 2048), "sha256", "strong", "strong"),
+    (("RSA", 1024), "SHA384", "weak", "strong"),
+    (("EC", 224), "sha512", "weak", "strong"),
+    (("DSA", 2048), "sha256", "weak", "strong"),
+    (("Ed25519", 256), None, "strong", "strong"),
+    (("EC", 256), None, "strong", "unknown"),
+    (("RSA", 4096), "md5", "strong", "weak"),
+    (("GOST", 256), "sha1", "unknown", "weak"),
+])
+def test_key_and_signature_hash_strength(key: tuple[str, int], hash_: str | None, key_verdict: str,
+                                         hash_verdict: str) -> None:
+    cert = _cert(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), key=key, signature_hash=hash_)
+    assert (policy.key_strength(cert), policy.signature_hash_strength(cert)) == (key_verdict, hash_verdict)
+
+
+def test_cipher_rules() -> None:
+    static_cbc, ecdhe_gcm = tls.classify_cipher("AES128-SHA"), tls.classify_cipher("ECDHE-RSA-AES128-GCM-SHA256")
+    anon = tls.classify_cipher("TLS_DH_anon_WITH_AES_128_CBC_SHA")
+    assert policy.lacks_forward_secrecy(static_cbc) and not policy.lacks_forward_secrecy(ecdhe_gcm)
+    assert not policy.lacks_forward_secrecy(anon) and policy.broken_cipher_flags(anon) == ("anonymous",)
+    assert policy.lacks_aead("TLSv1.2", (static_cbc,)) and not policy.lacks_aead("TLSv1.2", (static_cbc, ecdhe_gcm))
+    assert not policy.lacks_aead("TLSv1.1", (static_cbc,)) and not policy.lacks_aead("TLSv1.2", ())
 
 
 @pytest.mark.parametrize(("host", "dns", "ip", "ok"), [
@@ -383,4 +438,4 @@ def test_certificate_findings_expiring_soon_and_sha1() -> None:
     ("::1", (), ("0:0:0:0:0:0:0:1",), True),
 ])
 def test_hostname_matching(host: str, dns: tuple[str, ...], ip: tuple[str, ...], ok: bool) -> None:
-    assert tls._hostname_matches(host, dns, ip) is ok
+    assert tls.hostname_matches(host, dns, ip) is ok

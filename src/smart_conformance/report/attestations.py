@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from smart_conformance import paths, requirements
-from smart_conformance.config import ConfigError
+from smart_conformance.config import (
+    ConfigError,
+    first_schema_error,
+    key_path,
+    load_yaml,
+)
 
 DEFAULT_MAX_AGE_DAYS = 365
 SCHEMA = "attestations.schema.json"
@@ -66,44 +70,16 @@ def _schema() -> dict[str, Any]:
     return json.loads(paths.schema_path(SCHEMA).read_text(encoding="utf-8"))
 
 
-def _key(parts: list[Any]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps timestamps as text, so a bad date is reported with its key instead of a YAML crash."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _dates_to_text(raw: Any) -> Any:
-    """YAML reads an unquoted 2025-01-31 as a date; the schema (and the JSON it mirrors) speaks strings."""
-    if isinstance(raw, dict):
-        return {k: _dates_to_text(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [_dates_to_text(v) for v in raw]
-    if isinstance(raw, dt.date):
-        return raw.isoformat()
-    return raw
-
-
 def _schema_error(file: Path, exc: jsonschema.ValidationError) -> AttestationError:
-    key = _key(list(exc.absolute_path))
+    key = key_path(exc.absolute_path)
     if exc.validator == "additionalProperties":
         allowed = sorted(exc.schema.get("properties", {}))
-        extra = sorted(set(exc.instance) - set(allowed))[0] if isinstance(exc.instance, dict) else "?"
-        return AttestationError(file, _key([*exc.absolute_path, extra]), f"unknown key '{extra}'",
+        extra = min(set(exc.instance) - set(allowed)) if isinstance(exc.instance, dict) else "?"
+        return AttestationError(file, key_path([*exc.absolute_path, extra]), f"unknown key '{extra}'",
                                 f"allowed keys here: {', '.join(allowed)}")
     if exc.validator == "required":
         name = exc.message.split("'")[1] if "'" in exc.message else "?"
-        return AttestationError(file, _key([*exc.absolute_path, name]), "required key is missing",
+        return AttestationError(file, key_path([*exc.absolute_path, name]), "required key is missing",
                                 f"add '{name}' (see fixtures/attestations/reference.yaml)")
     if exc.validator == "enum" and isinstance(exc.instance, bool):
         return AttestationError(file, key, f"YAML read the bare word as {exc.instance!r}",
@@ -123,26 +99,14 @@ def load(file: Path | str, *, target: str | None = None, today: dt.date | None =
     """Read and validate one attestation file. ``target``: the name it must be about. Raises AttestationError only."""
     file = Path(file)
     today = today or dt.date.today()
-    try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
-    except FileNotFoundError:
-        raise AttestationError(file, "", "attestation file not found",
-                               "fix the target's 'attestations' path (relative to the target file)") from None
-    except OSError as exc:
-        raise AttestationError(file, "", f"cannot read file ({exc.strerror})", "check the path and permissions") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise AttestationError(file, "", f"not valid YAML at {where}",
-                               "fix the YAML syntax (indentation, quotes, a ':' after each key)") from None
+    raw = load_yaml(file, what="attestation file", error=AttestationError,
+                    missing_fix="fix the target's 'attestations' path (relative to the target file)")
     if not isinstance(raw, dict):
         raise AttestationError(file, "", "the file does not hold a mapping",
                                "start from fixtures/attestations/reference.yaml")
-    raw = _dates_to_text(raw)
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(raw),
-                    key=lambda e: (len(list(e.absolute_path)), e.validator != "additionalProperties"))
-    if errors:
-        raise _schema_error(file, errors[0])
+    error = first_schema_error(raw, _schema())
+    if error is not None:
+        raise _schema_error(file, error)
     if target is not None and raw["target"] != target:
         raise AttestationError(file, "target", f"the answers are about '{raw['target']}', not '{target}'",
                                f"write 'target: {target}' or point the target at its own attestation file")
@@ -173,8 +137,8 @@ def reference_attestations_path() -> Path | None:
     the controller process never starts the reference server, so it has no target object for it)."""
     file = paths.reference_target()
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        raw = load_yaml(file, what="reference target file", missing_fix="reinstall the harness")
+    except ConfigError:
         return None
     value = raw.get("attestations") if isinstance(raw, dict) else None
     if not value:

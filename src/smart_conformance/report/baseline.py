@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from smart_conformance.config import ConfigError
+from smart_conformance.config import ConfigError, load_yaml
 
 FAILING = frozenset({"failed", "warning"})
 
@@ -42,16 +40,9 @@ class Baseline:
 def load(file: Path | str) -> Baseline:
     """Read and validate a baseline file. Raises :class:`BaselineError` only."""
     file = Path(file)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))  # YAML is a superset of JSON: one parser for both
-    except FileNotFoundError:
-        raise BaselineError(file, "", "baseline file not found", "pass an existing file to --baseline") from None
-    except OSError as exc:
-        raise BaselineError(file, "", f"cannot read file ({exc.strerror})", "check the path and permissions") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise BaselineError(file, "", f"not valid YAML/JSON at {where}", "fix the syntax") from None
+    # YAML is a superset of JSON: one parser for both.
+    raw = load_yaml(file, what="baseline file", missing_fix="pass an existing file to --baseline", error=BaselineError,
+                    syntax="YAML/JSON")
     if isinstance(raw, dict) and set(raw) == {"baseline"}:
         raw = raw["baseline"]
     if raw is None:
