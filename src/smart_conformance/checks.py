@@ -3,13 +3,19 @@
 A check is an ordinary test body that calls :func:`expect` (or raises one of the outcomes below). The outcomes are kept
 apart on purpose: *failed* means the target broke a requirement; *broken* means the harness could not check; *skipped*
 means the check does not apply, with the reason. Nothing here ever turns an unknown into a pass.
+
+A check with several independent expectations wraps them in ``with expectations() as check:`` so that every one that
+fails is reported (one grouped failure, each item with its own requirement ids, level and evidence), not only the
+first. Each failure is also data (:class:`Finding`), which ``results.py`` carries to the reports.
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pytest
@@ -28,6 +34,36 @@ def reset_cited(token: contextvars.Token[tuple[str, ...]]) -> None:
     _cited.reset(token)
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One broken expectation as data: what it breaks (ids and their strongest level), expected / actual, evidence.
+
+    The level is the requirement's, carried as a field: reports read it from here, never from the message text."""
+
+    requirements: tuple[str, ...]
+    level: str
+    expected: str
+    actual: str
+    detail: str = ""
+    evidence: str = ""  # the exchange's one-line summary
+    curl: str = ""
+
+    @property
+    def warning(self) -> bool:
+        return self.level in requirements.WARNING_LEVELS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requirements": list(self.requirements), "level": self.level, "expected": self.expected,
+                "actual": self.actual, "detail": self.detail, "evidence": self.evidence, "curl": self.curl}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Finding:
+        return cls(requirements=tuple(raw.get("requirements") or ()), level=str(raw.get("level") or "SHALL"),
+                   expected=str(raw.get("expected", "")), actual=str(raw.get("actual", "")),
+                   detail=str(raw.get("detail") or ""), evidence=str(raw.get("evidence") or ""),
+                   curl=str(raw.get("curl") or ""))
+
+
 class ConformanceFailure(AssertionError):
     """The target broke a requirement. The text holds everything a reader needs to reproduce and fix it."""
 
@@ -41,7 +77,16 @@ class ConformanceFailure(AssertionError):
         top = requirements.strongest(self.requirements)
         self.level = top.level if top else "SHALL"
         self.warning = bool(top and top.is_warning_level)
+        self.detail = redact.text(detail) if detail else ""
         super().__init__(self._render(detail))
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """This failure as data (one item; a grouped failure has several)."""
+        return (Finding(requirements=self.requirement_ids, level=self.level, expected=redact.text(self.expected),
+                        actual=redact.text(self.actual), detail=self.detail,
+                        evidence=self.exchange.summary() if self.exchange is not None else "",
+                        curl=redact.text(self.exchange.to_curl()) if self.exchange is not None else ""),)
 
     def _render(self, detail: str | None) -> str:
         tag = f"[{self.level}] " if self.warning else ""
@@ -59,6 +104,96 @@ class ConformanceFailure(AssertionError):
             lines.append("  Reproduce with:")
             lines.append(f"    {self.exchange.to_curl()}")
         return "\n".join(lines)
+
+
+class ConformanceFailures(ConformanceFailure):
+    """Several independent expectations of one check failed: all are reported, each with its own requirement ids,
+    level and evidence (grouped, as schemathesis groups its failures). The check fails if any item breaks a SHALL; it
+    only warns if every item is SHOULD/MAY."""
+
+    def __init__(self, failures: Sequence[ConformanceFailure]) -> None:
+        items: list[ConformanceFailure] = []
+        for failure in failures:
+            items.extend(failure.failures if isinstance(failure, ConformanceFailures) else (failure,))
+        self.failures = tuple(items)
+        self.requirement_ids = tuple(dict.fromkeys(i for f in self.failures for i in f.requirement_ids))
+        self.requirements = requirements.lookup(self.requirement_ids)
+        shall = [f for f in self.failures if not f.warning]
+        decisive = shall or list(self.failures)
+        self.level = min((f.level for f in decisive), key=lambda lv: requirements.LEVEL_RANK.get(lv, 9))
+        self.warning = not shall
+        self.expected = "; ".join(f.expected for f in self.failures)
+        self.actual = "; ".join(f.actual for f in self.failures)
+        self.exchange = next((f.exchange for f in self.failures if f.exchange is not None), None)
+        self.detail = ""
+        AssertionError.__init__(self, self._render_group())
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(item for f in self.failures for item in f.findings)
+
+    def _render_group(self) -> str:
+        tag = f"[{self.level}] " if self.warning else ""
+        heads = "; ".join(dict.fromkeys(f"{', '.join(f.requirement_ids) or 'uncited'} ({f.level})"
+                                        for f in self.failures))
+        lines = [f"{tag}{len(self.failures)} expectations failed: {heads}"]
+        for n, failure in enumerate(self.failures, 1):
+            lines.append(f"  [{n}/{len(self.failures)}] " + str(failure).replace("\n", "\n  "))
+        return "\n".join(lines)
+
+
+class Expectations:
+    """The independent expectations of one check, collected so that the first failure does not hide the others.
+
+    Use through :func:`expectations`; ``expect``/``fail`` here record instead of raising."""
+
+    def __init__(self) -> None:
+        self.failures: list[ConformanceFailure] = []
+
+    def expect(self, ok: bool, *, expected: str, actual: Any, requirement: str | Sequence[str] | None = None,
+               exchange: Exchange | None = None, detail: str | None = None) -> bool:
+        """Record a failure unless ``ok``; returns ``ok`` so a dependent follow-up can be skipped."""
+        if not ok:
+            self.fail(expected=expected, actual=describe(actual), requirement=requirement, exchange=exchange,
+                      detail=detail)
+        return ok
+
+    def fail(self, *, expected: str, actual: str, requirement: str | Sequence[str] | None = None,
+             exchange: Exchange | None = None, detail: str | None = None) -> None:
+        try:
+            fail(expected=expected, actual=actual, requirement=requirement, exchange=exchange, detail=detail)
+        except ConformanceFailure as failure:
+            self.failures.append(failure)
+
+    def raise_if_any(self, cause: BaseException | None = None) -> None:
+        if len(self.failures) == 1:
+            raise self.failures[0] from cause
+        if self.failures:
+            raise ConformanceFailures(self.failures) from cause
+
+
+@contextmanager
+def expectations() -> Iterator[Expectations]:
+    """Check several independent things and report every one that fails, together, at the end of the block::
+
+        with expectations() as check:
+            check.expect(media == "application/json", expected=..., actual=..., requirement="RFC6749-07")
+            check.expect(bool(token.access_token), expected=..., actual=...)
+
+    A plain :func:`expect`/:func:`fail` inside the block still stops it; its failure is reported with those already
+    recorded. Recorded failures win over a later could-not-check or not-applicable: the target already broke them."""
+    collected = Expectations()
+    try:
+        yield collected
+    except ConformanceFailure as failure:
+        collected.failures.append(failure)
+        collected.raise_if_any()
+    except MixedLevels:
+        raise  # a harness bug is never hidden behind findings
+    except (Exception, pytest.skip.Exception) as other:
+        collected.raise_if_any(cause=other)
+        raise
+    collected.raise_if_any()
 
 
 class MixedLevels(Exception):
@@ -125,3 +260,15 @@ def describe(value: Any, limit: int = 400) -> str:
             out = repr(value)
     out = redact.text(out)
     return out if len(out) <= limit else out[:limit] + "…"
+
+
+class ScrubTracebacks:
+    """pytest's traceback of a failing check shows the check's arguments (fixture values: grants, token responses) and
+    reaches Allure's trace and junit.xml; scrubbed of every known secret before any reporter reads it."""
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)  # the innermost wrapper: done before Allure's and junitxml read it
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        report = outcome.get_result()
+        if report.failed and report.longrepr is not None:
+            report.longrepr = redact.text(report.longreprtext)

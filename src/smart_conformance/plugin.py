@@ -6,22 +6,34 @@ fixtures that tests or conftests can override, artifacts attached per test.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
 
-from smart_conformance import checks, paths, redact, requirements
+from smart_conformance import checks, distribution, paths, requirements
 from smart_conformance.config import ConfigError, Target, load_target, load_targets
-from smart_conformance.http import Evidence, RecordingClient, collecting, current_evidence, ssl_context
+from smart_conformance.http import (
+    Evidence,
+    RecordingClient,
+    collecting,
+    current_evidence,
+    ssl_context,
+    transport_problem,
+)
 from smart_conformance.smart import discovery
+from smart_conformance.testplan import Needs, needs
+
+if TYPE_CHECKING:  # imported lazily below: Playwright and the launcher cost time a TLS-only run need not pay
+    from smart_conformance.browser import BrowserSession
+    from smart_conformance.launcher import Launcher
+    from smart_conformance.smart.launch import LaunchResult
 
 REFERENCE_NAME = "reference"
 _STATE_KEY = pytest.StashKey["RunState"]()
@@ -41,6 +53,7 @@ class RunState:
     reference_env: dict[str, str] | None = None
     reachability: dict[str, str | None] = field(default_factory=dict)
     baseline: Any = None  # report.baseline.Baseline when --smart-baseline is given
+    shard: tuple[int, int] | None = None  # --shard i/n: this CI job runs only its share of the targets
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,13 +71,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write summary.json and summary.md (and Allure extras when --alluredir is set) here.")
     group.addoption("--smart-baseline", default=None, metavar="FILE", dest="smart_baseline",
                     help="YAML/JSON list of known failures {target, check, reason}: reported as expected, not gating.")
+    group.addoption("--shard", default=None, metavar="I/N",
+                    help="run only the I-th of N shares of the targets (by sorted target name), for N parallel CI "
+                         "jobs; fold their report folders with: smart-conformance merge")
     group.addoption("--keep-traces", action="store_true", default=False,
                     help="keep the Playwright trace of every browser launch, not only of failed ones.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): requirement ids from the catalog that this check proves")
-    config.addinivalue_line("markers", "needs_launch: the check needs a browser launch against the target")
+    config.addinivalue_line("markers", "proves(*faults): reference faults under which this check fails "
+                            "(smart_conformance.testplan)")
+    config.pluginmanager.register(checks.ScrubTracebacks(), "smart-conformance-scrub-tracebacks")
     files = config.getoption("--target") or []
     state = RunState(target_files=[Path(f) for f in files], faults=tuple(config.getoption("--reference-fault") or ()),
                      variants=tuple(config.getoption("--reference-variant") or ()))
@@ -102,7 +120,15 @@ def pytest_configure(config: pytest.Config) -> None:
             state.baseline = baseline.load(baseline_file)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
+    if config.getoption("--shard", default=None):
+        try:
+            state.shard = distribution.parse_shard(config.getoption("--shard"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.stash[_STATE_KEY] = state
+    from smart_conformance import results
+
+    results.register(config)  # typed results, report writers and the exit status: results.py
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -115,15 +141,35 @@ def _state(config: pytest.Config) -> RunState:
     return config.stash[_STATE_KEY]
 
 
-def target_names(config: pytest.Config) -> list[str]:
+def all_target_names(config: pytest.Config) -> list[str]:
     state = _state(config)
     return [REFERENCE_NAME] if state.embedded else list(state.targets)
 
 
+def target_names(config: pytest.Config) -> list[str]:
+    """The targets this run checks: all of them, or with ``--shard i/n`` this job's share."""
+    return distribution.shard_targets(all_target_names(config), _state(config).shard)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One parameter per target, each its own xdist group: under ``--dist loadgroup`` (the default with ``-n``,
+    scheduled by distribution.make_scheduler) all of a target's checks run on one worker, which signs in once."""
     if "target" in metafunc.fixturenames:
-        names = target_names(metafunc.config)
-        metafunc.parametrize("target", names, ids=names, indirect=True, scope="session")
+        names = all_target_names(metafunc.config)  # the other shards' targets are deselected at collection
+        params = [pytest.param(name, id=name, marks=pytest.mark.xdist_group(name)) for name in names]
+        metafunc.parametrize("target", params, indirect=True, scope="session")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Any:
+    """Before xdist reads ``-n``: a suite run distributes by target (distribution.default_to_loadgroup)."""
+    distribution.default_to_loadgroup(config)
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return distribution.make_scheduler(config, log, all_target_names(config))  # one work unit per target
 
 
 def _start_embedded(state: RunState) -> dict[str, str]:
@@ -184,18 +230,9 @@ def _probe(client: RecordingClient, target: Target) -> str | None:
     url = target.smart_configuration_url or discovery.smart_configuration_url(target.fhir_base_url)
     try:
         client.get(url, timeout=10.0)
-    except httpx.ConnectError as exc:
-        return f"target '{target.name}' is unreachable: cannot connect to {url} ({_reason(exc)})"
-    except httpx.TimeoutException:
-        return f"target '{target.name}' is unreachable: no answer from {url} within 10 s"
-    except httpx.TransportError as exc:
-        return f"target '{target.name}' could not be reached at {url}: {_reason(exc)}"
+    except httpx.TransportError as exc:  # DNS, refused, untrusted CA, TLS handshake, silence, oversized answer
+        return f"target '{target.name}' {transport_problem(exc, url, target.source)}"
     return None
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.split("\n")[0]
 
 
 @pytest.fixture(scope="session")
@@ -228,6 +265,7 @@ def smart_discovery(request: pytest.FixtureRequest, target: Target,
 
 
 @pytest.fixture(scope="session")
+@needs(Needs.SMART_CONFIGURATION)
 def smart_config_raw(target: Target, smart_configuration: discovery.Document) -> dict[str, Any]:
     """The SMART configuration exactly as served, for the checks that judge the document itself."""
     if not smart_configuration.ok:
@@ -310,7 +348,7 @@ def capability_statement(http: RecordingClient, target: Target) -> discovery.Doc
 
 
 @pytest.fixture(scope="session")
-def browser_session(request: pytest.FixtureRequest, target: Target) -> Iterator[Any]:
+def browser_session(request: pytest.FixtureRequest, target: Target) -> Iterator[BrowserSession]:
     """One Chromium per worker and target (it pins the target's private CA); a fresh context per launch."""
     from smart_conformance.browser import BrowserSession, BrowserUnavailable
 
@@ -324,8 +362,8 @@ def browser_session(request: pytest.FixtureRequest, target: Target) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def launcher(request: pytest.FixtureRequest, target: Target, http: RecordingClient, browser_session: Any,
-             smart_config: dict[str, Any]) -> Any:
+def launcher(request: pytest.FixtureRequest, target: Target, http: RecordingClient, browser_session: BrowserSession,
+             smart_config: dict[str, Any]) -> Launcher:
     """Makes SMART standalone launches against the target, driven by its login recipe."""
     from smart_conformance.launcher import Launcher
 
@@ -358,10 +396,11 @@ def _safe(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def launch(launcher: Any) -> Any:
+def launch(launcher: Launcher) -> LaunchResult:
     """The primary member's full-scope launch, shared by every check that only needs a token from it: a read-only
-    handle, checked before each test uses it and renewed once if the server ended it (Launcher.shared)."""
-    return launcher.shared_launch()
+    handle, checked before each test uses it and renewed once if the server ended it (Launcher.shared). It reads as
+    the LaunchResult it stands for."""
+    return cast("LaunchResult", launcher.shared_launch())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -406,6 +445,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             problems.append(f"{item.nodeid}: check name {name!r} is also used in {owners[name]}; names must be unique")
     if problems:
         raise pytest.UsageError("invalid suite:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    if _state(config).shard is not None:  # --shard i/n: the other jobs' targets are theirs
+        mine = set(target_names(config))
+        other = [item for item in suite_items if _target_param(item) not in mine]
+        if other:
+            config.hook.pytest_deselected(items=other)
+            dropped = {id(item) for item in other}
+            items[:] = [item for item in items if id(item) not in dropped]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -467,106 +513,19 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         if evidence is not None:
             evidence.inherit(*_fixture_bundles(item))
         allure_labels.label_test(item, _target_param(item), area_of(item), check_name(item), cited_ids(item))
-    yield
+    outcome = yield
     if _is_suite_item(item):
         from smart_conformance.report import allure_labels
 
         allure_labels.attach_evidence(item.stash.get(_EVIDENCE_KEY, Evidence()))
+        failure = outcome.excinfo[1] if outcome.excinfo else None
+        if isinstance(failure, checks.ConformanceFailures):
+            allure_labels.attach_findings(failure.findings)
 
 
 def _target_param(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
     return str(callspec.params.get("target", "")) if callspec else ""
-
-
-def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
-    if excinfo is None:
-        return "passed"
-    exc = excinfo.value
-    if isinstance(exc, pytest.skip.Exception):
-        return "skipped"
-    if isinstance(exc, checks.ConformanceFailure):
-        return "warning" if exc.warning else "failed"
-    if isinstance(exc, AssertionError):
-        return "failed"
-    return "broken"
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: Allure has read the real outcome before we relabel it
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
-    if not _is_suite_item(item):
-        return
-    if call.when == "call" or (call.when == "setup" and report.outcome != "passed"):
-        verdict = "skipped" if report.skipped else classify(call.excinfo)
-        message = ""
-        if call.excinfo is not None:
-            exc = call.excinfo.value
-            if verdict == "skipped":
-                message = str(getattr(exc, "msg", exc))
-            else:
-                message = redact.text(str(exc)) or type(exc).__name__
-                if verdict == "broken":
-                    message = f"could not check: {type(exc).__name__}: {message.splitlines()[0] if message else ''}"
-                    report.longrepr = message
-                elif isinstance(exc, checks.ConformanceFailure):
-                    report.longrepr = message
-        violated = list(cited_ids(item))
-        if call.excinfo is not None and isinstance(call.excinfo.value, checks.ConformanceFailure):
-            violated = list(call.excinfo.value.requirement_ids) or violated
-        report.user_properties.append(("smart_result", json.dumps({
-            "target": _target_param(item), "area": area_of(item), "check": check_name(item),
-            "nodeid": item.nodeid, "requirements": list(cited_ids(item)), "violated": violated, "outcome": verdict,
-            "message": message, "doc": (item.obj.__doc__ or "").strip().splitlines()[0] if getattr(item, "obj", None)
-            and item.obj.__doc__ else "",
-        })))
-        _junit_outcome(item, report, verdict, message)
-
-
-def _junit_outcome(item: pytest.Item, report: pytest.TestReport, verdict: str, message: str) -> None:
-    """What pytest (and so junit.xml, and every CI dashboard reading it) counts, kept in line with the exit code.
-
-    A SHOULD finding is not a failure unless ``--smart-strict``: the report is relabelled *passed*, with the warning
-    kept as testcase properties ``smart_outcome=warning`` and ``smart_warning=<finding>``. Passed rather than skipped,
-    because the check did run and the target did meet every SHALL it cites; a skip would read as "not run" and merge
-    with not-applicable. Allure keeps the real outcome (this wrapper runs after Allure's) and files it under "SHOULD
-    findings". Item properties are used because junit.xml writes those of the teardown report."""
-    item.user_properties.append(("smart_outcome", verdict))
-    if verdict == "warning" and not item.config.getoption("smart_strict"):
-        item.user_properties.append(("smart_warning", message))
-        report.outcome = "passed"
-        report.longrepr = None
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    for key, value in report.user_properties:
-        if key == "smart_result":
-            _RESULTS.append(json.loads(value))
-
-
-_RESULTS: list[dict[str, Any]] = []
-
-
-def collected_results() -> list[dict[str, Any]]:
-    return list(_RESULTS)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if hasattr(config, "workerinput"):
-        return
-    out = config.getoption("--smart-reports")
-    if out:
-        from smart_conformance.report import summary
-
-        summary.write_all(Path(out), collected_results(), strict=bool(config.getoption("smart_strict")),
-                          attestations=attestation_files(config), baseline=_state(config).baseline)
-    alluredir = config.getoption("--alluredir", default=None)
-    if alluredir:
-        from smart_conformance.report import allure_labels
-
-        allure_labels.write_run_files(Path(alluredir), target_names(config), _state(config))
 
 
 def attestation_files(config: pytest.Config) -> dict[str, Path | None]:
@@ -578,13 +537,3 @@ def attestation_files(config: pytest.Config) -> dict[str, Path | None]:
 
         return {REFERENCE_NAME: reference_attestations_path()}
     return {name: t.attestations for name, t in state.targets.items()}
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or not _RESULTS:
-        return
-    from smart_conformance.report import summary
-
-    terminalreporter.write_sep("=", "smart-payer-conformance")
-    terminalreporter.write_line(summary.render_console(collected_results(), strict=bool(config.getoption("smart_strict")),
-                                                       baseline=_state(config).baseline))

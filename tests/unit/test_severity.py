@@ -84,7 +84,11 @@ def _unnarrowed_in_mixed_checks() -> list[str]:
         def calls(fn: ast.FunctionDef, seen: set[str], funcs: dict[str, ast.FunctionDef] = funcs) -> list[int]:
             out: list[int] = []
             for node in ast.walk(fn):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):  # check.expect(...)
+                    if node.func.attr in ("expect", "fail") and not any(k.arg == "requirement"
+                                                                        for k in node.keywords):
+                        out.append(node.lineno)
+                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                     if node.func.id in ("expect", "fail"):
                         if not any(k.arg == "requirement" for k in node.keywords):
                             out.append(node.lineno)

@@ -1,1 +1,1 @@
-"""Reporting: Allure labels and run files, readable summaries."""
+"""Reporting: the report writers (registered in ``writers.py``), Allure labels and run files, readable summaries."""

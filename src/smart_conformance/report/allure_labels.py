@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import allure
 import pytest
 
-from smart_conformance import __version__, redact, requirements
+from smart_conformance import __version__, paths, redact, requirements
+from smart_conformance.checks import Finding
 from smart_conformance.http import Evidence
+from smart_conformance.results import RunResults
 
 SEVERITY = {
     "SHALL": allure.severity_level.CRITICAL,
@@ -25,25 +27,15 @@ SEVERITY = {
     "MAY": allure.severity_level.MINOR,
 }
 
-AREA_TITLES = {
-    "discovery": "Discovery",
-    "launch": "Standalone launch",
-    "tokens": "Tokens and id_token",
-    "scopes": "Scopes and member isolation",
-    "fhir_security": "FHIR security behaviours",
-    "payer_data": "Payer data (CARIN Blue Button)",
-    "tls": "Transport security (TLS)",
-    "backend_services": "SMART Backend Services (client credentials, private_key_jwt)",
-    "bulk_export": "Bulk Data export ($export)",
-    "safety_checklist": "FHIR Implementer's Safety Checklist",
-}
+# Titles of the areas that are not suite folders (suite areas take theirs from suites/<area>/README.md).
+OTHER_AREA_TITLES = {"safety_checklist": "FHIR Implementer's Safety Checklist"}
 
 
 def label_test(item: pytest.Item, target: str, area: str, check: str, ids: tuple[str, ...]) -> None:
     module_doc = (getattr(item.module, "__doc__", None) or "").strip().splitlines() if hasattr(item, "module") else []
     reqs = requirements.lookup(ids)
     top = requirements.strongest(reqs)
-    allure.dynamic.epic(AREA_TITLES.get(area, area))
+    allure.dynamic.epic(paths.suite_areas().get(area) or OTHER_AREA_TITLES.get(area, area))
     allure.dynamic.feature(module_doc[0] if module_doc else item.path.stem if hasattr(item, "path") else area)
     doc = (getattr(item, "obj", None).__doc__ or "").strip() if getattr(item, "obj", None) else ""
     allure.dynamic.story(check)
@@ -70,9 +62,24 @@ def attach_evidence(evidence: Evidence) -> None:
         allure.attach(redact.text("\n".join(evidence.notes)), name="notes", attachment_type=allure.attachment_type.TEXT)
 
 
+def attach_findings(findings: Sequence[Finding]) -> None:
+    """A grouped failure's items, one paragraph each with its requirement ids, level and evidence (the failure
+    message lists them too; this attachment keeps them readable beside the HTTP exchanges)."""
+    parts = []
+    for n, f in enumerate(findings, 1):
+        lines = [f"{n}. {', '.join(f.requirements) or 'uncited'} ({f.level})", f"   Expected: {f.expected}",
+                 f"   Actual:   {f.actual}"]
+        lines += [f"   Detail:   {f.detail}"] if f.detail else []
+        lines += [f"   Evidence: {f.evidence}"] if f.evidence else []
+        parts.append("\n".join(lines))
+    allure.attach(redact.text("\n\n".join(parts)), name=f"failed expectations ({len(findings)})",
+                  attachment_type=allure.attachment_type.TEXT)
+
+
 CATEGORIES = [
-    # A warning's message starts with its level in brackets ("[SHOULD] ", "[SHOULD NOT] "), after the exception type
-    # Allure puts first ("smart_conformance.checks.ConformanceFailure: "); a SHALL failure's does not.
+    # Allure can sort by status and message text only, so a warning's message starts with its level in brackets
+    # ("[SHOULD] ", "[SHOULD NOT] "), after the exception type Allure puts first ("...ConformanceFailure: "); a SHALL
+    # failure's does not. The harness itself never reads the level back from text: it is CheckResult.level.
     {"name": "SHALL failures (non-conformant)", "matchedStatuses": ["failed"],
      "messageRegex": r"(?s)^(?!(\S+: )?\[(SHOULD|SHOULD NOT|MAY)\]).*"},
     {"name": "SHOULD findings (warnings)", "matchedStatuses": ["failed"],
@@ -82,20 +89,19 @@ CATEGORIES = [
 ]
 
 
-def write_run_files(alluredir: Path, targets: list[str], state: Any) -> None:
+def write_run_files(alluredir: Path, run: RunResults) -> None:
     """environment.properties, executor.json and categories.json: once per run, from the controller."""
     alluredir.mkdir(parents=True, exist_ok=True)
     env = {
         "harness.version": __version__,
         "python": platform.python_version(),
-        "targets": ",".join(targets),
-        "embedded.reference": str(bool(getattr(state, "embedded", False))).lower(),
-        "reference.faults": ",".join(getattr(state, "faults", ())) or "none",
+        "targets": ",".join(run.targets),
+        "embedded.reference": str(run.embedded).lower(),
+        "reference.faults": ",".join(run.faults) or "none",
     }
-    for name in targets:
-        tgt = getattr(state, "targets", {}).get(name)
-        if tgt is not None:
-            env[f"target.{name}.fhir_base_url"] = redact.url(tgt.fhir_base_url)
+    for name, url in run.targets.items():
+        if url:
+            env[f"target.{name}.fhir_base_url"] = redact.url(url)
     (alluredir / "environment.properties").write_text(
         "".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
     executor = {
@@ -107,3 +113,13 @@ def write_run_files(alluredir: Path, targets: list[str], state: Any) -> None:
     }
     (alluredir / "executor.json").write_text(json.dumps(executor, indent=2), encoding="utf-8")
     (alluredir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2), encoding="utf-8")
+
+
+class AllureRunFilesWriter:
+    """Allure's environment, executor and categories files into ``--alluredir`` (the per-test results are
+    allure-pytest's own)."""
+
+    destination = "allure"
+
+    def write(self, run: RunResults, out: Path) -> None:
+        write_run_files(out, run)

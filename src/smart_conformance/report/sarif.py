@@ -9,10 +9,12 @@ accepted rather than new. Could-not-check outcomes are not findings about the ta
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from smart_conformance import __version__, paths, redact, requirements
+from smart_conformance.results import CheckResult, RunResults, rows
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -29,6 +31,10 @@ def _level(req: requirements.Requirement | None, outcome: str) -> str:
 def _message(r: dict[str, Any], req: requirements.Requirement | None) -> str:
     lines = [ln.strip() for ln in redact.text(r.get("message", "")).splitlines() if ln.strip()]
     detail = [next((ln for ln in lines if ln.startswith(p)), "") for p in ("Expected:", "Actual:")]
+    item = next((i for i in r.get("findings") or () if req is not None and req.id in (i.get("requirements") or ())),
+                None)  # a grouped failure: the expectation that broke this requirement
+    if item is not None:
+        detail = [f"Expected: {redact.text(item.get('expected', ''))}", f"Actual:   {redact.text(item.get('actual', ''))}"]
     head = f"[{r['target']}] {r['check']}" + (f": {r['doc']}" if r.get("doc") else "")
     body = [d for d in detail if d] or lines[:1]
     if req is not None:
@@ -40,7 +46,9 @@ def _uri(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def build(results: list[dict[str, Any]], catalog: dict[str, requirements.Requirement] | None = None) -> dict[str, Any]:
+def build(results: Sequence[CheckResult | Mapping[str, Any]],
+          catalog: dict[str, requirements.Requirement] | None = None) -> dict[str, Any]:
+    results = rows(results)
     known = requirements.catalog() if catalog is None else catalog
     checked = sorted({i for r in results for i in r.get("requirements") or [] if i in known})
     rules = [{"id": i, "name": i.replace("-", ""),
@@ -88,8 +96,19 @@ def build(results: list[dict[str, Any]], catalog: dict[str, requirements.Require
     }
 
 
-def write(folder: Path, results: list[dict[str, Any]]) -> Path:
+def write(folder: Path, results: Sequence[CheckResult | Mapping[str, Any]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "results.sarif"
     path.write_text(json.dumps(build(results), indent=2, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+class SarifWriter:
+    """results.sarif into ``--smart-reports``; baselined failures carry a suppression."""
+
+    destination = "reports"
+
+    def write(self, run: RunResults, out: Path) -> None:
+        from smart_conformance.report import baseline
+
+        write(out, baseline.apply(run.rows(), run.baseline)[0])

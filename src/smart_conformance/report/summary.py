@@ -1,13 +1,16 @@
 """summary.json and summary.md: the verdict per target, by area and outcome, each failure with its requirement.
 
-Everything in here comes from per-test result records the plugin collects (plain dicts, already redacted).
+Built from the run's typed results (``results.CheckResult``, read here in their JSON form, already redacted). A
+finding carries the level of what it broke and, for a check with several failed expectations, every item with its
+own requirement ids and evidence. summary.json only ever gains fields (``report/merge.py`` and older readers rely on
+its shape); ``exit_code`` is written for humans and merging, the exit status itself is set by the plugin.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +20,14 @@ from smart_conformance.report import baseline as baseline_mod
 from smart_conformance.report import checklist
 from smart_conformance.report.attestations import AttestationError, Attestations
 from smart_conformance.report.attestations import load as load_attestations
+from smart_conformance.results import CheckResult, ExitCode, RunResults
+from smart_conformance.results import rows as as_rows
 
 OUTCOMES = ("passed", "failed", "warning", "broken", "skipped")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.BROKEN
+
+Results = Sequence[CheckResult | Mapping[str, Any]]
 
 
 def exit_code(results: list[dict[str, Any]], *, strict: bool, unmet_baseline: int = 0) -> int:
@@ -33,12 +40,12 @@ def exit_code(results: list[dict[str, Any]], *, strict: bool, unmet_baseline: in
     return EXIT_OK
 
 
-def build(results: list[dict[str, Any]], *, strict: bool, baseline: baseline_mod.Baseline | None = None,
+def build(results: Results, *, strict: bool, baseline: baseline_mod.Baseline | None = None,
           attestations: Mapping[str, Attestations | str | None] | None = None,
           previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary document. ``baseline``: known failures; ``attestations``: per target, its loaded attestations (or
     the error text when its file could not be used); ``previous``: the last run's summary.json, for what changed."""
-    results, unmet = baseline_mod.apply(results, baseline)
+    results, unmet = baseline_mod.apply(as_rows(results), baseline)
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_target[r["target"]].append(r)
@@ -58,6 +65,10 @@ def build(results: list[dict[str, Any]], *, strict: bool, baseline: baseline_mod
                                      for i in r.get("violated") or r["requirements"] if i in catalog],
                     "message": redact.text(r.get("message", "")),
                 }
+                if r.get("level"):
+                    finding["level"] = r["level"]
+                if len(r.get("findings") or ()) > 1:
+                    finding["items"] = [_item(i, catalog) for i in r["findings"]]
                 if r.get("expected"):
                     finding["expected"] = True
                     finding["baseline_reason"] = r.get("baseline_reason", "")
@@ -93,6 +104,14 @@ def build(results: list[dict[str, Any]], *, strict: bool, baseline: baseline_mod
 
 
 FAILING = ("failed", "warning", "broken")
+
+
+def _item(raw: dict[str, Any], catalog: Mapping[str, requirements.Requirement]) -> dict[str, Any]:
+    """One failed expectation of a grouped failure, with its own requirements, level and evidence."""
+    return {"requirements": [{"id": i, "level": catalog[i].level, "url": catalog[i].url}
+                             for i in raw.get("requirements") or () if i in catalog],
+            "level": raw.get("level", ""), "expected": redact.text(raw.get("expected", "")),
+            "actual": redact.text(raw.get("actual", "")), "evidence": redact.text(raw.get("evidence", ""))}
 
 
 def _changes(name: str, rows: list[dict[str, Any]], previous: dict[str, Any]) -> dict[str, Any]:
@@ -133,13 +152,13 @@ def _verdict(totals: Counter[str], strict: bool, known: Counter[str] | None = No
 
 def render_markdown(doc: dict[str, Any]) -> str:
     out = ["# SMART payer conformance summary", "",
-           f"Generated {doc['generated_at']} by smart-payer-conformance {doc['version']}"
-           f"{' (strict: SHOULD findings fail)' if doc['strict'] else ''}.", ""]
+           (f"Generated {doc['generated_at']} by smart-payer-conformance {doc['version']}"
+            f"{' (strict: SHOULD findings fail)' if doc['strict'] else ''}."), ""]
     for name, t in doc["targets"].items():
         tot = t["totals"]
         out += [f"## Target `{name}`: {t['verdict']}", "",
-                f"{tot['passed']} passed, {tot['failed']} failed, {tot['warning']} warnings, "
-                f"{tot['broken']} could not check, {tot['skipped']} not applicable.", "",
+                (f"{tot['passed']} passed, {tot['failed']} failed, {tot['warning']} warnings, "
+                 f"{tot['broken']} could not check, {tot['skipped']} not applicable."), "",
                 "| area | passed | failed | warnings | could not check | not applicable |",
                 "|---|---:|---:|---:|---:|---:|"]
         for area, c in t["areas"].items():
@@ -164,7 +183,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if t["findings"]:
             out += ["### Findings", ""]
             for f in t["findings"]:
-                label = {"failed": "FAILED", "warning": "WARNING (SHOULD)", "broken": "COULD NOT CHECK"}[f["outcome"]]
+                label = {"failed": "FAILED", "warning": f"WARNING ({f.get('level') or 'SHOULD'})",
+                         "broken": "COULD NOT CHECK"}[f["outcome"]]
                 if f.get("expected"):
                     label = f"EXPECTED {label} (baseline: {f['baseline_reason']})"
                 reqs = ", ".join(f"[{r['id']}]({r['url']}) ({r['level']})" for r in f["requirements"])
@@ -173,7 +193,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
                     out.append(f"  Requirements: {reqs}  ")
                 first = f["message"].strip().splitlines()
                 detail = [ln.strip() for ln in first if ln.strip().startswith(("Expected:", "Actual:"))]
-                if detail:
+                if f.get("items"):
+                    out.append(f"  {len(f['items'])} expectations failed:  ")
+                    for n, item in enumerate(f["items"], 1):
+                        ids = ", ".join(f"[{r['id']}]({r['url']})" for r in item["requirements"]) or "uncited"
+                        out.append(f"  {n}. {ids} ({item['level']}): Expected: {item['expected']} · "
+                                   f"Actual: {item['actual']}  ")
+                elif detail:
                     out.append("  " + " · ".join(detail))
                 elif first:
                     out.append(f"  {first[0]}")
@@ -185,8 +211,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_console(results: list[dict[str, Any]], *, strict: bool,
+def render_console(results: RunResults | Results, *, strict: bool = False,
                    baseline: baseline_mod.Baseline | None = None) -> str:
+    """The console summary (pytest's terminal summary): one line per target, one per finding."""
+    if isinstance(results, RunResults):
+        results, strict, baseline = results.results, results.strict, results.baseline
     doc = build(results, strict=strict, baseline=baseline)
     lines = []
     for name, t in doc["targets"].items():
@@ -198,6 +227,9 @@ def render_console(results: list[dict[str, Any]], *, strict: bool,
             first = f["message"].strip().splitlines()[0] if f["message"].strip() else ""
             tag = "EXPECTED " if f.get("expected") else ""
             lines.append(f"  {tag}{f['outcome'].upper():8} {f['check']} [{ids}] {first if f['outcome'] == 'broken' else ''}".rstrip())
+            for n, item in enumerate(f.get("items") or (), 1):
+                lines.append(f"      {n}. [{','.join(r['id'] for r in item['requirements'])}] ({item['level']}) "
+                             f"expected {item['expected']}")
         for u in t.get("baseline_unmet", []):
             lines.append(f"  EXPECTED FAILURE DID NOT HAPPEN {u['check']} ({u['outcome']}): remove it from the baseline")
     return "\n".join(lines)
@@ -233,17 +265,33 @@ def load_attestations_for(files: Mapping[str, Path | None]) -> dict[str, Attesta
     return out
 
 
-def write_all(folder: Path, results: list[dict[str, Any]], *, strict: bool,
-              attestations: Mapping[str, Path | None] | None = None,
-              baseline: baseline_mod.Baseline | None = None) -> dict[str, Any]:
-    """summary.json, summary.md and results.sarif. ``attestations``: per target name, its attestation file."""
+def write_summary(run: RunResults, folder: Path) -> dict[str, Any]:
+    """summary.json and summary.md (one writer: the json's previous version feeds "changed since previous run")."""
     folder.mkdir(parents=True, exist_ok=True)
-    from smart_conformance.report import sarif
-
     previous = read_previous(folder)
-    doc = build(results, strict=strict, baseline=baseline, attestations=load_attestations_for(attestations or {}),
-                previous=previous)
+    doc = build(run.results, strict=run.strict, baseline=run.baseline,
+                attestations=load_attestations_for(run.attestations), previous=previous)
     (folder / "summary.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
     (folder / "summary.md").write_text(render_markdown(doc), encoding="utf-8")
-    sarif.write(folder, baseline_mod.apply(results, baseline)[0])
     return doc
+
+
+class SummaryWriter:
+    """summary.json + summary.md into ``--smart-reports``."""
+
+    destination = "reports"
+
+    def write(self, run: RunResults, out: Path) -> None:
+        write_summary(run, out)
+
+
+def write_all(folder: Path, results: Results, *, strict: bool,
+              attestations: Mapping[str, Path | None] | None = None,
+              baseline: baseline_mod.Baseline | None = None) -> dict[str, Any]:
+    """Every reports-folder writer (summary.json/.md, results.sarif) for in-memory results; returns the summary."""
+    from smart_conformance.report.writers import write_reports
+
+    typed = tuple(r if isinstance(r, CheckResult) else CheckResult.from_dict(r) for r in results)
+    run = RunResults(results=typed, strict=strict, baseline=baseline, attestations=attestations or {})
+    write_reports(run, reports=folder, allure=None)
+    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
