@@ -13,14 +13,31 @@ from pathlib import Path
 from typing import Any
 
 from smart_conformance import redact
-from smart_conformance.browser import BrowserSession, LoginStepError, RecipeError, compose_steps, parse_recipe
+from smart_conformance.browser import (
+    BrowserSession,
+    LoginStepError,
+    RecipeError,
+    compose_steps,
+    parse_recipe,
+)
 from smart_conformance.checks import CouldNotCheck
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
-from smart_conformance.http import Evidence, RecordingClient, collecting, current_evidence
-from smart_conformance.smart.launch import LaunchOutcome, LaunchResult, LaunchSpec, control_proves, run_launch
+from smart_conformance.http import (
+    Evidence,
+    RecordingClient,
+    collecting,
+    current_evidence,
+)
+from smart_conformance.smart.assertion import Signer, load_private_key
+from smart_conformance.smart.launch import (
+    LaunchOutcome,
+    LaunchResult,
+    LaunchSpec,
+    control_proves,
+    run_launch,
+)
 from smart_conformance.smart.token import ClientCredentials, TokenResponse, introspect
-
 
 # The shared launch is renewed this long before its access token expires (at most half its lifetime), so a check
 # never starts with a token that dies while it runs.
@@ -39,8 +56,12 @@ def control_pages(control: LaunchResult, spec: LaunchSpec) -> list[str | None]:
 
 
 def credentials(client: Any) -> ClientCredentials:
+    """How the configured client authenticates: its secret, or (private_key_jwt) a signer of assertions."""
+    signer = None
+    if client.auth_method == "private_key_jwt":
+        signer = Signer(client.client_id, load_private_key(client.private_key), client.alg, client.kid)
     return ClientCredentials(client_id=client.client_id, client_secret=client.client_secret,
-                             auth_method=client.auth_method)
+                             auth_method=client.auth_method, signer=signer)
 
 
 class Launcher:

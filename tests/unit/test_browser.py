@@ -38,9 +38,11 @@ from smart_conformance.browser import (
     LoginStepError,
     OriginNotVerified,
     RecipeError,
+    chromium,
     compose_steps,
     find_chromium,
     parse_recipe,
+    pinning,
     take_screenshot,
     verified_spki_sha256,
 )
@@ -374,7 +376,7 @@ def test_wrong_selector_fails_fast_with_context_and_scrubbed_trace(session: Brow
     assert err.screenshot is not None and err.screenshot.is_file() and str(err.screenshot) in str(err)
     assert PASSWORD not in str(err)
     # the trace is kept on failure, with the password scrubbed from actions, DOM snapshots and request bodies
-    assert err.trace is not None and err.trace.is_file()
+    assert err.trace is not None and err.trace.is_file() and str(err).endswith(f"; trace: {err.trace}")
     with zipfile.ZipFile(err.trace) as z:
         blob = b"".join(z.read(n) for n in z.namelist())
     assert b"#i0118" in blob  # the fill is in the trace...
@@ -508,9 +510,8 @@ def test_password_inputs_are_masked_in_screenshots(session: BrowserSession, tmp_
 
 def test_private_ca_is_not_trusted_without_the_bundle(idp: FakeIdp, redirect_uri: str, tmp_path: Path) -> None:
     url, _ = auth_url(idp, redirect_uri)
-    with BrowserSession() as plain:
-        with pytest.raises(LoginStepError) as caught:
-            plain.authorize(url, redirect_uri=redirect_uri, artifacts_dir=tmp_path, step_timeout_ms=3000)
+    with BrowserSession() as plain, pytest.raises(LoginStepError) as caught:
+        plain.authorize(url, redirect_uri=redirect_uri, artifacts_dir=tmp_path, step_timeout_ms=3000)
     assert "ERR_CERT_AUTHORITY_INVALID" in str(caught.value)
 
 
@@ -548,7 +549,7 @@ def test_fallback_when_chromium_does_not_honour_the_pin(idp: FakeIdp, redirect_u
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Python verified the origin, but the pinned hash does not match what Chromium sees: the one-context fallback
     (ignore_https_errors) is used and recorded. Simulated by pinning a wrong key hash."""
-    monkeypatch.setattr(browser, "verified_spki_sha256", lambda *a, **k: "A" * 43 + "=")
+    monkeypatch.setattr(pinning, "verified_spki_sha256", lambda *a, **k: "A" * 43 + "=")
     with BrowserSession(ca_bundle=idp.ca_path) as fresh:
         result = fresh.authorize(auth_url(idp, redirect_uri)[0], redirect_uri=redirect_uri,
                                  steps=compose_steps(parse_recipe(SHORT)), values=VALUES, artifacts_dir=tmp_path)
@@ -560,8 +561,8 @@ def test_fallback_when_chromium_does_not_honour_the_pin(idp: FakeIdp, redirect_u
 
 
 def test_no_chromium_names_both_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(browser, "_managed_executable", lambda: None)
-    monkeypatch.setattr(browser, "SYSTEM_CHROMIUM_PATHS", ("/nonexistent/chromium",))
+    monkeypatch.setattr(chromium, "_managed_executable", lambda: None)
+    monkeypatch.setattr(chromium, "SYSTEM_CHROMIUM_PATHS", ("/nonexistent/chromium",))
     with pytest.raises(BrowserUnavailable) as caught:
         find_chromium(env={})
     message = str(caught.value)
@@ -570,14 +571,14 @@ def test_no_chromium_names_both_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_managed_chromium_is_preferred_and_env_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(browser, "_managed_executable", lambda: "/opt/ms-playwright/chrome")
-    monkeypatch.setattr(browser, "SYSTEM_CHROMIUM_PATHS", (sys.executable,))
+    monkeypatch.setattr(chromium, "_managed_executable", lambda: "/opt/ms-playwright/chrome")
+    monkeypatch.setattr(chromium, "SYSTEM_CHROMIUM_PATHS", (sys.executable,))
     managed = find_chromium(env={})
     assert managed.kind == "managed" and managed.launch_args == ()
     chosen = find_chromium(env={"SMART_CONFORMANCE_CHROMIUM": sys.executable})
     assert chosen == browser.ChromiumChoice(sys.executable, "env")
     assert "--no-sandbox" in chosen.launch_args
-    monkeypatch.setattr(browser, "_managed_executable", lambda: None)
+    monkeypatch.setattr(chromium, "_managed_executable", lambda: None)
     assert find_chromium(env={}).kind == "system"
     with pytest.raises(BrowserUnavailable, match="SMART_CONFORMANCE_CHROMIUM=/nope"):
         find_chromium(env={"SMART_CONFORMANCE_CHROMIUM": "/nope"})
@@ -628,7 +629,7 @@ def test_fallback_still_refuses_origins_python_did_not_verify(idp: FakeIdp, redi
             return "A" * 43 + "="  # "verified", but not the key Chromium sees: forces the fallback
         raise OriginNotVerified(f"https://{host}:{port} is not signed by {ca_bundle}")
 
-    monkeypatch.setattr(browser, "verified_spki_sha256", verify)
+    monkeypatch.setattr(pinning, "verified_spki_sha256", verify)
     url, _ = auth_url(idp, redirect_uri, login_host="separate")
     with BrowserSession(ca_bundle=idp.ca_path) as fresh, pytest.raises(LoginStepError) as caught:
         fresh.authorize(url, redirect_uri=redirect_uri, steps=compose_steps(parse_recipe(SHORT)), values=VALUES,

@@ -1,0 +1,214 @@
+"""One browser per pytest worker and target (:class:`BrowserSession`), a fresh context per authorization, so no cookie
+or consent remembered by one launch leaks into the next. The session owns the browser's lifetime and its TLS trust
+(which private-CA keys it was started with); each authorization is an :class:`~.attempt.Attempt`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from smart_conformance.browser.artifacts import identity
+from smart_conformance.browser.attempt import (
+    Attempt,
+    AuthorizationRequest,
+    CertificateRejected,
+)
+from smart_conformance.browser.chromium import (
+    ChromiumChoice,
+    RemoteBrowser,
+    acquire_playwright,
+    find_chromium,
+    release_playwright,
+    remote_browser,
+    start_browser,
+)
+from smart_conformance.browser.pages import AuthorizationResult
+from smart_conformance.browser.pinning import Pins, TlsMode
+from smart_conformance.browser.recipe import (
+    DEFAULT_STEP_TIMEOUT_MS,
+    Step,
+    load_hook,
+)
+from smart_conformance.browser.steps import LoginStepError
+from smart_conformance.redact import secret_values
+
+
+class BrowserSession:
+    """One Chromium (per pytest worker), one fresh context per :meth:`authorize`.
+
+    ``ca_bundle``: the target's private CA. Origins are verified against it in Python and their keys pinned in
+    Chromium, by relaunching it when a new origin is first met.
+    ``env``: where ``SMART_CONFORMANCE_BROWSER_WS`` / ``SMART_CONFORMANCE_CDP_URL`` (a remote browser) and
+    ``SMART_CONFORMANCE_CHROMIUM`` are read (the process environment by default).
+    """
+
+    def __init__(self, *, ca_bundle: Path | str | None = None, headless: bool = True,
+                 step_timeout_ms: int = DEFAULT_STEP_TIMEOUT_MS, tls_fallback: bool = True,
+                 viewport: tuple[int, int] = (1000, 800), env: Mapping[str, str] | None = None) -> None:
+        self.ca_bundle = Path(ca_bundle) if ca_bundle else None
+        self.headless = headless
+        self.step_timeout_ms = step_timeout_ms
+        self.tls_fallback = tls_fallback
+        self.viewport = {"width": viewport[0], "height": viewport[1]}
+        self.env = env
+        self.choice: ChromiumChoice | None = None
+        self.remote: RemoteBrowser | None = None
+        self.pins = Pins(self.ca_bundle)
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._launches = 0
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._playwright = acquire_playwright()  # first: find_chromium's managed-browser probe reuses this driver
+        try:
+            self.remote = remote_browser(self.env)
+            if self.remote is None:
+                self.choice = find_chromium(env=self.env)
+            self._launch()
+        except BaseException:
+            self._playwright = None
+            release_playwright()
+            raise
+
+    def close(self) -> None:
+        if self._browser is not None:
+            try:
+                self._browser.close()  # a browser reached over CDP is only disconnected from, not closed
+            finally:
+                self._browser = None
+        if self._playwright is not None:
+            self._playwright = None
+            release_playwright()
+
+    @property
+    def browser(self) -> Any:
+        """The running Playwright ``Browser`` (for callers that need a page of their own)."""
+        if self._browser is None:
+            raise RuntimeError("BrowserSession is not started (use it as a context manager)")
+        return self._browser
+
+    @property
+    def launches(self) -> int:
+        """How many times Chromium was started (a relaunch happens when a new private-CA origin must be pinned)."""
+        return self._launches
+
+    def describe(self) -> str:
+        """Which browser runs: the local Chromium chosen, or the remote endpoint."""
+        where = self.remote or self.choice
+        return where.describe() if where else "(not started)"
+
+    @property
+    def can_pin(self) -> bool:
+        """Whether the private CA's key pins reach the browser (not for a Chromium reached over CDP)."""
+        return self.remote is None or self.remote.can_pin
+
+    def _launch(self) -> None:
+        where = self.remote or self.choice
+        assert where is not None and self._playwright is not None
+        if self._browser is not None:
+            self._browser.close()
+        pins = self.pins.keys
+        self._browser = start_browser(self._playwright, where, pins, self.headless)
+        self.pins.launched = pins
+        self._launches += 1
+
+    def _trust(self, url: str) -> bool:
+        verified = self.pins.verify(url)
+        if verified and self.can_pin and self.pins.keys != self.pins.launched:
+            self._launch()
+        return verified
+
+    def _pin_new(self, origins: set[str]) -> bool:
+        """Pin origins whose certificate Chromium refused but which verify against the CA bundle; True if any."""
+        for origin in origins:
+            self.pins.verify(origin)
+        if not self.can_pin or self.pins.keys <= self.pins.launched:
+            return False
+        self._launch()
+        return True
+
+    def _unpinnable(self) -> str:
+        """For a remote browser: why a private-CA origin that verified in Python may still be refused, and the fix."""
+        if self.remote is None:
+            return ""
+        if self.remote.kind == "cdp":
+            return (f"the harness cannot pin a private CA in a browser it did not start ({self.remote.env}). Fix: "
+                    "start that Chromium with --ignore-certificate-errors-spki-list={pins}, or add the CA to its "
+                    "trust store")
+        return (f"the browser behind {self.remote.env} did not apply the harness's pin. Fix: start 'playwright "
+                "run-server' with --unsafe (it then applies the harness's launch arguments), or start the remote "
+                "browser with --ignore-certificate-errors-spki-list={pins}, or add the CA to its trust store")
+
+    # the authorization -----------------------------------------------------------------------------------------
+
+    def authorize(self, url: str, *, redirect_uri: str, steps: Sequence[Step] = (),
+                  values: Mapping[str, str] | None = None, artifacts_dir: Path | str,
+                  expect_redirect: bool = True, method: Literal["GET", "POST"] = "GET",
+                  form: Mapping[str, str] | None = None, keep_trace: bool = False,
+                  step_timeout_ms: int | None = None, settle_ms: int = 500,
+                  redact_url: Callable[[str], str] = identity, redact_text: Callable[[str], str] = identity,
+                  secrets: Iterable[str | None] = (), name: str = "authorize", negative: bool = False,
+                  control_pages: Sequence[str | None] | None = None) -> AuthorizationResult:
+        """Open ``url`` (or POST ``form`` to it) in a fresh context, run ``steps``, capture the redirect.
+
+        ``expect_redirect=False`` is for negative tests: the result says whether the browser reached the
+        redirect_uri anyway, with the final page's URL, HTTP status, title and a text snippet.
+        The server's answer is taken as final as soon as it is: a redirect captured, or an error status (4xx/5xx,
+        an empty body included) on a loaded page with no redirect. ``negative``: a step that does not match ends the
+        authorization (``stopped_at``) instead of raising, early when the page is settled and is not the one the
+        positive control ran that step on (``control_pages``, origin + path per step); the launch judges it.
+        Otherwise a step that cannot proceed raises :class:`LoginStepError` (except before any step ran, when the
+        authorization request itself was answered with an error status: that is the server's refusal, returned).
+        """
+        if self._browser is None:
+            raise RuntimeError("BrowserSession is not started (use it as a context manager)")
+        values = dict(values or {})
+        resolved = [step.resolve(values) for step in steps]  # placeholder errors before any browsing
+        for step in resolved:
+            if step.action == "hook":
+                load_hook(step)
+        directory = Path(artifacts_dir)
+        request = AuthorizationRequest(
+            url=url, redirect_uri=redirect_uri, written=list(steps), steps=resolved, values=values,
+            directory=directory, expect_redirect=expect_redirect, method=method, form=form, keep_trace=keep_trace,
+            timeout=step_timeout_ms or self.step_timeout_ms, settle_ms=settle_ms, redact_url=redact_url,
+            redact_text=redact_text, hidden=secret_values(values, secrets), name=name, negative=negative,
+            control_pages=list(control_pages or ()))
+        pinned = self._trust(url)
+        mode: TlsMode = "spki-pin" if pinned and self.can_pin else "system-trust"
+
+        def attempt(tls_mode: TlsMode) -> AuthorizationResult:
+            # The ignore-https-errors fallback is for a local Chromium only: a remote one must trust the CA itself.
+            return Attempt(self._browser, self.viewport, self.pins, request, tls_mode,
+                           fallback=self.tls_fallback and self.remote is None, unpinnable=self._unpinnable()).run()
+
+        # An IdP may send the browser on to another origin of the private PKI (a separate login host): when a
+        # certificate failed there, verify that origin in Python, pin it, and run the authorization again.
+        for _ in range(4):
+            self.pins.new_attempt()
+            try:
+                result = attempt(mode)
+            except CertificateRejected:
+                # Chromium did not honour the pin; the origin verified in Python against the configured CA, so
+                # ignoring certificate errors in this one context trusts nothing Python did not check.
+                return attempt("ignore-https-errors-after-python-verify")
+            except LoginStepError:
+                if self._pin_new(self.pins.cert_failures):
+                    (directory / f"{name}-trace.zip").unlink(missing_ok=True)
+                    continue
+                raise
+            if result.failed and self._pin_new(self.pins.cert_failures):
+                (directory / f"{name}-trace.zip").unlink(missing_ok=True)
+                continue
+            return result
+        return result
