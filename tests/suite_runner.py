@@ -87,7 +87,7 @@ def run_suites(suites: list[str], reports: Path, *, faults: tuple[str, ...] = ()
     args += [f"--target={t}" for t in targets]
     run_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     run_env.update(env or {})
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=run_env,
+    proc = subprocess.run(args, check=False, capture_output=True, text=True, timeout=timeout, env=run_env,
                           cwd=str(paths.project_root()))
     summary_file = reports / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"targets": {}}

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from smart_conformance import paths
 
 GOOD = """
@@ -31,7 +30,7 @@ members:
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "CLI_TEST_SECRET": "secret-value-9", "CLI_TEST_PASSWORD": "password-value-9",
                 **(env or {})}
-    return subprocess.run([sys.executable, "-m", "smart_conformance.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "smart_conformance.cli", *args], check=False, capture_output=True, text=True,
                           env=full_env, cwd=str(cwd) if cwd else None, timeout=300)
 
 
@@ -55,7 +54,7 @@ def test_missing_env_var_is_one_line_and_exit_2(tmp_path: Path) -> None:
     target.write_text(GOOD.format(name="t", port=1))
     env_less = {k: v for k, v in os.environ.items() if k != "CLI_TEST_PASSWORD"}
     proc = subprocess.run([sys.executable, "-m", "smart_conformance.cli", "run", "--target", str(target),
-                           "--reports", str(tmp_path / "r")], capture_output=True, text=True,
+                           "--reports", str(tmp_path / "r")], check=False, capture_output=True, text=True,
                           env={**env_less, "CLI_TEST_SECRET": "x" * 8}, timeout=60)
     assert proc.returncode == 2
     assert "members.primary.password" in proc.stderr and "CLI_TEST_PASSWORD is not set" in proc.stderr

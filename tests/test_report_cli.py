@@ -14,7 +14,7 @@ from smart_conformance.testplan import plan
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "smart_conformance.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "smart_conformance.cli", *args], check=False, capture_output=True, text=True,
                           timeout=240)
 
 

@@ -31,6 +31,7 @@ class Requirement:
     area: str
     source: str
     checklist_item: str | None = None
+    evidenced_by: tuple[str, ...] = ()  # SAFETY-* only: other ids whose checks evidence this item
 
     @property
     def is_warning_level(self) -> bool:
@@ -65,7 +66,12 @@ def catalog(folder: Path | None = None) -> dict[str, Requirement]:
                 id=entry["id"], level=entry["level"], url=entry["url"], section=entry.get("section", ""),
                 text=entry["text"], verification=entry["verification"], area=entry.get("area", ""),
                 source=source, checklist_item=entry.get("checklist_item"),
+                evidenced_by=tuple(entry.get("evidenced_by") or ()),
             )
+    for req in found.values():
+        unknown = [i for i in req.evidenced_by if i not in found]
+        if unknown:
+            raise CatalogError(f"{req.id}: evidenced_by names ids the catalog does not know: {', '.join(unknown)}")
     return found
 
 

@@ -123,7 +123,7 @@ def _variant_args(decorator: ast.expr) -> list[str] | None:
     for arg in decorator.args:
         value = getattr(variants, arg.id, None) if isinstance(arg, ast.Name) else None
         if not isinstance(value, str):
-            raise ValueError(f"@warns_under(...) takes the variant constants of reference/variants.py, got "
+            raise TypeError(f"@warns_under(...) takes the variant constants of reference/variants.py, got "
                              f"{ast.unparse(arg)}")
         out.append(value)
     return out

@@ -72,7 +72,7 @@ def test_id_token_issued(launch: LaunchResult) -> None:
 @proves(Fault.ID_TOKEN_BAD_SIGNATURE, Fault.ID_TOKEN_HS256, Fault.ID_TOKEN_MISSING, Fault.ID_TOKEN_NO_KID)
 def test_id_token_signature(launch: LaunchResult, http: RecordingClient) -> None:
     """The id_token is RS256-signed by a key the JWKS names by kid, found through its iss."""
-    header, claims = _claims(launch)
+    _header, claims = _claims(launch)
     iss = claims.get("iss")
     if not isinstance(iss, str):
         fail(expected="an iss claim to find the signing keys", actual=describe(iss), requirement="SMART-OIDC-05")

@@ -10,7 +10,15 @@ import jwt
 import pytest
 
 from smart_conformance.reference.keys import KeySet
-from tests.reference.launcher import CALLBACK, TRICKY_STATE, Launch, Launcher, hidden_inputs, pkce_pair, query
+from tests.reference.launcher import (
+    CALLBACK,
+    TRICKY_STATE,
+    Launch,
+    Launcher,
+    hidden_inputs,
+    pkce_pair,
+    query,
+)
 
 
 # --- authorize -----------------------------------------------------------------------------------------------
@@ -74,7 +82,7 @@ def test_missing_state_is_refused(launcher: Launcher) -> None:
 
 
 def test_resource_is_a_synonym_for_aud_and_state_survives_success(launcher: Launcher) -> None:
-    verifier, challenge = pkce_pair()
+    _verifier, challenge = pkce_pair()
     params = launcher.authorize_params(state=TRICKY_STATE, challenge=challenge, scope="launch/patient patient/Patient.rs")
     params["resource"] = params.pop("aud")
     with launcher.browser() as browser:

@@ -13,8 +13,19 @@ from typing import Any
 import httpx
 import pytest
 
-from smart_conformance.browser import AuthorizationResult, _response_params, compose_steps, parse_recipe
-from smart_conformance.smart.launch import (LaunchOutcome, LaunchResult, LaunchSpec, build_request, judge)
+from smart_conformance.browser import (
+    AuthorizationResult,
+    _response_params,
+    compose_steps,
+    parse_recipe,
+)
+from smart_conformance.smart.launch import (
+    LaunchOutcome,
+    LaunchResult,
+    LaunchSpec,
+    build_request,
+    judge,
+)
 from smart_conformance.smart.token import ClientCredentials
 
 RECIPE = parse_recipe({

@@ -111,8 +111,8 @@ def test_attestations_default_max_age_is_365_days(tmp_path: Path) -> None:
      "unknown key 'evidense'"),
     (("version: 1", "version: 2"), "version", "write 'version: 1'"),
     (("target: acme", "target: other"), "target", "not 'acme'"),
-    (("    evidence: automated as well\n", "    evidence: automated as well\n  - requirement: SAFETY-23\n"
-      "    answer: \"yes\"\n    by: x\n    date: 2026-01-01\n    evidence: y\n"), "attestations[3].requirement",
+    (("    evidence: automated as well\n", ("    evidence: automated as well\n  - requirement: SAFETY-23\n"
+      "    answer: \"yes\"\n    by: x\n    date: 2026-01-01\n    evidence: y\n")), "attestations[3].requirement",
      "answered twice"),
 ])
 def test_attestation_errors_are_one_line_naming_file_key_and_fix(tmp_path: Path, change: tuple[str, str], key: str,
@@ -135,7 +135,7 @@ def test_reference_target_attestations_are_wired_and_valid() -> None:
     loaded = attestations.load(path, target="reference")
     assert loaded.unknown == [] and len(loaded.items) >= 5
     catalog = requirements.catalog()
-    for rid, item in loaded.items.items():
+    for rid in loaded.items:
         assert catalog[rid].verification == "attestation", rid  # only items the harness cannot check itself
     assert loaded.items["SAFETY-23"].answer == "no"  # no AuditEvent in the reference server
 
@@ -156,7 +156,12 @@ def test_checklist_statuses_and_counts(tmp_path: Path) -> None:
     assert rows["SAFETY-36"]["attestation"]["stale"] is True
     assert rows["SAFETY-01"]["status"] == "open" and "attestation" not in rows["SAFETY-01"]
     c = doc["counts"]
-    assert (c["automated"], c["attested"], c["stale"]) == (3, 2, 1)
+    # SAFETY-17 and SAFETY-30 through their catalog evidenced_by (FHIR-HTTP-02, SMART-PKCE-02), not a citation
+    assert rows["SAFETY-17"]["checks"][0]["via"] == ["FHIR-HTTP-02"] and rows["SAFETY-17"]["result"] == "warning"
+    assert rows["SAFETY-30"]["result"] == "failed" and rows["SAFETY-38"]["result"] == "passed"
+    assert rows["SAFETY-39"]["result"] == "could not check" and "result" not in rows["SAFETY-01"]
+    assert (c["automated"], c["attested"], c["stale"]) == (5, 2, 1)
+    assert doc["results"] == {"failed": 1, "warning": 2, "could not check": 1, "passed": 1}
     assert c["automated"] + c["attested"] + c["open"] == c["total"] == len(SAFETY_IDS)
     assert doc["unknown_ids"] == ["SAFETY-99"] and doc["stale"] == ["SAFETY-36"]
     md = "\n".join(checklist.render_markdown(doc))
@@ -166,7 +171,28 @@ def test_checklist_statuses_and_counts(tmp_path: Path) -> None:
 
 def test_checklist_without_attestations_is_automated_or_open() -> None:
     doc = checklist.build(RESULTS)
-    assert doc["counts"]["attested"] == 0 and doc["counts"]["automated"] == 3
+    assert doc["counts"]["attested"] == 0 and doc["counts"]["automated"] == 5
+
+
+def test_checklist_item_needs_a_check_that_ran() -> None:
+    """Only not-applicable evidence leaves the item open; one failure among passes fails it."""
+    doc = checklist.build([rec("test_a", "skipped", ["SAFETY-38"]), rec("test_b", "passed", ["TLS-03"]),
+                           rec("test_c", "failed", ["TLS-05"])])
+    rows = {row["id"]: row for row in doc["items"]}
+    assert rows["SAFETY-38"]["status"] == "open" and rows["SAFETY-38"]["checks"][0]["outcome"] == "skipped"
+    assert rows["SAFETY-27"]["result"] == "failed" and [c["outcome"] for c in rows["SAFETY-27"]["checks"]] == [
+        "passed", "failed"]
+    assert "SAFETY-27" not in doc["black_box_open"] and "SAFETY-38" in doc["black_box_open"]
+
+
+def test_checklist_allure_page(tmp_path: Path) -> None:
+    doc = checklist.build(RESULTS)
+    checklist.write_allure(tmp_path, {"targets": {"acme": {"checklist": doc}}})
+    result = json.loads(next(tmp_path.glob("*-result.json")).read_text())
+    assert result["status"] == "unknown" and result["labels"][0] == {"name": "epic", "value": checklist.TITLE}
+    page = (tmp_path / result["attachments"][0]["source"]).read_text()
+    assert "SAFETY-30" in page and "<code>test_pkce_s256_only</code>: failed" in page
+    assert "safety.checklist.acme=41 items: 5 automated" in (tmp_path / "environment.properties").read_text()
     assert "stale" not in doc["counts"]
 
 
@@ -341,3 +367,24 @@ def test_write_all_reports_an_unusable_attestation_file_instead_of_crashing(tmp_
     doc = summary.write_all(tmp_path / "r", RESULTS, strict=False, attestations={"acme": tmp_path / "missing.yaml"})
     assert "not found" in doc["targets"]["acme"]["checklist"]["attestations_error"]
     assert "Attestations not used:" in (tmp_path / "r" / "summary.md").read_text()
+
+
+def test_evidenced_by_must_name_catalog_ids(tmp_path: Path) -> None:
+    """A checklist item's evidenced_by naming an unknown id stops the catalog load with the item and the id."""
+    for source in (paths.fixtures_dir() / "requirements").glob("*.yaml"):
+        text = source.read_text(encoding="utf-8").replace("evidenced_by: [FHIR-NARR-01]", "evidenced_by: [FHIR-NOPE-01]")
+        (tmp_path / source.name).write_text(text, encoding="utf-8")
+    with pytest.raises(requirements.CatalogError, match="SAFETY-34: evidenced_by .* FHIR-NOPE-01"):
+        requirements.catalog(tmp_path)
+
+
+def test_checklist_writer_is_registered_after_the_run_files(tmp_path: Path) -> None:
+    """Through the writers interface: the page lands in the Allure folder and the environment keeps its line."""
+    from smart_conformance.report import writers
+    from smart_conformance.results import CheckResult, RunResults
+
+    run = RunResults(results=tuple(CheckResult.from_dict(r) for r in RESULTS), targets={"acme": ""})
+    writers.write_reports(run, reports=None, allure=tmp_path)
+    env = (tmp_path / "environment.properties").read_text()
+    assert "harness.version=" in env and "safety.checklist.acme=41 items: 5 automated" in env
+    assert len(list(tmp_path.glob("*-result.json"))) == 1

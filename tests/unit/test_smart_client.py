@@ -15,10 +15,24 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from smart_conformance.smart import idtoken, pkce, token
-from smart_conformance.smart.authorize import AuthorizationRequest, new_nonce, new_state, standard_request
-from smart_conformance.smart.idtoken import IdTokenProblem, MalformedJwt, decode_unverified, verify_id_token
+from smart_conformance.smart.authorize import (
+    AuthorizationRequest,
+    new_nonce,
+    new_state,
+    standard_request,
+)
+from smart_conformance.smart.idtoken import (
+    IdTokenProblem,
+    MalformedJwt,
+    decode_unverified,
+    verify_id_token,
+)
 from smart_conformance.smart.launch import LaunchSpec, build_request
-from smart_conformance.smart.token import ClientCredentials, TokenResponse, TokenResponseError
+from smart_conformance.smart.token import (
+    ClientCredentials,
+    TokenResponse,
+    TokenResponseError,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # PKCE
@@ -246,7 +260,7 @@ def _tamper(keys: dict[str, Any]) -> str:
     now = int(time.time())
     payload = {"iss": ISS, "aud": AUD, "sub": "mallory", "exp": now + 300, "iat": now, "nonce": "n-1"}
     forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
-    return ".".join([head, forged, sig])
+    return f"{head}.{forged}.{sig}"
 
 
 PROBLEMS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [

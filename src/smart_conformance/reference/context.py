@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from smart_conformance.reference.data import Dataset
-from smart_conformance.reference.faults import ActiveFaults
+from smart_conformance.reference.faults import ActiveFaults, Fault
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
 from smart_conformance.reference.variants import ActiveVariants
@@ -15,6 +16,7 @@ from smart_conformance.reference.variants import ActiveVariants
 ACCESS_TOKEN_TTL = 3600  # SMART: access tokens should live no longer than an hour
 CODE_TTL = 60  # SMART notes about a minute is typical for codes
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
+CLOCK_SKEW_S = 3 * 3600  # the clock-skewed fault: hours ahead, far beyond any sane tolerance
 
 
 @dataclass
@@ -44,6 +46,14 @@ class Context:
 
     def url(self, path: str) -> str:
         return self.origin + path
+
+    def clock_skew(self) -> int:
+        """Seconds this server's clock is off (0 unless the clock-skewed fault is on)."""
+        return CLOCK_SKEW_S if self.faults.active(Fault.CLOCK_SKEWED) else 0
+
+    def now(self) -> float:
+        """The server's clock: what Date headers, token iat/exp and introspection are stamped with."""
+        return time.time() + self.clock_skew()
 
     def auth_url(self, path: str) -> str:
         return self.authorization_origin + path

