@@ -210,7 +210,7 @@ class Launcher:
         assert self._shared is not None
         if require_token and self._shared.token is None:
             raise CouldNotCheck("the shared launch produced no token: " + "; ".join(self._shared.problems)
-                                + " (see test_standalone_launch_succeeds)")
+                                + " (the standalone launch check reports why)")
         return self._shared
 
     def shared_launch(self) -> SharedLaunch:

@@ -252,7 +252,7 @@ def declares_v1(target: Target) -> bool:
 def smart_discovery(request: pytest.FixtureRequest, target: Target,
                     smart_configuration: discovery.Document) -> discovery.Discovery:
     """Where a SMART client finds the endpoints: the SMART configuration, else (SMART v1) the CapabilityStatement's
-    oauth-uris. A missing SMART configuration is its own finding (test_smart_configuration_served), not a reason
+    oauth-uris. A missing SMART configuration is its own finding (the discovery check that it is served), not a reason
     for every later check to go unchecked."""
     statement = None if smart_configuration.ok else request.getfixturevalue("capability_statement")
     found = discovery.discover(smart_configuration, statement)

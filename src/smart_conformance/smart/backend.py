@@ -145,7 +145,7 @@ def must_have_token(grant: Grant, why: str) -> str:
     if grant.token is None:
         err = oauth_error(grant.response)
         could_not_check(f"{why}: the backend client got no access token (HTTP {err.status} error={err.error!r}); "
-                        "test_backend_token_issued judges that")
+                        "the backend token check judges that")
     return grant.token
 
 

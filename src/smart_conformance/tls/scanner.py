@@ -254,7 +254,7 @@ def client_verifies(endpoint: Endpoint, settings: TlsScanSettings) -> tuple[bool
     """
     try:
         context = ssl.create_default_context(cafile=str(settings.ca_bundle) if settings.ca_bundle else None)
-        context.check_hostname = False  # the chain alone; test_tls_certificate_hostname_matches judges the name
+        context.check_hostname = False  # the chain alone; the hostname check judges the name
         # OpenSSL security level 1, whatever the distribution's default: SHA-1 signatures are rejected (as browsers
         # do), while a short key is left to its own check (key strength) instead of a level that varies by platform.
         context.set_ciphers("DEFAULT:@SECLEVEL=1")
