@@ -54,13 +54,18 @@ def check_browser() -> list[Finding]:
         BrowserSession,
         BrowserUnavailable,
         find_chromium,
+        remote_browser,
     )
 
     try:
-        choice = find_chromium()
+        remote = remote_browser()
+        if remote is not None:
+            where = remote.describe()
+        else:
+            choice = find_chromium()
+            where = f"{choice.kind} Chromium {choice.path or '(Playwright default location)'}"
     except BrowserUnavailable as exc:
         return [Finding("browser", "problem", *_split_fix(str(exc)))]
-    where = f"{choice.kind} Chromium {choice.path or '(Playwright default location)'}"
     try:
         with BrowserSession() as session:
             page = session.browser.new_page()
