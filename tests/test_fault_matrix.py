@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from smart_conformance.reference.faults import FAULTS
+from smart_conformance.reference.faults import FAULTS, Fault
 from smart_conformance.testplan import plan
 from tests.suite_runner import run_suites
 
@@ -44,7 +44,8 @@ def test_every_check_is_caught_by_some_fault() -> None:
 @pytest.mark.parametrize("fault", CHECKED_FAULTS)
 def test_fault_is_caught_by_exactly_its_checks(fault: str, tmp_path: Path) -> None:
     declared, blocked = plan().caught_by(fault), plan().blocks(fault)
-    run = run_suites(plan().modules(declared | blocked), tmp_path, faults=(fault,))
+    run = run_suites(plan().modules(declared | blocked), tmp_path, faults=(fault,),
+                     variants=FAULTS[Fault(fault)].runs_with)  # the variants its checks need to apply
     failing = run.checks_with("failed", "warning")
     broken = run.checks_with("broken")
     assert broken == blocked, (

@@ -10,9 +10,11 @@ sends a good one as the positive control (it must get a token, or the check coul
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
+from smart_conformance.checks import could_not_check
 from smart_conformance.smart.assertion import new_key_like, request_token
 from smart_conformance.smart.backend import BackendSession, Grant, must_have_token
 from smart_conformance.smart.token import basic_auth_header
@@ -104,6 +106,20 @@ def test_assertion_unknown_kid_refused(controlled: BackendSession) -> None:
     """Signed by the registered key, but the header's kid names no registered key."""
     grant = controlled.send(controlled.signer.sign(controlled.claims(), kid="smart-conformance-unknown-kid"))
     controlled.refused(grant, what="an assertion whose kid matches no registered key", requirement="ASYM-04")
+
+
+@pytest.mark.requirement("ASYM-08", "ASYM-05")
+@proves(Fault.ASSERTION_JKU_TRUSTED)
+def test_assertion_unregistered_jku_refused(controlled: BackendSession) -> None:
+    """Signed by the registered key under its kid, with a jku header naming a JWK Set URL the client never
+    registered: a path on the token endpoint's own origin that serves nothing (never a third-party host)."""
+    parts = urlsplit(controlled.token_endpoint)
+    jku = f"{parts.scheme}://{parts.netloc}/smart-conformance-unregistered/jwks.json"
+    if jku == controlled.client.jwks_url:
+        could_not_check(f"{jku} is the client's registered JWK Set URL")
+    grant = controlled.send(controlled.signer.sign(controlled.claims(), headers={"jku": jku}))
+    controlled.refused(grant, what="an assertion whose jku names a JWK Set URL the client never registered",
+                       requirement="ASYM-08")
 
 
 @pytest.mark.requirement("ASYM-01", "JWTBCP-01", "ASYM-05")

@@ -1,4 +1,4 @@
-"""Bulk Data export: $export on a Group by a backend client, from kick-off to NDJSON files
+"""Bulk Data export: $export on a Group (and on Patient where advertised) by a backend client, kick-off to NDJSON
 
 Bulk Data Access 2.0 §Kick-off, §Status, §Complete status, §File request and §Delete, with SMART Backend Services
 tokens: the kick-off needs a token and Prefer: respond-async and answers 202 with Content-Location; the status URL
@@ -17,8 +17,14 @@ import allure
 import httpx
 import pytest
 
-from smart_conformance.checks import could_not_check, describe, expect, not_applicable
-from smart_conformance.config import Bulk
+from smart_conformance.checks import (
+    could_not_check,
+    describe,
+    expect,
+    expectations,
+    not_applicable,
+)
+from smart_conformance.config import Bulk, Target
 from smart_conformance.oauth import covered_by, scope_set
 from smart_conformance.smart.backend import BackendSession, must_have_token
 from smart_conformance.smart.bulk import (
@@ -27,8 +33,10 @@ from smart_conformance.smart.bulk import (
     bearer,
     kickoff,
     ndjson_lines,
+    patient_export_advertised,
     poll,
 )
+from smart_conformance.smart.discovery import Document
 from smart_conformance.testplan import Fault, Needs, needs, proves
 
 
@@ -270,3 +278,39 @@ def test_bulk_status_other_client_refused(bulk_session: BackendSession, bulk_tok
         expect(response.status_code in (401, 403, 404),
                expected="another client's token refused for this job's output file (401/403/404)",
                actual=f"HTTP {response.status_code}", exchange=bulk_session.http.exchange_for(response))
+
+
+@pytest.mark.requirement("BULK-02", "BULK-06")
+@proves(Fault.BULK_PATIENT_EXPORT_SCOPE_IGNORED, Fault.BULK_TYPE_FILTER_IGNORED, Fault.BULK_CONTENT_LOCATION_MISSING)
+@needs(Needs.CAPABILITY_STATEMENT, Needs.BULK_TOKEN_FLAG)
+def test_patient_export_where_advertised(bulk_session: BackendSession, bulk_token: str, bulk_settings: Bulk,
+                                         capability_statement: Document, target: Target) -> None:
+    """Where the CapabilityStatement offers Patient/$export: the kick-off (Prefer: respond-async, no _type) is 202
+    with Content-Location, and the finished export holds only types within the token's scopes (manifest entries and
+    every NDJSON line). Not applicable where it is not advertised."""
+    if not capability_statement.ok:
+        could_not_check(f"the CapabilityStatement could not be read (HTTP {capability_statement.status}), so whether "
+                        "Patient/$export is offered is unknown")
+    if not patient_export_advertised(capability_statement.json):
+        not_applicable("the CapabilityStatement offers no Patient/$export (operation export on Patient)")
+    job = kickoff(bulk_session.http, f"{target.fhir_base_url}/Patient/$export", bulk_token)
+    started = job.kickoff
+    expect(started.status_code == 202 and bool(job.status_url), requirement="BULK-02",
+           expected="Patient/$export kick-off: 202 Accepted with a Content-Location header",
+           actual=f"HTTP {started.status_code}, Content-Location {started.headers.get('content-location')!r}",
+           exchange=bulk_session.http.exchange_for(started))
+    done = poll(bulk_session.http, job, bulk_token, bulk_settings.max_wait_s)
+    manifest = _manifest(done)
+    scope = bulk_session.scopes
+    with expectations() as check:
+        outside = sorted({str(o.get("type")) for o in _outputs(manifest) if not _permitted(scope, str(o.get("type")))})
+        check.expect(not outside, expected=f"Patient/$export output only of types within the token's scopes ({scope})",
+                     actual=f"output of {', '.join(outside)}", requirement="BULK-06", detail=done.log())
+        for item in _outputs(manifest):
+            response = _get_file(bulk_session, item["url"], bulk_token if _requires_token(manifest) else None)
+            seen = ({_line_type(line) for line in ndjson_lines(response.text)} - {None}
+                    if response.status_code == 200 else set())
+            beyond = sorted(t for t in map(str, seen) if not _permitted(scope, t))
+            check.expect(not beyond, expected="every NDJSON line of a type within the token's scopes",
+                         actual=f"resource types {beyond} in {item['url']}", requirement="BULK-06",
+                         exchange=bulk_session.http.exchange_for(response))

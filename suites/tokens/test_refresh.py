@@ -19,7 +19,7 @@ import pytest
 from smart_conformance.checks import could_not_check, describe, expect, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient
-from smart_conformance.launcher import credentials
+from smart_conformance.launcher import Launcher, credentials
 from smart_conformance.oauth import (
     issued_tokens,
     no_store_problems,
@@ -27,11 +27,12 @@ from smart_conformance.oauth import (
     scope_set,
     wider_than,
 )
+from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.smart.token import ClientCredentials, refresh
 from smart_conformance.testplan import Fault, proves
 
 
-def _grant(launcher: Any, why: str) -> tuple[str, str]:
+def _grant(launcher: Launcher, why: str) -> tuple[str, str]:
     """A grant of the check's own: its refresh token and granted scope."""
     result = launcher.fresh_grant(why)
     if not result.token.refresh_token:
@@ -39,13 +40,13 @@ def _grant(launcher: Any, why: str) -> tuple[str, str]:
     return result.token.refresh_token, result.token.scope or ""
 
 
-def _refresh(http: RecordingClient, launcher: Any, refresh_token: str, *, client: ClientCredentials | None = None,
+def _refresh(http: RecordingClient, launcher: Launcher, refresh_token: str, *, client: ClientCredentials | None = None,
              scope: str | None = None) -> httpx.Response:
     return refresh(http, launcher.token_endpoint, refresh_token=refresh_token,
                    client=client if client is not None else credentials(launcher.target.client), scope=scope)
 
 
-def _control(http: RecordingClient, launcher: Any, refresh_token: str, refusal: str) -> None:
+def _control(http: RecordingClient, launcher: Launcher, refresh_token: str, refusal: str) -> None:
     """The same refresh with the client's own credentials and no scope must work, or the refusal proves nothing."""
     response = _refresh(http, launcher, refresh_token)
     if not issued_tokens(response):
@@ -56,7 +57,7 @@ def _control(http: RecordingClient, launcher: Any, refresh_token: str, refusal: 
 
 @pytest.mark.requirement("SMART-REFRESH-01", "SMART-CAP-02")
 @proves(Fault.OFFLINE_ACCESS_NO_REFRESH_TOKEN)
-def test_refresh_token_issued(launch: Any, smart_config: dict[str, Any]) -> None:
+def test_refresh_token_issued(launch: LaunchResult, smart_config: dict[str, Any]) -> None:
     """offline_access granted (permission-offline advertised) → a refresh_token comes with the access token."""
     if "offline_access" not in scope_set(launch.token.scope):
         not_applicable("offline_access was not granted")
@@ -68,7 +69,7 @@ def test_refresh_token_issued(launch: Any, smart_config: dict[str, Any]) -> None
 
 @pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-06")
 @proves(Fault.EXPIRES_IN_MISSING, Fault.TOKEN_NO_STORE_MISSING, Fault.TOKEN_SCOPE_MISSING)
-def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient) -> None:
+def test_refresh_returns_new_access_token(launcher: Launcher, http: RecordingClient) -> None:
     """A refresh with client authentication returns a new access token, expires_in and scope, not cached."""
     refresh_token, _ = _grant(launcher, "the refresh check")
     response = _refresh(http, launcher, refresh_token)
@@ -86,7 +87,7 @@ def test_refresh_returns_new_access_token(launcher: Any, http: RecordingClient) 
 
 @pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-02")
 @proves(Fault.REFRESH_WITHOUT_CLIENT_AUTH)
-def test_refresh_requires_client_authentication(launcher: Any, http: RecordingClient, target: Target) -> None:
+def test_refresh_requires_client_authentication(launcher: Launcher, http: RecordingClient, target: Target) -> None:
     """A refresh without client authentication gets no tokens (while the same refresh, authenticated, does)."""
     if target.client.auth_method == "none":
         not_applicable("the target's client is public")
@@ -101,7 +102,7 @@ def test_refresh_requires_client_authentication(launcher: Any, http: RecordingCl
 
 @pytest.mark.requirement("SMART-REFRESH-03")
 @proves(Fault.REFRESH_OTHER_CLIENT)
-def test_refresh_token_bound_to_client(launcher: Any, http: RecordingClient, target: Target) -> None:
+def test_refresh_token_bound_to_client(launcher: Launcher, http: RecordingClient, target: Target) -> None:
     """Another registered client cannot use this client's refresh token (its own client still can)."""
     if target.other_client is None:
         not_applicable("the target names no other_client")
@@ -116,7 +117,7 @@ def test_refresh_token_bound_to_client(launcher: Any, http: RecordingClient, tar
 
 @pytest.mark.requirement("SMART-REFRESH-04")
 @proves(Fault.REFRESH_WIDENS_SCOPE)
-def test_refresh_never_widens_scope(launcher: Any, http: RecordingClient) -> None:
+def test_refresh_never_widens_scope(launcher: Launcher, http: RecordingClient) -> None:
     """Asking for more at refresh (a write scope never granted) gets an error or the original scope, never more."""
     refresh_token, scope = _grant(launcher, "the refresh scope-widening check")
     original = scope_set(scope)
@@ -136,7 +137,7 @@ def test_refresh_never_widens_scope(launcher: Any, http: RecordingClient) -> Non
 
 @pytest.mark.requirement("SMART-REFRESH-04")
 @proves(Fault.REFRESH_IGNORES_NARROWER_SCOPE)
-def test_refresh_narrower_scope_honoured(launcher: Any, http: RecordingClient) -> None:
+def test_refresh_narrower_scope_honoured(launcher: Launcher, http: RecordingClient) -> None:
     """Asking for a subset at refresh yields a token with that subset."""
     refresh_token, scope = _grant(launcher, "the refresh scope-narrowing check")
     resource_scopes = [s for s in scope.split() if s.startswith("patient/")]

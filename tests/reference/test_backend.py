@@ -13,13 +13,19 @@ import pytest
 import yaml
 
 from smart_conformance import paths
-from smart_conformance.config import ConfigError, load_target
+from smart_conformance.config import ConfigError, Target, load_target
+from smart_conformance.launcher import credentials
 from smart_conformance.reference.backend import BACKEND_CLIENT_ID, load_backend
 from smart_conformance.reference.server import ReferenceServer
-from smart_conformance.smart.assertion import Signer, load_private_key, request_token, token_form
+from smart_conformance.smart.assertion import (
+    Signer,
+    load_private_key,
+    request_token,
+    token_form,
+)
 from tests.reference.launcher import Launcher
 from tests.suite_runner import run_suites
-from tests.test_report_secrets import JWT, contents, scan
+from tests.test_secret_scan import JWT, contents, scan
 
 SCOPES = "system/Patient.rs system/Coverage.rs"
 
@@ -121,6 +127,36 @@ def test_backend_client_config_errors(tmp_path: Path, server: ReferenceServer) -
     with pytest.raises(ConfigError) as info:
         load_target(_target(tmp_path, server, None, bulk={"group_id": "g"}), env)
     assert info.value.key == "bulk"
+
+
+def test_member_client_private_key_jwt_config(tmp_path: Path, server: ReferenceServer) -> None:
+    """client.auth_method private_key_jwt: the key loads and fits alg, no secret beside it, key fields only with it."""
+    env = {**os.environ, **server.target_env()}
+    good = {"client_id": "app", "redirect_uri": "http://127.0.0.1:8765/callback", "auth_method": "private_key_jwt",
+            "private_key": {"file": env["SMART_REFERENCE_MEMBER_KEY_FILE"]}, "alg": "RS384", "kid": "k"}
+
+    def load(client: dict[str, object]) -> Target:
+        raw = yaml.safe_load(_target(tmp_path, server, "keep").read_text())
+        raw["client"] = client
+        path = tmp_path / "member.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return load_target(path, env)
+
+    client = load(good).client
+    assert client.auth_method == "private_key_jwt" and client.kid == "k" and "PRIVATE KEY" not in repr(client)
+    assert credentials(client).signer is not None
+    cases = [
+        ({k: v for k, v in good.items() if k != "kid"}, "client.kid", "needs kid"),
+        ({**good, "alg": "ES384"}, "client.alg", "does not fit ES384"),
+        ({**good, "client_secret": "${SMART_REFERENCE_CLIENT_SECRET}"}, "client.client_secret", "has no client secret"),
+        ({**good, "auth_method": "client_secret_basic"}, "client.private_key", "only used with auth_method"),
+        ({**good, "private_key": "-----BEGIN PRIVATE KEY-----"}, "client.private_key", "may not be written"),
+        ({**good, "kidd": "k"}, "client.kidd", "did you mean 'kid'"),
+    ]
+    for client_raw, key, words in cases:
+        with pytest.raises(ConfigError) as info:
+            load(client_raw)
+        assert info.value.key == key and words in str(info.value), str(info.value)
 
 
 # --- suites -------------------------------------------------------------------------------------------------------

@@ -17,10 +17,17 @@ import pytest
 from cryptography import x509
 
 from smart_conformance.reference.faults import FAULTS, FaultSpec
-from smart_conformance.testplan import plan
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.server import ReferenceServer
-from tests.reference.launcher import CALLBACK, TRICKY_STATE, Launcher, hidden_inputs, pkce_pair, query
+from smart_conformance.testplan import plan
+from tests.reference.launcher import (
+    CALLBACK,
+    TRICKY_STATE,
+    Launcher,
+    hidden_inputs,
+    pkce_pair,
+    query,
+)
 
 Probe = Callable[[Launcher], None]
 PROBES: dict[str, Probe] = {}

@@ -25,9 +25,13 @@ from smart_conformance.config import load_target
 from smart_conformance.launcher import Launcher
 from smart_conformance.plugin import build_client
 from smart_conformance.reference.server import ReferenceServer
-from smart_conformance.reference.variants import (AUTHORIZE_REFUSAL_EMPTY_400, CONSENT_WITHOUT_SCOPE_CONTROLS,
-                                                  IMPLICIT_ERROR_IN_FRAGMENT, SCRIPT_RENDERED_SIGN_IN,
-                                                  TWO_PAGE_SIGN_IN)
+from smart_conformance.reference.variants import (
+    AUTHORIZE_REFUSAL_EMPTY_400,
+    CONSENT_WITHOUT_SCOPE_CONTROLS,
+    IMPLICIT_ERROR_IN_FRAGMENT,
+    SCRIPT_RENDERED_SIGN_IN,
+    TWO_PAGE_SIGN_IN,
+)
 from smart_conformance.smart.launch import LaunchOutcome
 from tests.suite_runner import reference_target_file, run_suites
 

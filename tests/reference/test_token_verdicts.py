@@ -18,9 +18,12 @@ import pytest
 from smart_conformance.checks import CouldNotCheck
 from smart_conformance.config import ConfigError, load_target
 from smart_conformance.http import RecordingClient
-from smart_conformance.reference.variants import (ONLY_REFRESH_TOKENS_REVOCABLE, REFUSALS_AS_404,
-                                                  REVOKE_ALL_ON_REFRESH_REVOCATION,
-                                                  TOKEN_401_WITHOUT_WWW_AUTHENTICATE)
+from smart_conformance.reference.variants import (
+    ONLY_REFRESH_TOKENS_REVOCABLE,
+    REFUSALS_AS_404,
+    REVOKE_ALL_ON_REFRESH_REVOCATION,
+    TOKEN_401_WITHOUT_WWW_AUTHENTICATE,
+)
 from smart_conformance.revocation import watch
 from smart_conformance.smart.idtoken import fhir_user_reference
 from tests.suite_runner import SuiteRun, run_suites

@@ -10,7 +10,14 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from smart_conformance.reference import auth, backend, bulk, discovery, fhir
+from smart_conformance.reference import (
+    auth,
+    backend,
+    bulk,
+    discovery,
+    fhir,
+    token_endpoint,
+)
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.middleware import SecurityHeaders
@@ -74,8 +81,8 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
         Route("/auth/authorize", auth.authorize, methods=["GET", "POST"]),
         Route("/auth/login", auth.login, methods=["GET", "POST"]),
         Route("/auth/consent", auth.consent, methods=["GET", "POST"]),
-        Route("/auth/token", auth.token, methods=["POST"]),
-        Route("/auth/token", auth.token_get, methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"]),
+        Route("/auth/token", token_endpoint.token, methods=["POST"]),
+        Route("/auth/token", token_endpoint.token_get, methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"]),
         Route("/auth/introspect", auth.introspect, methods=["POST"]),
         Route("/auth/revoke", auth.revoke, methods=["POST"]),
     ]

@@ -10,7 +10,8 @@ Token endpoint policy (SMART App Launch 2.2 §Backend Services and §client-conf
 - ``client_assertion_type`` must be ``urn:ietf:params:oauth:client-assertion-type:jwt-bearer``;
 - the assertion's ``iss`` and ``sub`` are the same registered client_id (and equal ``client_id`` if that is sent);
 - the key is the client's registered key with the header's ``kid`` and a ``kty`` that fits ``alg`` (RS384 → RSA,
-  ES384 → EC); no other key and no other algorithm is tried;
+  ES384 → EC); no other key and no other algorithm is tried; a ``jku`` header must name the client's registered JWK
+  Set URL (a client registered with a JWK Set has none, so any jku fails verification);
 - the signature verifies, ``aud`` is the token endpoint URL, ``exp`` is present, not past and at most five minutes
   ahead (30 s leeway for clock skew), and the ``jti`` was not seen before for that client while it could be valid;
 - a client secret (HTTP Basic or ``client_secret``) is refused: this client has only keys;
@@ -19,6 +20,9 @@ Scopes: the requested ``system/`` scopes within the registration are granted (``
 v2 suffixes keep only ``r`` and ``s``); others are dropped (narrowed, never widened); nothing left → ``invalid_scope``.
 The access token is the server's usual signed token (``sub`` = client_id, no patient), valid 300 s, and no refresh
 token is issued (SMART: refresh tokens SHOULD NOT be issued to backend services).
+
+The same verifier (:func:`verify_assertion`) authenticates the member-facing client when it is registered with a key
+(the member-client-private-key-jwt variant; reference/client_auth.py), with its own key and its own faults.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from smart_conformance.reference.variants import (
 BACKEND_CLIENT_ID = "backend-bulk-client"
 OTHER_CLIENT_ID = "backend-other-client"
 OTHER = "OTHER"  # key_files / kids entry of the other client's RS384 key
+MEMBER = "MEMBER"  # key_files / kids entry of the member-facing client's RS384 key (member-client-private-key-jwt)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REGISTERED_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit", "Organization")
 SIGNING_ALGS = ("RS384", "ES384")
@@ -88,6 +93,7 @@ class Backend:
     clients: dict[str, BackendClient]
     key_files: dict[str, Path]  # alg -> PEM file of the client's private key (for the harness, via target_env)
     kids: dict[str, str]  # alg -> kid
+    member_jwks: dict[str, Any]  # the member-facing client's registered key, under member-client-private-key-jwt
     _seen: dict[tuple[str, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,7 +125,7 @@ def load_backend(state_dir: Path) -> Backend:
 def _load(state_dir: Path) -> Backend:
     """Generate (first start) or reload the backend client's two key pairs in the state directory."""
     files = {"RS384": state_dir / "backend-client-rs384.pem", "ES384": state_dir / "backend-client-es384.pem",
-             OTHER: state_dir / "backend-other-client-rs384.pem"}
+             OTHER: state_dir / "backend-other-client-rs384.pem", MEMBER: state_dir / "member-client-rs384.pem"}
     keys: dict[str, Any] = {}
     for alg, path in files.items():
         if path.exists():
@@ -136,7 +142,8 @@ def _load(state_dir: Path) -> Backend:
     client = BackendClient(BACKEND_CLIENT_ID, jwks, scopes)
     # A second provider's backend client (same rights, its own key): the bulk suite's foreign client.
     other = BackendClient(OTHER_CLIENT_ID, {"keys": [_jwk(kids[OTHER], keys[OTHER])]}, scopes)
-    return Backend(clients={client.client_id: client, other.client_id: other}, key_files=files, kids=kids)
+    return Backend(clients={client.client_id: client, other.client_id: other}, key_files=files, kids=kids,
+                   member_jwks={"keys": [_jwk(kids[MEMBER], keys[MEMBER])]})
 
 
 def _thumb(key: Any) -> str:
@@ -185,19 +192,45 @@ def _backend(ctx: Context) -> Backend:
     return load_backend(Path(ctx.store.path).parent)
 
 
-def _keys_of(backend: Backend, client_id: str) -> list[dict[str, Any]]:
-    client = backend.clients.get(client_id)
-    return list(client.jwks["keys"]) if client else []
-
-
 def _public_key(jwk: dict[str, Any]) -> Any:
     return jwt.PyJWK(jwk).key
 
 
-def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: FormData) -> tuple[str | None, str]:
-    """(client_id, "") when the assertion authenticates a registered client, else (None, why)."""
-    faults = ctx.faults
-    if form.get("client_assertion_type") != ASSERTION_TYPE and not faults.active(Fault.ASSERTION_TYPE_NOT_CHECKED):
+@dataclass(frozen=True)
+class Lapses:
+    """What a faulty verifier skips (all False: the conformant policy above). The backend client's lapses come from
+    the assertion-* faults, the member client's from the member-assertion-* faults: one verifier for both."""
+
+    type: bool = False
+    iss_sub: bool = False
+    key_by_kid: bool = False
+    aud: bool = False
+    exp: bool = False
+    lifetime: bool = False
+    jti: bool = False
+    signature: bool = False
+    unknown_kid: bool = False
+    alg_none: bool = False
+    hs256: bool = False
+    jku: bool = False
+
+
+def backend_lapses(ctx: Context) -> Lapses:
+    on = ctx.faults.active
+    return Lapses(type=on(Fault.ASSERTION_TYPE_NOT_CHECKED), iss_sub=on(Fault.ASSERTION_ISS_SUB_NOT_CHECKED),
+                  key_by_kid=on(Fault.ASSERTION_KEY_BY_KID_ONLY), aud=on(Fault.ASSERTION_AUD_NOT_CHECKED),
+                  exp=on(Fault.ASSERTION_EXP_NOT_CHECKED), lifetime=on(Fault.ASSERTION_LIFETIME_NOT_LIMITED),
+                  jti=on(Fault.ASSERTION_JTI_REPLAY_ACCEPTED), signature=on(Fault.ASSERTION_SIGNATURE_NOT_VERIFIED),
+                  unknown_kid=on(Fault.ASSERTION_UNKNOWN_KID_ACCEPTED), alg_none=on(Fault.ASSERTION_ALG_NONE_ACCEPTED),
+                  hs256=on(Fault.ASSERTION_HS256_CONFUSION), jku=on(Fault.ASSERTION_JKU_TRUSTED))
+
+
+def verify_assertion(ctx: Context, backend: Backend, request: Request, form: FormData,
+                     clients: dict[str, BackendClient], lapses: Lapses) -> tuple[str | None, str]:
+    """(client_id, "") when the assertion authenticates one of ``clients``, else (None, why). ``aud`` may be the
+    token endpoint or the URL the assertion was posted to (SMART: "the same URL to which this authentication JWT will
+    be posted"; RFC 7523 §3: a value that identifies the authorization server)."""
+    if form.get("client_assertion_type") != ASSERTION_TYPE and not lapses.type:
         return None, "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     assertion = str(form.get("client_assertion", ""))
     if not assertion:
@@ -208,33 +241,38 @@ def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: Fo
     except jwt.PyJWTError:
         return None, "client_assertion is not a JWT"
     iss, sub = unverified.get("iss"), unverified.get("sub")
-    if iss != sub and not faults.active(Fault.ASSERTION_ISS_SUB_NOT_CHECKED):
+    if iss != sub and not lapses.iss_sub:
         return None, "iss and sub must both be the client_id"
-    client_id = str(sub if faults.active(Fault.ASSERTION_ISS_SUB_NOT_CHECKED) else iss)
+    client_id = str(sub if lapses.iss_sub else iss)
     if form.get("client_id") not in (None, client_id):
         return None, "client_id differs from the assertion's iss"
     alg, kid = header.get("alg"), header.get("kid")
-    candidates = _keys_of(backend, client_id)
-    if not candidates and faults.active(Fault.ASSERTION_KEY_BY_KID_ONLY):
+    client = clients.get(client_id)
+    candidates = list(client.jwks["keys"]) if client else []
+    if not candidates and lapses.key_by_kid:
         # The defect: the key is looked up by kid across all registered clients, whoever the assertion names.
-        for other in backend.clients.values():
+        for other in clients.values():
             if any(k.get("kid") == kid for k in other.jwks["keys"]):
                 client_id, candidates = other.client_id, list(other.jwks["keys"])
     if not candidates:
         return None, "unknown client"
+    registered_url = jwks_url(ctx, client_id) if client_id in backend.clients and \
+        ctx.variants.active(BACKEND_JWKS_URL) else None
+    if "jku" in header and not lapses.jku and header.get("jku") != registered_url:
+        return None, "jku is not the JWK Set URL registered for this client"
     # Explicit, because PyJWT skips exp/aud checks by default when the signature is not verified (fault paths).
     options: dict[str, Any] = {"require": ["iss", "sub", "aud", "exp", "jti"], "verify_exp": True, "verify_aud": True}
-    audience: str | None = ctx.auth_url("/auth/token")
-    if faults.active(Fault.ASSERTION_AUD_NOT_CHECKED):
+    audience: list[str] | None = list(dict.fromkeys([ctx.auth_url("/auth/token"), ctx.auth_url(request.url.path)]))
+    if lapses.aud:
         options = {"require": ["iss", "sub", "exp", "jti"], "verify_exp": True, "verify_aud": False}
         audience = None
-    if faults.active(Fault.ASSERTION_EXP_NOT_CHECKED):
+    if lapses.exp:
         options["verify_exp"] = False
     try:
-        if alg == "none" and faults.active(Fault.ASSERTION_ALG_NONE_ACCEPTED):
+        if alg == "none" and lapses.alg_none:
             claims = jwt.decode(assertion, options={**options, "verify_signature": False}, audience=audience,
                                 leeway=LEEWAY)
-        elif alg == "HS256" and faults.active(Fault.ASSERTION_HS256_CONFUSION):
+        elif alg == "HS256" and lapses.hs256:
             jwk = next((k for k in candidates if k.get("kid") == kid), candidates[0])
             pem = _public_key(jwk).public_bytes(serialization.Encoding.PEM,
                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -247,11 +285,11 @@ def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: Fo
                 return None, f"alg must be one of {', '.join(SIGNING_ALGS)}"
             kty = "RSA" if alg == "RS384" else "EC"
             matching = [k for k in candidates if k.get("kid") == kid and k.get("kty") == kty]
-            if not matching and faults.active(Fault.ASSERTION_UNKNOWN_KID_ACCEPTED):
+            if not matching and lapses.unknown_kid:
                 matching = [k for k in candidates if k.get("kty") == kty][:1]  # the defect: kid ignored
             if len(matching) != 1:
                 return None, "no registered key has this kid (and a kty that fits alg)"
-            if faults.active(Fault.ASSERTION_SIGNATURE_NOT_VERIFIED):
+            if lapses.signature:
                 claims = jwt.decode(assertion, options={**options, "verify_signature": False}, audience=audience,
                                     leeway=LEEWAY)
             else:
@@ -266,12 +304,24 @@ def _verify_assertion(ctx: Context, backend: Backend, request: Request, form: Fo
     except jwt.PyJWTError:
         return None, "the assertion's signature or claims do not verify"
     exp = float(claims.get("exp", 0))
-    if exp - time.time() > MAX_ASSERTION_LIFETIME + LEEWAY and not faults.active(Fault.ASSERTION_LIFETIME_NOT_LIMITED):
+    if exp - time.time() > MAX_ASSERTION_LIFETIME + LEEWAY and not lapses.lifetime:
         return None, "exp may be at most five minutes in the future"
     jti = str(claims.get("jti", ""))
-    if backend.seen_before(client_id, jti, exp) and not faults.active(Fault.ASSERTION_JTI_REPLAY_ACCEPTED):
+    if backend.seen_before(client_id, jti, exp) and not lapses.jti:
         return None, "this assertion's jti was already used"
     return client_id, ""
+
+
+def authenticate_member_assertion(ctx: Context, request: Request, form: FormData,
+                                  client_id: str) -> tuple[str | None, str]:
+    """The member-facing client registered with a key (member-client-private-key-jwt): its assertion at the token,
+    introspection and revocation endpoints, verified like the backend client's (its own faults: member-assertion-*)."""
+    backend = _backend(ctx)
+    on = ctx.faults.active
+    lapses = Lapses(signature=on(Fault.MEMBER_ASSERTION_SIGNATURE_NOT_CHECKED),
+                    jti=on(Fault.MEMBER_ASSERTION_REPLAY_ACCEPTED))
+    return verify_assertion(ctx, backend, request, form, {client_id: BackendClient(client_id, backend.member_jwks, ())},
+                            lapses)
 
 
 def _hs256_ok(assertion: str, secret: bytes) -> bool:
@@ -282,27 +332,28 @@ def _hs256_ok(assertion: str, secret: bytes) -> bool:
 
 
 async def client_credentials(ctx: Context, request: Request, form: FormData) -> Response:
-    """``grant_type=client_credentials`` at /auth/token (dispatched from ``auth.token``)."""
-    from smart_conformance.reference import auth
+    """``grant_type=client_credentials`` at /auth/token (dispatched from ``token_endpoint.token``)."""
+    from smart_conformance.reference import client_auth
+    from smart_conformance.reference import token_endpoint as auth
 
     backend = _backend(ctx)
     if ctx.variants.active(BACKEND_JWKS_URL):
         problem = await _refresh_jwks(ctx, backend)
         if problem:
             return auth._invalid_client(ctx, problem, request)
-    basic = auth.basic_credentials(request)
+    basic = client_auth.basic_credentials(request)
     secret_client = basic[0] if basic else (str(form.get("client_id")) if "client_secret" in form else None)
     if secret_client is not None:
         if secret_client in backend.clients and ctx.faults.active(Fault.KEY_CLIENT_SECRET_ACCEPTED):
             client_id: str | None = secret_client  # the defect: no secret registered was taken as "any secret"
         elif secret_client in backend.clients:
             return auth._invalid_client(ctx, "this client authenticates with private_key_jwt only", request)
-        elif auth.authenticate_client(ctx, request, form) is not None:
+        elif client_auth.authenticate_client(ctx, request, form) is not None:
             return auth._oauth_error(ctx, "unauthorized_client", "client_credentials is not allowed for this client")
         else:
             return auth._invalid_client(ctx, "client authentication failed", request)
     else:
-        client_id, why = _verify_assertion(ctx, backend, request, form)
+        client_id, why = verify_assertion(ctx, backend, request, form, backend.clients, backend_lapses(ctx))
         if client_id is None:
             return auth._invalid_client(ctx, why, request)
     client = backend.clients[client_id]

@@ -109,7 +109,9 @@ def _kickoff(ctx: Context, request: Request, patients: list[str] | None) -> Resp
         if rtype not in SUPPORTED_TYPES:
             return fhir.outcome(ctx, 400, "not-supported", f"resource type {rtype!r} is not supported")
     permitted = [t for t in SUPPORTED_TYPES if scope_rules.permits(who.scope, t, "r")]
-    if ctx.faults.active(Fault.BULK_TYPE_FILTER_IGNORED):
+    if ctx.faults.active(Fault.BULK_PATIENT_EXPORT_SCOPE_IGNORED) and request.url.path.endswith("/Patient/$export"):
+        types = asked or list(SUPPORTED_TYPES)  # the defect: Patient-level export ignores the token's scopes
+    elif ctx.faults.active(Fault.BULK_TYPE_FILTER_IGNORED):
         types = list(SUPPORTED_TYPES)  # the defect: neither _type nor the token's scopes limit the output
     else:
         beyond = [t for t in asked if t not in permitted]

@@ -192,7 +192,9 @@ def capability_statement(ctx: Context) -> dict[str, Any]:
         }
         if rtype == "Patient":
             entry["operation"] = [{"name": "everything",
-                                   "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+                                   "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                                  {"name": "export",  # Bulk Data 2.0 (reference/bulk.py), for backend clients
+                                   "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

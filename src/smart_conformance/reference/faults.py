@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from smart_conformance.reference.variants import MEMBER_CLIENT_PRIVATE_KEY_JWT
+
 
 class Needs(StrEnum):
     """What a check may need from the target before it can judge anything; a fault can take it away."""
@@ -180,7 +182,21 @@ class Fault(StrEnum):
     BULK_NDJSON_INVALID = "bulk-ndjson-invalid"
     BULK_DELETE_IGNORED = "bulk-delete-ignored"
     BULK_STATUS_ANY_CLIENT = "bulk-status-any-client"
+    # --- safety checklist ---
+    SEARCH_PARAM_IGNORED = "advertised-search-param-ignored"
+    UNADVERTISED_INTERACTION_SERVED = "unadvertised-interaction-served"
+    MISSING_VALUE_500 = "missing-value-param-500"
+    LENIENT_SELF_LINK_LISTS_IGNORED = "lenient-self-link-lists-ignored"
+    CLOCK_SKEWED = "clock-skewed"
+    NARRATIVE_SCRIPT = "narrative-script"
+    FORMAT_IGNORED_HTML = "format-ignored-html"
+    MUST_SUPPORT_DROPPED = "must-support-dropped"
 
+    # --- issue 13: member private_key_jwt, jku, Patient/$export ---
+    MEMBER_ASSERTION_SIGNATURE_NOT_CHECKED = "member-assertion-signature-not-checked"
+    MEMBER_ASSERTION_REPLAY_ACCEPTED = "member-assertion-replay-accepted"
+    ASSERTION_JKU_TRUSTED = "assertion-jku-trusted"
+    BULK_PATIENT_EXPORT_SCOPE_IGNORED = "bulk-patient-export-scope-ignored"
 
 @dataclass(frozen=True)
 class FaultSpec:
@@ -191,6 +207,7 @@ class FaultSpec:
     breaks: tuple[str, ...]
     area: str
     takes_away: tuple[Needs, ...] = ()
+    runs_with: tuple[str, ...] = ()  # variants the fault matrix switches on with it (the checks need them to apply)
 
 
 def _f(name: Fault, area: str, breaks: tuple[str, ...], summary: str) -> FaultSpec:
@@ -545,6 +562,33 @@ _CATALOG: tuple[FaultSpec, ...] = (
        "DELETE on the status URL answers 202 but the job and its manifest stay."),
     _f(Fault.BULK_STATUS_ANY_CLIENT, "bulk-data", ("BULK-09",),
        "any authenticated backend client can poll another client's export job and download its files."),
+    # --- safety checklist --- (reference/fhir_search.py; checks in suites/fhir_safety)
+    _f(Fault.SEARCH_PARAM_IGNORED, "fhir-safety", ("SAFETY-09", "FHIR-SRCH-01"),
+       "the advertised _id search parameter is ignored (every match returned) yet still shown in the self link."),
+    _f(Fault.UNADVERTISED_INTERACTION_SERVED, "fhir-safety", ("SAFETY-09",),
+       "instance history (GET [type]/[id]/_history), not in the CapabilityStatement, is served with the record."),
+    _f(Fault.MISSING_VALUE_500, "fhir-safety", ("SAFETY-17", "FHIR-HTTP-02"),
+       "a search parameter with an empty value (patient=) crashes the search: HTTP 500 with a plain-text body."),
+    _f(Fault.LENIENT_SELF_LINK_LISTS_IGNORED, "fhir-safety", ("FHIR-SRCH-01",),
+       "under Prefer: handling=lenient the ignored unknown parameter is still listed in the self link."),
+    _f(Fault.CLOCK_SKEWED, "fhir-safety", ("SAFETY-24",),
+       "the server clock runs 3 hours ahead: Date headers, token iat/exp and introspection follow it."),
+    _f(Fault.NARRATIVE_SCRIPT, "fhir-safety", ("SAFETY-34", "FHIR-NARR-01"),
+       "the member's Patient narrative carries a <script> element and an onclick attribute."),
+    _f(Fault.FORMAT_IGNORED_HTML, "fhir-safety", ("SAFETY-40", "FHIR-FMT-01"),
+       "_format other than JSON is ignored and the server's HTML browse page is returned instead."),
+    _f(Fault.MUST_SUPPORT_DROPPED, "fhir-safety", ("SAFETY-04", "CARIN-MS-01"),
+       "Coverage is served without relationship, a must-support element its CARIN profile requires (1..1)."),
+    # --- issue 13: member private_key_jwt (with its variant), jku, Patient/$export ---
+    replace(_f(Fault.MEMBER_ASSERTION_SIGNATURE_NOT_CHECKED, "tokens", ("ASYM-01",), "the key-registered member "
+               "client's assertion at the code exchange is accepted without checking its signature."),
+            runs_with=(MEMBER_CLIENT_PRIVATE_KEY_JWT,)),
+    replace(_f(Fault.MEMBER_ASSERTION_REPLAY_ACCEPTED, "tokens", ("ASYM-02",), "the key-registered member client's "
+               "assertion is accepted again with a jti already used."), runs_with=(MEMBER_CLIENT_PRIVATE_KEY_JWT,)),
+    _f(Fault.ASSERTION_JKU_TRUSTED, "backend-services", ("ASYM-08",),
+       "a backend assertion's jku header is ignored: a jku the client never registered still authenticates."),
+    _f(Fault.BULK_PATIENT_EXPORT_SCOPE_IGNORED, "bulk-data", ("BULK-06",),
+       "Patient/$export exports every resource type, whatever the token's system/ scopes say."),
 )
 
 FAULTS: dict[Fault, FaultSpec] = {

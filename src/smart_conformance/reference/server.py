@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import uvicorn
 
@@ -139,6 +140,7 @@ class ReferenceServer:
             env["SMART_REFERENCE_PLAIN_HTTP_PORT"] = str(self.plain_port)
         from smart_conformance.reference.backend import (
             BACKEND_CLIENT_ID,
+            MEMBER,
             OTHER,
             OTHER_CLIENT_ID,
             load_backend,
@@ -153,11 +155,14 @@ class ReferenceServer:
                     "SMART_REFERENCE_OTHER_BACKEND_CLIENT_ID": OTHER_CLIENT_ID,
                     "SMART_REFERENCE_OTHER_BACKEND_KEY_FILE": str(backend.key_files[OTHER]),
                     "SMART_REFERENCE_OTHER_BACKEND_KID": backend.kids[OTHER],
-                    "SMART_REFERENCE_BACKEND_JWKS_URL": f"{self.origin}/clients/{BACKEND_CLIENT_ID}/jwks.json"})
+                    "SMART_REFERENCE_BACKEND_JWKS_URL": f"{self.origin}/clients/{BACKEND_CLIENT_ID}/jwks.json",
+                    # the member-facing client's key, used under the member-client-private-key-jwt variant
+                    "SMART_REFERENCE_MEMBER_KEY_FILE": str(backend.key_files[MEMBER]),
+                    "SMART_REFERENCE_MEMBER_KID": backend.kids[MEMBER]})
         return env
 
     # --- lifecycle -------------------------------------------------------------------------------------------
-    def __enter__(self) -> ReferenceServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -195,7 +200,7 @@ class ReferenceServer:
                       variants=self.variants, auth_origin=self.auth_origin if split else "")
         app = build_app(ctx, FHIR_API if split else BOTH)
         common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_graceful_shutdown": 2,
-                  "proxy_headers": False, "server_header": False}
+                  "proxy_headers": False, "server_header": False, "date_header": not ctx.clock_skew()}
         secure = uvicorn.Server(uvicorn.Config(app, ssl_context_factory=lambda config, default: tls, **common))
         plain = uvicorn.Server(uvicorn.Config(build_plain_app(ctx, app), **common))
         listeners: list[tuple[uvicorn.Server, socket.socket]] = [(secure, secure_sock), (plain, plain_sock)]
@@ -219,7 +224,7 @@ class ReferenceServer:
 
         try:
             asyncio.run(all_listeners())
-        except BaseException as exc:  # surfaced by _wait_ready / stop
+        except BaseException as exc:  # noqa: BLE001 - surfaced by _wait_ready / stop
             self._error = exc
         finally:
             for sock in socks:

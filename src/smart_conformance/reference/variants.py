@@ -57,6 +57,8 @@ BACKEND_TOKENS_ONE_HOUR = "backend-tokens-one-hour"
 BACKEND_JWKS_URL = "backend-jwks-url"
 BULK_FILES_WITHOUT_TOKEN = "bulk-files-without-token"
 BULK_STATUS_429 = "bulk-status-429"
+# --- issue 13: the member-facing client registered with a key (reference/client_auth.py) ---
+MEMBER_CLIENT_PRIVATE_KEY_JWT = "member-client-private-key-jwt"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -187,6 +189,18 @@ _CATALOG: tuple[Variant, ...] = (
             "Bulk Data 2.0 status request: 'the server SHOULD ... use 429 Too Many Requests ... with a Retry-After "
             "header' for clients that poll too often; clients honour Retry-After.",
             "https://hl7.org/fhir/uv/bulkdata/export.html#bulk-data-status-request"),
+    # --- issue 13 ---
+    Variant(MEMBER_CLIENT_PRIVATE_KEY_JWT, "The member-facing app is registered with a public key instead of a "
+            "client secret: the token, introspection and revocation endpoints authenticate it only by a signed "
+            "assertion (client_assertion_type jwt-bearer, RS384), and refuse any secret it presents.",
+            "SMART App Launch 2.2 §Client Authentication: Asymmetric: a confidential client 'MAY' authenticate with "
+            "a private_key_jwt assertion instead of a client secret, registered with its public key; the "
+            "authorization-code flow is unchanged except for the client authentication at the token endpoint.",
+            "https://hl7.org/fhir/smart-app-launch/client-confidential-asymmetric.html",
+            target_patch={"client": {"client_secret": None, "auth_method": "private_key_jwt",
+                                     "private_key": {"file": "${SMART_REFERENCE_MEMBER_KEY_FILE}"},
+                                     "alg": "RS384", "kid": "${SMART_REFERENCE_MEMBER_KID}"}},
+            excludes=(CLIENT_SECRET_POST_ONLY,)),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}

@@ -27,9 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from smart_conformance import redact
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ALGORITHMS = ("RS384", "ES384")
 LIFETIME = 240  # seconds: inside the five minutes SMART allows, with room for clock skew
-MAX_LIFETIME = 300  # SMART client-confidential-asymmetric: exp no more than five minutes in the future
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -49,7 +47,7 @@ def load_private_key(text: str) -> PrivateKey:
     except (ValueError, TypeError, jwt.PyJWTError) as exc:
         raise ValueError(f"not a readable unencrypted PEM private key or private JWK ({type(exc).__name__})") from None
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        raise ValueError("the key is neither an RSA nor an EC private key")
+        raise ValueError("the key is neither an RSA nor an EC private key")  # noqa: TRY004  (a config error)
     return key
 
 

@@ -108,3 +108,26 @@ def poll(http: RecordingClient, export: Export, token: str | None, max_wait: flo
 
 def ndjson_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
+
+
+PATIENT_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+
+
+def patient_export_advertised(statement: Any) -> bool:
+    """Does a CapabilityStatement offer ``Patient/$export`` (Bulk Data 2.0 §Server Capability Documentation)? The
+    ``export`` operation on the Patient resource, or the patient-export OperationDefinition anywhere in rest."""
+    if not isinstance(statement, dict):
+        return False
+    for rest in statement.get("rest") or []:
+        if not isinstance(rest, dict):
+            continue
+        places = [(None, rest)] + [(r.get("type"), r) for r in rest.get("resource") or [] if isinstance(r, dict)]
+        for rtype, place in places:
+            for operation in place.get("operation") or []:
+                if not isinstance(operation, dict):
+                    continue
+                definition = str(operation.get("definition") or "")
+                if definition.split("|")[0] == PATIENT_EXPORT or (rtype == "Patient"
+                                                                  and operation.get("name") == "export"):
+                    return True
+    return False

@@ -8,12 +8,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
 import httpx
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+if TYPE_CHECKING:
+    from smart_conformance.smart.assertion import Signer
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -33,9 +36,13 @@ class ClientCredentials:
     client_id: str
     client_secret: str | None = field(default=None, repr=False)
     auth_method: AuthMethod = "client_secret_basic"
+    signer: Signer | None = field(default=None, repr=False)  # private_key_jwt: the client's signing identity
 
-    def apply(self, form: dict[str, str], headers: dict[str, str]) -> None:
-        """Authenticate a token-endpoint request the registered way (in place on this request's own dicts)."""
+    def apply(self, form: dict[str, str], headers: dict[str, str], url: str | None = None) -> None:
+        """Authenticate a request to ``url`` the registered way (in place on this request's own dicts).
+
+        private_key_jwt (SMART client-confidential-asymmetric, RFC 7523 §2.2): a fresh assertion per request, its
+        ``aud`` the URL it is posted to (SMART: "the same URL to which this authentication JWT will be posted")."""
         if self.auth_method == "client_secret_basic":
             if self.client_secret is None:
                 raise ValueError("client_secret_basic needs a client_secret")
@@ -45,6 +52,13 @@ class ClientCredentials:
                 raise ValueError("client_secret_post needs a client_secret")
             form["client_id"] = self.client_id
             form["client_secret"] = self.client_secret
+        elif self.auth_method == "private_key_jwt":
+            if self.signer is None or url is None:
+                raise ValueError("private_key_jwt needs a signer and the URL the assertion is posted to")
+            from smart_conformance.smart.assertion import ASSERTION_TYPE
+
+            form["client_assertion_type"] = ASSERTION_TYPE
+            form["client_assertion"] = self.signer.assertion(url)
         elif self.auth_method == "none":
             form["client_id"] = self.client_id
         else:
@@ -55,7 +69,7 @@ def _post(http: httpx.Client, url: str, form: dict[str, str], client: ClientCred
           extra: Mapping[str, str | None] | None, headers: Mapping[str, str] | None) -> httpx.Response:
     sent_headers = {"Accept": "application/json", "Content-Type": FORM}
     if client is not None:
-        client.apply(form, sent_headers)
+        client.apply(form, sent_headers, url)
     for key, value in (extra or {}).items():  # None removes a parameter: for negative tests
         if value is None:
             form.pop(key, None)
