@@ -45,9 +45,9 @@ def serving(folder: Path) -> Iterator[str]:
 def _discovery_fault() -> tuple[str, str]:
     """A reference fault caught by exactly one discovery check, so the run has passes and one known failure."""
     for fault in FAULTS.values():
-        caught = sorted(plan().caught_by(fault.name))
+        caught = sorted(plan().caught_by(fault))
         if fault.area == "discovery" and len(caught) == 1:
-            return str(fault.name), caught[0]
+            return str(fault), caught[0]
     pytest.fail("no discovery fault with a single catching check in reference/faults.py")
 
 

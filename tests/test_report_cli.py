@@ -20,9 +20,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _discovery_fault() -> tuple[str, str]:
     for fault in FAULTS.values():
-        caught = sorted(plan().caught_by(fault.name))
+        caught = sorted(plan().caught_by(fault))
         if fault.area == "discovery" and len(caught) == 1:
-            return str(fault.name), caught[0]
+            return str(fault), caught[0]
     pytest.fail("no discovery fault with a single catching check in reference/faults.py")
 
 

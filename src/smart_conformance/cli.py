@@ -249,7 +249,7 @@ def serve_reference(args: argparse.Namespace) -> int:
 
     if args.list_faults:
         for fault in fault_catalog.FAULTS.values():
-            print(f"{fault.name:38} {fault.area:16} breaks {', '.join(fault.breaks)}\n{'':38} {fault.summary}")
+            print(f"{fault!s:38} {fault.area:16} breaks {', '.join(fault.breaks)}\n{'':38} {fault.summary}")
         return 0
     if args.list_variants:
         from smart_conformance.reference.variants import VARIANTS

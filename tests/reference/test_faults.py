@@ -16,7 +16,7 @@ import jwt
 import pytest
 from cryptography import x509
 
-from smart_conformance.reference.faults import FAULTS, FaultSpec
+from smart_conformance.reference.faults import FAULTS, Fault
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.server import ReferenceServer
 from smart_conformance.testplan import plan
@@ -635,7 +635,7 @@ def test_fault_records_are_well_formed() -> None:
 
     known = set(catalog())
     for name, fault in FAULTS.items():
-        assert isinstance(fault, FaultSpec) and fault.name == name and fault.summary and fault.breaks and fault.area
+        assert isinstance(fault, Fault) and fault == name and fault.summary and fault.breaks and fault.area
         assert set(fault.breaks) <= known, f"{name} breaks ids missing from the catalog: {set(fault.breaks) - known}"
 
 
