@@ -147,7 +147,7 @@ class Behaviour:
 class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         behaviour = self.server.behaviour
         port = str(self.server.server_address[1])
         if behaviour.redirect_to is not None:
@@ -172,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

@@ -23,7 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.suite_runner import SuiteRun, run_suites, suite_checks
 from tests.tls.simulate import ENV as SIMULATE_ENV
-from tests.tls_servers import LOCAL, Behaviour, Pki, closed_port, local_openssl_negotiates, server_context, serving
+from tests.tls_servers import (
+    LOCAL,
+    Behaviour,
+    Pki,
+    closed_port,
+    local_openssl_negotiates,
+    server_context,
+    serving,
+)
 
 ALL = frozenset(check for check, module in suite_checks().items() if module.startswith("tls/"))
 SCANNED = ALL - {"test_tls_plain_http_not_served"}  # every check that judges sslyze's results

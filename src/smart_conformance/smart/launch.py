@@ -195,10 +195,12 @@ def run_launch(spec: LaunchSpec, http: httpx.Client, browser: BrowserSession,
     sent = request.to_form()
     values = {"scope": spec.scope, **spec.values}
     secrets = [spec.client.client_secret, pair.verifier if pair else None]
-    common = dict(redirect_uri=spec.redirect_uri, steps=spec.steps, values=values, artifacts_dir=artifacts_dir,
-                  expect_redirect=spec.expect_redirect, keep_trace=spec.keep_trace,
-                  step_timeout_ms=spec.step_timeout_ms, redact_url=spec.redact_url, redact_text=spec.redact_text,
-                  secrets=secrets, name=spec.name, negative=spec.negative, control_pages=spec.control_pages)
+    common = {
+        "redirect_uri": spec.redirect_uri, "steps": spec.steps, "values": values, "artifacts_dir": artifacts_dir,
+        "expect_redirect": spec.expect_redirect, "keep_trace": spec.keep_trace, "step_timeout_ms": spec.step_timeout_ms,
+        "redact_url": spec.redact_url, "redact_text": spec.redact_text, "secrets": secrets, "name": spec.name,
+        "negative": spec.negative, "control_pages": spec.control_pages,
+    }
     if spec.use_post:
         url = spec.authorization_endpoint
         outcome = browser.authorize(url, method="POST", form=sent, **common)  # type: ignore[arg-type]
@@ -303,17 +305,17 @@ def _observe(result: LaunchResult, control: LaunchResult | None,
         if b.settled and control_proves(control, spec, number):
             seen = control.browser.step_pages[number - 1] if control else ""
             return (_STAGE_REFUSAL[_stage_after(steps, number - 1)],
-                    f"step {number} ({step}) did not match on {page}, where the positive control found it "
-                    f"(on {seen}): the server showed another page instead")
+                    (f"step {number} ({step}) did not match on {page}, where the positive control found it "
+                    f"(on {seen}): the server showed another page instead"))
         return (LaunchOutcome.INCONCLUSIVE,
-                f"step {number} ({step}) did not match on {page} ({b.stop_reason}) before the server's decision "
-                f"could be observed{_control_note(control, control_problem)}")
+                (f"step {number} ({step}) did not match on {page} ({b.stop_reason}) before the server's decision "
+                f"could be observed{_control_note(control, control_problem)}"))
     if done == len(steps) and steps and b.settled and control is not None \
             and control.outcome is LaunchOutcome.TOKENS and control_proves(control, spec, len(steps)) \
             and b.page_key and b.page_key != control.browser.step_pages[len(steps) - 1]:
         return (_STAGE_REFUSAL[_stage_after(steps, done)],
-                f"every step ran but, where the positive control was redirected to the app, the server showed "
-                f"{page}")
+                (f"every step ran but, where the positive control was redirected to the app, the server showed "
+                f"{page}"))
     return LaunchOutcome.INCONCLUSIVE, f"no redirect to the redirect_uri; the browser stopped on {page}"
 
 
@@ -338,6 +340,6 @@ def judge(result: LaunchResult, control: LaunchResult | None = None, *,
                                                 f"could not run: {control_problem}" if control_problem else
                                                 f"{why}; but no positive control launch backs it")
         if control.outcome is not LaunchOutcome.TOKENS:
-            return (LaunchOutcome.INCONCLUSIVE, f"{why}; but the positive control launch (same recipe, valid "
-                    f"input) did not reach tokens either ({control.outcome}: {control.why})")
+            return (LaunchOutcome.INCONCLUSIVE, (f"{why}; but the positive control launch (same recipe, valid "
+                    f"input) did not reach tokens either ({control.outcome}: {control.why})"))
     return outcome, why
