@@ -352,8 +352,16 @@ def browser_session(request: pytest.FixtureRequest, target: Target) -> Iterator[
     """One Chromium per worker and target (it pins the target's private CA); a fresh context per launch."""
     from smart_conformance.browser import BrowserSession, BrowserUnavailable
 
+    origins = [target.fhir_base_url]
+    try:  # the authorization endpoint, when discovery gives one: pinned at start instead of by a relaunch
+        endpoint = request.getfixturevalue("smart_config").get("authorization_endpoint")
+        if isinstance(endpoint, str):
+            origins.append(endpoint)
+    except (checks.CouldNotCheck, pytest.skip.Exception):
+        pass
     try:
-        session = BrowserSession(ca_bundle=target.tls.ca_bundle, tls_fallback=not target.tls.insecure)
+        session = BrowserSession(ca_bundle=target.tls.ca_bundle, tls_fallback=not target.tls.insecure,
+                                 origins=origins)
         session.start()
     except BrowserUnavailable as exc:
         raise checks.CouldNotCheck(str(exc)) from None

@@ -51,7 +51,9 @@ SECRET_FIELDS = frozenset(
 _MIN_SECRET_LEN = 4
 _lock = threading.Lock()
 _known: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+# Longest first, so a secret that contains another is masked whole. Plain substring replacement, not one regex
+# alternation: recompiling an alternation of a few hundred tokens at every new secret cost ~0.3 s each (benchmarks/).
+_ordered: tuple[str, ...] = ()
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
@@ -59,7 +61,7 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
 def register_secret(*values: str | None) -> None:
     """Remember secret values so they are scrubbed wherever they show up later."""
-    global _pattern
+    global _ordered
     added: list[str] = []
     with _lock:
         for value in values:
@@ -67,8 +69,7 @@ def register_secret(*values: str | None) -> None:
                 _known.add(value)
                 added.append(value)
         if added:
-            ordered = sorted(_known, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            _ordered = tuple(sorted(_known, key=len, reverse=True))
             _log_for_tests(added)
 
 
@@ -113,9 +114,9 @@ def text(value: str) -> str:
     """Scrub known secret values, bearer/basic credentials and JWT-looking strings from free text."""
     if not value:
         return value
-    pattern = _pattern
-    if pattern is not None:
-        value = pattern.sub(MASK, value)
+    for secret in _ordered:
+        if secret in value:
+            value = value.replace(secret, MASK)
     value = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", value)
     return _JWT.sub(MASK, value)
 

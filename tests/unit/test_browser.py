@@ -545,6 +545,16 @@ def test_new_private_origins_are_verified_and_pinned_by_relaunching(idp: FakeIdp
         assert again.code and fresh.launches == 3
 
 
+def test_origins_known_in_advance_are_pinned_at_start(idp: FakeIdp, redirect_uri: str, tmp_path: Path) -> None:
+    """The FHIR base and authorization endpoint are known from discovery: pinned when Chromium starts, so the first
+    authorization does not cost a second Chromium start."""
+    url = auth_url(idp, redirect_uri)[0]
+    with BrowserSession(ca_bundle=idp.ca_path, origins=[url]) as fresh:
+        result = fresh.authorize(url, redirect_uri=redirect_uri, steps=compose_steps(parse_recipe(SHORT)),
+                                 values=VALUES, artifacts_dir=tmp_path)
+        assert result.code and result.tls_mode == "spki-pin" and fresh.launches == 1
+
+
 def test_fallback_when_chromium_does_not_honour_the_pin(idp: FakeIdp, redirect_uri: str, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Python verified the origin, but the pinned hash does not match what Chromium sees: the one-context fallback

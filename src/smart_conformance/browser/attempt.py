@@ -196,7 +196,9 @@ class Attempt:
         self.context = context = self.browser.new_context(ignore_https_errors=fallback, viewport=self.viewport)
         context.set_default_timeout(req.timeout)
         context.set_default_navigation_timeout(max(req.timeout, 15_000))
-        context.tracing.start(screenshots=True, snapshots=True, sources=False)
+        # DOM snapshots only: the trace is read when a step fails; a screencast of every launch cost time and the
+        # steps are screenshotted anyway.
+        context.tracing.start(screenshots=False, snapshots=True, sources=False)
         context.on("request", self._requested)
         context.on("requestfailed", self._request_failed)
         context.on("requestfinished", lambda request: self.net.end())

@@ -38,15 +38,18 @@ class BrowserSession:
     """One Chromium (per pytest worker), one fresh context per :meth:`authorize`.
 
     ``ca_bundle``: the target's private CA. Origins are verified against it in Python and their keys pinned in
-    Chromium, by relaunching it when a new origin is first met.
+    Chromium, by relaunching it when a new origin is first met; ``origins`` known in advance (the FHIR base, the
+    authorization endpoint) are pinned at start.
     ``env``: where ``SMART_CONFORMANCE_BROWSER_WS`` / ``SMART_CONFORMANCE_CDP_URL`` (a remote browser) and
     ``SMART_CONFORMANCE_CHROMIUM`` are read (the process environment by default).
     """
 
     def __init__(self, *, ca_bundle: Path | str | None = None, headless: bool = True,
                  step_timeout_ms: int = DEFAULT_STEP_TIMEOUT_MS, tls_fallback: bool = True,
-                 viewport: tuple[int, int] = (1000, 800), env: Mapping[str, str] | None = None) -> None:
+                 viewport: tuple[int, int] = (1000, 800), env: Mapping[str, str] | None = None,
+                 origins: Iterable[str] = ()) -> None:
         self.ca_bundle = Path(ca_bundle) if ca_bundle else None
+        self.origins = tuple(origins)  # known before the first launch: pinned at start, so no relaunch on first use
         self.headless = headless
         self.step_timeout_ms = step_timeout_ms
         self.tls_fallback = tls_fallback
@@ -74,6 +77,8 @@ class BrowserSession:
             self.remote = remote_browser(self.env)
             if self.remote is None:
                 self.choice = find_chromium(env=self.env)
+            for origin in self.origins:
+                self.pins.verify(origin)
             self._launch()
         except BaseException:
             self._playwright = None
