@@ -59,7 +59,7 @@ def test_recipe_first_selector_changed_gives_no_pass_that_needs_a_sign_in(tmp_pa
     among the checks that need a sign-in: every negative is *could not check*, none "refused"."""
     login = reference_doc()["login"]
     login["steps"][0]["fill"]["selector"] = "#user-name-changed"
-    login["step_timeout_ms"] = 3000  # the page will not change: no need to wait the default 10 s each time
+    login["step_timeout_ms"] = 1000  # the page will not change: no need to wait the default 10 s each time
     with ReferenceServer(faults=["pkce-not-required", "redirect-uri-prefix-match"]) as srv:
         run = run_suites(["launch", "tokens"], tmp_path / "r", targets=(reference_target_file(tmp_path, login=login),),
                          env=srv.target_env())
