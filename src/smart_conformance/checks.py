@@ -26,12 +26,14 @@ from smart_conformance.http import Exchange, current_evidence
 _cited: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("smart_conformance_cited", default=())
 
 
-def set_cited(ids: tuple[str, ...]) -> contextvars.Token[tuple[str, ...]]:
-    return _cited.set(ids)
-
-
-def reset_cited(token: contextvars.Token[tuple[str, ...]]) -> None:
-    _cited.reset(token)
+@contextmanager
+def citing(*ids: str) -> Iterator[None]:
+    """Expectations made inside cite ``ids``: the plugin wraps each check in the ids of its requirement marker."""
+    token = _cited.set(ids)
+    try:
+        yield
+    finally:
+        _cited.reset(token)
 
 
 @dataclass(frozen=True)

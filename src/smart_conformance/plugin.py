@@ -475,10 +475,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return
     evidence = Evidence()
     item.stash[_EVIDENCE_KEY] = evidence
-    token = checks.set_cited(cited_ids(item))
-    with collecting(evidence):
+    with checks.citing(*cited_ids(item)), collecting(evidence):
         yield
-    checks.reset_cited(token)
 
 
 

@@ -8,8 +8,6 @@ level is a field; the report writers are registered in one place and read one ``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,17 +26,8 @@ from smart_conformance.results import CheckResult, ExitCode, Outcome, RunResults
 SHALL_A, SHALL_B, SHOULD = "SMART-TOKEN-03", "RFC6749-07", "HTTP-HYG-03"
 
 
-@contextmanager
-def citing(*ids: str) -> Iterator[None]:
-    token = checks.set_cited(ids)
-    try:
-        yield
-    finally:
-        checks.reset_cited(token)
-
-
 def test_every_failed_expectation_is_reported_with_its_own_ids() -> None:
-    with citing(SHALL_A, SHALL_B), pytest.raises(ConformanceFailures) as caught, expectations() as check:
+    with checks.citing(SHALL_A, SHALL_B), pytest.raises(ConformanceFailures) as caught, expectations() as check:
         check.expect(False, expected="Content-Type application/json", actual="text/html", requirement=SHALL_B)
         assert check.expect(True, expected="x", actual="y")
         check.expect(False, expected="token_type 'Bearer'", actual="token_type 'mac'", requirement=SHALL_A)
@@ -53,11 +42,11 @@ def test_every_failed_expectation_is_reported_with_its_own_ids() -> None:
 
 
 def test_group_fails_if_any_item_is_shall_and_only_warns_if_none_is() -> None:
-    with citing(SHALL_A, SHOULD), pytest.raises(ConformanceFailures) as mixed, expectations() as check:
+    with checks.citing(SHALL_A, SHOULD), pytest.raises(ConformanceFailures) as mixed, expectations() as check:
         check.expect(False, expected="a", actual="b", requirement=SHOULD)
         check.expect(False, expected="c", actual="d", requirement=SHALL_A)
     assert not mixed.value.warning and mixed.value.level == "SHALL"
-    with citing(SHOULD), pytest.raises(ConformanceFailures) as should, expectations() as check:
+    with checks.citing(SHOULD), pytest.raises(ConformanceFailures) as should, expectations() as check:
         check.expect(False, expected="a", actual="b")
         check.expect(False, expected="c", actual="d")
     assert should.value.warning and should.value.level == "SHOULD NOT"
@@ -65,31 +54,31 @@ def test_group_fails_if_any_item_is_shall_and_only_warns_if_none_is() -> None:
 
 
 def test_one_failure_stays_a_plain_failure() -> None:
-    with citing(SHALL_A), pytest.raises(ConformanceFailure) as caught, expectations() as check:
+    with checks.citing(SHALL_A), pytest.raises(ConformanceFailure) as caught, expectations() as check:
         check.expect(False, expected="a", actual="b")
     assert type(caught.value) is ConformanceFailure and len(caught.value.findings) == 1
 
 
 def test_a_hard_failure_inside_the_block_joins_those_recorded() -> None:
-    with citing(SHALL_A), pytest.raises(ConformanceFailures) as caught, expectations() as check:
+    with checks.citing(SHALL_A), pytest.raises(ConformanceFailures) as caught, expectations() as check:
         check.expect(False, expected="a", actual="b")
         checks.fail(expected="c", actual="d")
     assert [f.expected for f in caught.value.findings] == ["a", "c"]
 
 
 def test_recorded_failures_win_over_a_later_could_not_check_but_not_over_a_harness_bug() -> None:
-    with citing(SHALL_A), pytest.raises(ConformanceFailure), expectations() as check:
+    with checks.citing(SHALL_A), pytest.raises(ConformanceFailure), expectations() as check:
         check.expect(False, expected="a", actual="b")
         checks.could_not_check("the second launch failed")
-    with citing(SHALL_A), pytest.raises(CouldNotCheck), expectations():
+    with checks.citing(SHALL_A), pytest.raises(CouldNotCheck), expectations():
         checks.could_not_check("nothing recorded: broken as before")
-    with citing(SHALL_A, SHOULD), pytest.raises(MixedLevels), expectations() as check:
+    with checks.citing(SHALL_A, SHOULD), pytest.raises(MixedLevels), expectations() as check:
         check.expect(False, expected="a", actual="b", requirement=SHALL_A)
         check.expect(False, expected="c", actual="d")  # not narrowed in a mixed-level check
 
 
 def grouped_result(outcome: Outcome = Outcome.FAILED) -> CheckResult:
-    with citing(SHALL_A, SHALL_B), pytest.raises(ConformanceFailures) as caught, expectations() as check:
+    with checks.citing(SHALL_A, SHALL_B), pytest.raises(ConformanceFailures) as caught, expectations() as check:
         check.expect(False, expected="Content-Type application/json", actual="text/html", requirement=SHALL_B)
         check.expect(False, expected="token_type 'Bearer'", actual="token_type 'mac'", requirement=SHALL_A)
     exc = caught.value

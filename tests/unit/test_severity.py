@@ -9,8 +9,6 @@ static scan of the suites keeps such expectations from being written.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,22 +19,13 @@ from smart_conformance.checks import ConformanceFailure, MixedLevels, expect
 SHALL, SHOULD_NOT, MAY = "SMART-SEC-01", "HTTP-HYG-03", "RFC6750-02"
 
 
-@contextmanager
-def citing(*ids: str) -> Iterator[None]:
-    token = checks.set_cited(ids)
-    try:
-        yield
-    finally:
-        checks.reset_cited(token)
-
-
 def test_catalog_levels_used_here() -> None:
     levels = {r.id: r.level for r in requirements.lookup([SHALL, SHOULD_NOT, MAY])}
     assert levels == {SHALL: "SHALL", SHOULD_NOT: "SHOULD NOT", MAY: "MAY"}
 
 
 def test_unnarrowed_expectation_in_mixed_level_check_is_refused() -> None:
-    with citing(SHALL, SHOULD_NOT), pytest.raises(MixedLevels, match="requirement="):
+    with checks.citing(SHALL, SHOULD_NOT), pytest.raises(MixedLevels, match="requirement="):
         expect(False, expected="x", actual="y")
 
 
@@ -46,7 +35,7 @@ def test_mixed_levels_error_is_not_a_finding() -> None:
 
 
 def test_narrowed_to_should_not_is_a_warning_at_that_level() -> None:
-    with citing(SHALL, SHOULD_NOT), pytest.raises(ConformanceFailure) as caught:
+    with checks.citing(SHALL, SHOULD_NOT), pytest.raises(ConformanceFailure) as caught:
         expect(False, expected="x", actual="y", requirement=SHOULD_NOT)
     assert caught.value.warning and caught.value.level == "SHOULD NOT"
     assert caught.value.requirement_ids == (SHOULD_NOT,)
@@ -54,21 +43,21 @@ def test_narrowed_to_should_not_is_a_warning_at_that_level() -> None:
 
 
 def test_may_finding_is_advice_tagged_may() -> None:
-    with citing(MAY), pytest.raises(ConformanceFailure) as caught:
+    with checks.citing(MAY), pytest.raises(ConformanceFailure) as caught:
         expect(False, expected="x", actual="y")
     assert caught.value.warning and caught.value.level == "MAY"
     assert str(caught.value).startswith("[MAY] ")
 
 
 def test_same_level_citations_need_no_narrowing() -> None:
-    with citing(SHALL, "SMART-FHIR-01"), pytest.raises(ConformanceFailure) as caught:
+    with checks.citing(SHALL, "SMART-FHIR-01"), pytest.raises(ConformanceFailure) as caught:
         expect(False, expected="x", actual="y")
     assert not caught.value.warning and caught.value.level == "SHALL"
 
 
 def test_explicitly_named_ids_take_the_strongest_level() -> None:
     """Naming both ids says both are broken: the finding is then rightly at the stronger level."""
-    with citing(SHALL, SHOULD_NOT), pytest.raises(ConformanceFailure) as caught:
+    with checks.citing(SHALL, SHOULD_NOT), pytest.raises(ConformanceFailure) as caught:
         expect(False, expected="x", actual="y", requirement=(SHALL, SHOULD_NOT))
     assert caught.value.level == "SHALL" and not caught.value.warning
 
