@@ -131,9 +131,7 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> Outcome:
         return Outcome.SKIPPED
     if isinstance(exc, checks.ConformanceFailure):
         return Outcome.WARNING if exc.warning else Outcome.FAILED
-    if isinstance(exc, AssertionError):
-        return Outcome.FAILED
-    return Outcome.BROKEN
+    return Outcome.BROKEN  # a plain assert is the harness's own invariant: its failure never blames the target
 
 
 def result_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> CheckResult:
@@ -157,8 +155,6 @@ def result_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
                 report.longrepr = message
                 violated = exc.requirement_ids or cited
                 level, findings = exc.level, exc.findings
-        if outcome is Outcome.FAILED and not level:
-            level = "SHALL"  # a plain assert in a check: no narrower level to go by
     obj = getattr(item, "obj", None)
     doc = (obj.__doc__ or "").strip().splitlines()[0] if obj is not None and obj.__doc__ else ""
     return CheckResult(target=plugin._target_param(item), area=plugin.area_of(item), check=plugin.check_name(item),

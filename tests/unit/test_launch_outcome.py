@@ -132,6 +132,21 @@ def test_error_status_after_the_sign_in_is_a_refusal_at_sign_in() -> None:
     assert negative(b, control()).outcome is LaunchOutcome.REFUSED_AT_SIGN_IN
 
 
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_a_server_error_or_rate_limit_is_never_a_refusal(status: int) -> None:
+    """A 5xx or a 429 at authorize, at sign-in or at the token endpoint says the server did not decide: a negative
+    launch that meets one is inconclusive (could not check), never a refusal that passes it."""
+    at_authorize = negative(browser(status=status, document_url="https://as.example/authorize", stopped_at=1),
+                            control())
+    at_sign_in = negative(browser(status=status, steps_done=3, stopped_at=4, step_pages=[LOGIN, LOGIN, LOGIN]),
+                          control())
+    coded = browser(redirected=True, params={"code": "c", "state": "s"}, steps_done=4)
+    at_token = result(spec(negative=True), coded, token_status=status)
+    for outcome, why in ((at_authorize.outcome, at_authorize.why), (at_sign_in.outcome, at_sign_in.why),
+                         judge(at_token, control())):
+        assert outcome is LaunchOutcome.INCONCLUSIVE and f"HTTP {status}" in why and "not a refusal" in why
+
+
 def test_unmatched_step_counts_only_where_the_control_got_past_it() -> None:
     """The consent step did not match after the sign-in steps ran: refused at sign-in, because the control proves
     the consent step matches on the positive path (and the page had settled)."""

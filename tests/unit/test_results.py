@@ -128,3 +128,18 @@ def test_every_registered_writer_writes_into_its_folder(tmp_path: Path) -> None:
     env = (tmp_path / "a" / "environment.properties").read_text()
     assert "targets=acme" in env and "target.acme.fhir_base_url=https://fhir.example.org/r4" in env
     assert (tmp_path / "a" / "categories.json").is_file()
+
+
+def test_a_plain_assert_in_harness_code_is_broken_never_a_finding() -> None:
+    """A harness invariant that does not hold (``assert signer is not None``) is the harness's bug, not the payer's:
+    only a ConformanceFailure (expect/fail) can make a check failed or warning."""
+    from smart_conformance.results import classify
+
+    for exc, outcome in ((AssertionError("harness invariant"), Outcome.BROKEN),
+                         (CouldNotCheck("no control"), Outcome.BROKEN),
+                         (ConformanceFailure(expected="x", actual="y", requirement_ids=(SHALL_A,)), Outcome.FAILED)):
+        try:
+            raise exc
+        except BaseException:  # noqa: BLE001
+            info = pytest.ExceptionInfo.from_current()
+        assert classify(info) is outcome, type(exc).__name__

@@ -287,6 +287,9 @@ def _observe(result: LaunchResult, control: LaunchResult | None,
             if response.status_code == 200:
                 extra = f", but {result.token_parse_error}" if result.token_parse_error else ""
                 return LaunchOutcome.TOKENS, f"the token endpoint answered HTTP 200{extra}"
+            if not_a_decision(response.status_code):
+                seen = f"the token endpoint answered HTTP {response.status_code}{_oauth_error(response)}"
+                return LaunchOutcome.INCONCLUSIVE, f"{seen}: {NOT_A_DECISION}"
             return (LaunchOutcome.REFUSED_AT_TOKEN,
                     f"the token endpoint answered HTTP {response.status_code}{_oauth_error(response)}")
         return LaunchOutcome.INCONCLUSIVE, "redirected to the redirect_uri with neither a code nor an error"
@@ -297,8 +300,10 @@ def _observe(result: LaunchResult, control: LaunchResult | None,
         body = ", empty body" if bare else ""
         shown = (f"{b.document_url} ({b.title!r})" if b.document_url and b.title and not bare
                  else (b.document_url or page))
-        return (_STAGE_REFUSAL[_stage_after(steps, done)],
-                f"HTTP {b.status}{body} and no redirect after {after}: {shown}")
+        seen = f"HTTP {b.status}{body} and no redirect after {after}: {shown}"
+        if not_a_decision(b.status):
+            return LaunchOutcome.INCONCLUSIVE, f"{seen}: {NOT_A_DECISION}"
+        return _STAGE_REFUSAL[_stage_after(steps, done)], seen
     if b.stopped_at is not None:
         number = b.stopped_at
         step = steps[number - 1].describe() if 0 < number <= len(steps) else f"step {number}"
@@ -317,6 +322,14 @@ def _observe(result: LaunchResult, control: LaunchResult | None,
                 (f"every step ran but, where the positive control was redirected to the app, the server showed "
                 f"{page}"))
     return LaunchOutcome.INCONCLUSIVE, f"no redirect to the redirect_uri; the browser stopped on {page}"
+
+
+NOT_A_DECISION = "a server error or a rate limit, not a refusal the server decided"
+
+
+def not_a_decision(status: int) -> bool:
+    """5xx (the server failed) and 429 (too many requests) say nothing about whether the request was acceptable."""
+    return status >= 500 or status == 429
 
 
 def _oauth_error(response: httpx.Response) -> str:
