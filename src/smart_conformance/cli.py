@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("folders", nargs="+", metavar="DIR", help="each shard's reports folder")
     merge.add_argument("--output", "-o", required=True, metavar="DIR", help="where to write the merged report")
 
+    threats = sub.add_parser("threats", help="print the threat model: attack classes x surfaces, as Markdown",
+                             description="What this harness looks for, and what it cannot: every attack class of "
+                                         "fixtures/threats/threat-model.yaml on every surface, covered by checks, a "
+                                         "gap, untestable or not applicable (the text of THREATS.md).")
+    threats.add_argument("--counts", action="store_true",
+                         help="print only the counts: classes, covered, gap, untestable and not-applicable cells")
+
     serve = sub.add_parser("serve-reference", help="serve the embedded reference payer server until stopped")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--fault", action="append", default=[], metavar="NAME")
@@ -244,6 +251,18 @@ def report(args: argparse.Namespace) -> int:
     return _build_html(Path(args.reports), single_file=args.single_file)
 
 
+def threat_model(args: argparse.Namespace) -> int:
+    from smart_conformance import threats
+
+    try:
+        model = threats.load()
+    except threats.ThreatModelError as exc:
+        print(f"smart-conformance: threats: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(model.counts().line() if args.counts else threats.render(model), end="\n" if args.counts else "")
+    return 0
+
+
 def serve_reference(args: argparse.Namespace) -> int:
     from smart_conformance.reference import faults as fault_catalog
 
@@ -276,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(args)
     if args.command == "merge":
         return merge_shards(args)
+    if args.command == "threats":
+        return threat_model(args)
     if args.command == "init-target":
         return init_target(args)
     if args.command == "doctor":

@@ -75,6 +75,7 @@ class Login:
     steps: tuple[Mapping[str, Any], ...]
     consent: Mapping[str, tuple[Mapping[str, Any], ...]]
     step_timeout_ms: int = 10_000
+    script_readable_cookies: frozenset[str] = frozenset()  # cookies the page's script reads: HttpOnly not expected
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,50 @@ class Bulk:
 
 
 @dataclass(frozen=True)
+class PayerMember:
+    """A test member as a $member-match needs it (synthetic or the payer's test account), by role."""
+
+    patient_id: str
+    family: str
+    given: str
+    birth_date: str
+    gender: str
+    subscriber_id: str
+
+
+@dataclass(frozen=True)
+class ProviderAccess:
+    """CMS-0057 Provider Access: the provider's backend client, its Groups and its test members by role."""
+
+    backend_client: BackendClient
+    members: Mapping[str, PayerMember]  # attributed, opted_out, not_attributed
+    other_client: BackendClient | None = None
+    attribution_group_ids: tuple[str, ...] = ()
+    other_group_id: str | None = None
+    opted_out_in: str = "ConsentConstrainedMembers"
+    financial_data_agreed: bool = False
+    export_types: tuple[str, ...] = ("hl7.fhir.us.davinci-pdex#provider-delta",
+                                     "hl7.fhir.us.davinci-pdex#provider-download",
+                                     "hl7.fhir.us.davinci-pdex#provider-snapshot")
+    max_wait_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class PayerToPayer:
+    """CMS-0057 Payer-to-Payer: the requesting payer's backend client, its identity in Consents, the test members."""
+
+    backend_client: BackendClient
+    requesting_payer: Mapping[str, str]  # {system, value}
+    consent_policy: str
+    members: Mapping[str, PayerMember]  # consenting, not_consenting
+    wrong_scopes: str | None = None
+    other_payer: Mapping[str, str] | None = None
+    unacceptable_policy: str | None = None
+    five_year_record: str | None = None
+    max_wait_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     source: Path
@@ -119,6 +164,8 @@ class Target:
     smart_configuration_url: str | None = None  # discovery.smart_configuration_url: where discovery lives if elsewhere
     backend_client: BackendClient | None = None  # backend_client: SMART Backend Services (None: not applicable)
     bulk: Bulk | None = None  # bulk: Bulk Data export of the backend client
+    provider_access: ProviderAccess | None = None  # provider_access: CMS-0057 Provider Access (None: not applicable)
+    payer_to_payer: PayerToPayer | None = None  # payer_to_payer: CMS-0057 Payer-to-Payer (None: not applicable)
 
     @property
     def member(self) -> Member:
@@ -361,7 +408,8 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
     if login_raw:
         consent = {k: tuple(v) for k, v in (login_raw.get("consent") or {}).items()}
         login = Login(steps=tuple(login_raw["steps"]), consent=consent,
-                      step_timeout_ms=int(login_raw.get("step_timeout_ms", 10_000)))
+                      step_timeout_ms=int(login_raw.get("step_timeout_ms", 10_000)),
+                      script_readable_cookies=frozenset(login_raw.get("script_readable_cookies") or ()))
     ig = data.get("ig") or {}
     carin = ig.get("carin_version", "STU2")
     statuses = tuple(ig.get("unauthorized_statuses") or ((401,) if carin == "STU1" else (401, 403, 404)))
@@ -383,6 +431,8 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
         attestations=_resolve_path(data.get("attestations"), file), smart_configuration_url=discovery_url,
         backend_client=_backend_client(data.get("backend_client"), file),
         bulk=_bulk(data.get("bulk"), file, data.get("backend_client")),
+        provider_access=_provider_access(data.get("provider_access"), file),
+        payer_to_payer=_payer_to_payer(data.get("payer_to_payer"), file),
     )
 
 
@@ -430,6 +480,44 @@ def _bulk(raw: Mapping[str, Any] | None, file: Path, backend: Any) -> Bulk | Non
     return Bulk(group_id=raw["group_id"], resource_types=tuple(raw.get("resource_types") or ()),
                 max_wait_s=float(raw.get("max_wait_s", 60)),
                 other_client=_backend_client(raw.get("other_client"), file, "bulk.other_client"))
+
+
+def _payer_members(raw: Mapping[str, Any]) -> dict[str, PayerMember]:
+    return {role: PayerMember(**{k: str(v) for k, v in m.items()}) for role, m in raw.items()}
+
+
+def _required_client(raw: Mapping[str, Any], file: Path, key: str) -> BackendClient:
+    client = _backend_client(raw, file, key)
+    assert client is not None  # the schema requires the section
+    return client
+
+
+def _provider_access(raw: Mapping[str, Any] | None, file: Path) -> ProviderAccess | None:
+    """``provider_access``: every assumption about the payer's Provider Access API (members by role, Groups)."""
+    if not raw:
+        return None
+    extra = {k: tuple(raw[k]) for k in ("attribution_group_ids", "export_types") if raw.get(k)}
+    return ProviderAccess(
+        backend_client=_required_client(raw["backend_client"], file, "provider_access.backend_client"),
+        members=_payer_members(raw["members"]),
+        other_client=_backend_client(raw.get("other_client"), file, "provider_access.other_client"),
+        other_group_id=raw.get("other_group_id") or None,
+        opted_out_in=raw.get("opted_out_in", "ConsentConstrainedMembers"),
+        financial_data_agreed=bool(raw.get("financial_data_agreed", False)),
+        max_wait_s=float(raw.get("max_wait_s", 60)), **extra)
+
+
+def _payer_to_payer(raw: Mapping[str, Any] | None, file: Path) -> PayerToPayer | None:
+    """``payer_to_payer``: the requesting payer's client and identity, Consent policies, members by role."""
+    if not raw:
+        return None
+    return PayerToPayer(
+        backend_client=_required_client(raw["backend_client"], file, "payer_to_payer.backend_client"),
+        requesting_payer=dict(raw["requesting_payer"]), consent_policy=str(raw["consent_policy"]),
+        members=_payer_members(raw["members"]), wrong_scopes=raw.get("wrong_scopes") or None,
+        other_payer=dict(raw["other_payer"]) if raw.get("other_payer") else None,
+        unacceptable_policy=raw.get("unacceptable_policy") or None,
+        five_year_record=raw.get("five_year_record") or None, max_wait_s=float(raw.get("max_wait_s", 60)))
 
 
 def _discovery_url(raw: Mapping[str, Any], file: Path) -> str | None:

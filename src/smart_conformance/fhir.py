@@ -10,10 +10,11 @@ import re
 import weakref
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from smart_conformance.checks import could_not_check
+from smart_conformance.checks import could_not_check, not_applicable
 from smart_conformance.http import Exchange, RecordingClient, current_evidence
 
 FHIR_JSON = "application/fhir+json"
@@ -93,6 +94,17 @@ def unsigned_jwt(claims: dict[str, Any]) -> str:
     """A JWT with ``alg: none``: a server that accepts it accepts anyone."""
     header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     return f"{header}.{b64url(json.dumps(claims).encode())}."
+
+
+def tampered_signature(token: str) -> str:
+    """The token with one signature character changed (a middle one: every bit of it is significant); an opaque
+    token with its last character changed."""
+    parts = token.split(".")
+    if len(parts) == 3 and len(parts[2]) > 2:
+        sig, at = parts[2], len(parts[2]) // 2
+        parts[2] = sig[:at] + ("A" if sig[at] != "A" else "B") + sig[at + 1:]
+        return ".".join(parts)
+    return token[:-1] + ("A" if token[-1:] != "A" else "B")
 
 
 def echoed_credential(reply: Reply, credential: str) -> str | None:
@@ -184,3 +196,71 @@ def require(*controls: Control, verdict: str) -> None:
         could_not_check(f"no positive control for {verdict}: {first.label} answered {first.problem}, so a refusal "
                         "of the same request proves nothing (is fhir_base_url the FHIR API, and can the member read "
                         "their own data?)")
+
+
+# --- FHIR surfaces beyond the single read ---------------------------------------------------------------------------
+# The same negatives (no token, forged tokens, crafted origins) belong on every way into the member's data, not on one
+# read: a search, a page link, an _include search and an operation are often served by other code paths.
+
+FHIR_SURFACES = ("search", "next link", "include", "$everything")
+INCLUDE = "ExplanationOfBenefit:patient"  # CARIN Blue Button: EOB searches support _include of the patient
+
+
+@dataclass(frozen=True)
+class Surface:
+    """One request on a FHIR surface, made with the member's token as its positive control.
+
+    ``absent`` says why the target does not offer the surface (a refused ``_include`` or ``$everything``, a search
+    without a next link): a check of it is then not applicable. ``url`` is empty only when there is nothing to ask."""
+
+    name: str
+    url: str
+    params: dict[str, str] | None
+    control: Control
+    absent: str | None = None
+
+
+def fhir_surface(http: RecordingClient, base: str, patient_id: str, token: str, name: str) -> Surface:
+    """The member's request on surface ``name`` (one of ``FHIR_SURFACES``) and its control: the search
+    ``ExplanationOfBenefit?patient=``, the next link of that search with ``_count=1`` (on the FHIR base only: the
+    token goes nowhere else), the search with ``_include=ExplanationOfBenefit:patient``, ``Patient/{id}/$everything``."""
+    claims = {"patient": patient_id}
+    if name == "next link":
+        first = control(http, base, "ExplanationOfBenefit", token, params={**claims, "_count": "1"})
+        if not first.ok:
+            return Surface(name, f"{base}/ExplanationOfBenefit", {**claims, "_count": "1"}, first)
+        from smart_conformance.members import next_link  # members builds on this module
+
+        link = next_link(first.reply.json())
+        if link is None:
+            return Surface(name, "", None, first, f"the first page of ExplanationOfBenefit?patient={patient_id}"
+                                                  "&_count=1 has no next link: the member's claims fit on one page")
+        url = urljoin(str(first.reply.response.url), link)
+        if urlsplit(url)[:2] != urlsplit(base)[:2] or not urlsplit(url).path.startswith(urlsplit(base).path):
+            return Surface(name, "", None, first, f"the next link {url} leads off the FHIR base {base}")
+        reply = call(http, "GET", url, token=token)
+        found = Control(f"GET {url} (the next link of ExplanationOfBenefit?patient={patient_id}&_count=1) with the "
+                        "member's own token", reply, _succeeded(reply, "ExplanationOfBenefit"))
+        attach(found)
+        return Surface(name, url, None, found)
+    if name == "search":
+        path, params = "ExplanationOfBenefit", claims
+    elif name == "include":
+        path, params = "ExplanationOfBenefit", {**claims, "_include": INCLUDE}
+    elif name == "$everything":
+        path, params = f"Patient/{patient_id}/$everything", None
+    else:
+        raise ValueError(f"unknown FHIR surface {name!r}; one of {FHIR_SURFACES}")
+    ctl = control(http, base, path, token, params=params)
+    absent = None
+    if name != "search" and not ctl.ok and 400 <= ctl.reply.status < 500:
+        absent = f"the member's own token gets {ctl.problem} from {ctl.label.split(' with ')[0]}: not offered"
+    return Surface(name, f"{base}/{path}", params, ctl, absent)
+
+
+def require_surface(surface: Surface, *, verdict: str) -> None:
+    """Not applicable where the target does not offer the surface; could-not-check unless its control succeeded."""
+    if surface.absent is not None:
+        attach(surface.control)
+        not_applicable(surface.absent)
+    require(surface.control, verdict=verdict)

@@ -23,6 +23,7 @@ import httpx
 from smart_conformance import codegen, paths
 from smart_conformance.http import RecordingClient, ssl_context
 from smart_conformance.smart import discovery
+from smart_conformance.smart.pdex import advertised_operations
 
 CARIN_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit", "Organization", "Practitioner")
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
@@ -54,6 +55,7 @@ class Detected:
     backend: bool
     group_export: bool
     notes: list[str] = field(default_factory=list)
+    payer_operations: frozenset[str] = frozenset()  # CMS-0057 operations the CapabilityStatement lists
 
 
 def _reason(exc: Exception) -> str:
@@ -231,7 +233,8 @@ def _decide(base: str, found: discovery.Discovery, statement: discovery.Document
         fhir_base_url=base, source=found.source, source_url=found.document.url, config=config, smart_version=version,
         auth_method=_auth_method(config, notes), carin_version=_carin_version(statement, notes),
         scopes=choose_scopes(config, version, types, notes), resource_types=types,
-        fhir_version=doc.get("fhirVersion"), backend=backend, group_export=_group_export(statement), notes=notes)
+        fhir_version=doc.get("fhirVersion"), backend=backend, group_export=_group_export(statement), notes=notes,
+        payer_operations=frozenset(advertised_operations(doc) & set(PAYER_OPERATIONS)))
 
 
 # --- writing the file ------------------------------------------------------------------------------------------------
@@ -400,7 +403,44 @@ def _later_lines(detected: Detected) -> list[str]:
         out += ["# bulk:                                  # the CapabilityStatement lists Group $export",
                 "#   group_id: attributed-members-123", "#   resource_types: [Patient, Coverage, ExplanationOfBenefit]",
                 "#   max_wait_s: 60"]
-    return out
+    return out + _payer_api_lines(detected.payer_operations)
+
+
+PAYER_OPERATIONS = ("provider-member-match", "davinci-data-export", "member-match", "bulk-member-match")
+_MEMBER = "{patient_id: \"${%s}\", family: Doe, given: Jane, birth_date: \"1980-01-01\", gender: female, subscriber_id: \"${%s}\"}"
+
+
+def _advertised(found: frozenset[str], names: tuple[str, ...]) -> str:
+    listed = [f"${n}" for n in names if n in found]
+    missing = [f"${n}" for n in names if n not in found]
+    return (f"lists {', '.join(listed)}" if listed else "lists none of them") + \
+        (f"; not listed: {', '.join(missing)}" if missing else "")
+
+
+def _payer_api_lines(found: frozenset[str]) -> list[str]:
+    """The CMS-0057 sections, commented, with what the CapabilityStatement advertises: a payer fills them in with
+    its test members (the provider_access / payer_to_payer suites are not applicable without them)."""
+    client = ["#   backend_client:                       # the shape of backend_client (key never written here)",
+              "#     client_id: my-backend-client", "#     private_key: {file: ~/.secrets/backend-client.pem}",
+              "#     alg: RS384", "#     kid: my-key-id",
+              '#     scopes: "system/Patient.rs system/Coverage.rs system/ExplanationOfBenefit.rs"']
+    return [
+        "", (f"# Provider Access (CMS-0057): the CapabilityStatement "
+            f"{_advertised(found, ('provider-member-match', 'davinci-data-export'))}."),
+        "# provider_access:", *client,
+        "#   attribution_group_ids: [attribution-group-id]   # v1 attribution Groups of this provider, if any",
+        "#   members:                            # test members by role: demographics and coverage a match needs",
+        "#     attributed: " + _MEMBER % ("SMART_TARGET_PA_ATTRIBUTED_ID", "SMART_TARGET_PA_ATTRIBUTED_SUB"),
+        "#     opted_out: " + _MEMBER % ("SMART_TARGET_PA_OPTED_OUT_ID", "SMART_TARGET_PA_OPTED_OUT_SUB"),
+        "#     not_attributed: " + _MEMBER % ("SMART_TARGET_PA_NOT_ATTRIBUTED_ID", "SMART_TARGET_PA_NOT_ATTRIBUTED_SUB"),
+        "", (f"# Payer-to-Payer (CMS-0057): the CapabilityStatement "
+            f"{_advertised(found, ('member-match', 'bulk-member-match', 'davinci-data-export'))}."),
+        "# payer_to_payer:", *client,
+        "#   requesting_payer: {system: http://example.org/payer-ids, value: MY-PAYER-ID}   # the Consent recipient",
+        "#   consent_policy: http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular",
+        "#   members:",
+        "#     consenting: " + _MEMBER % ("SMART_TARGET_P2P_CONSENTING_ID", "SMART_TARGET_P2P_CONSENTING_SUB"),
+    ]
 
 
 def write(fhir_base_url: str, output: Path | None, *, ca_bundle: Path | None = None, name: str | None = None,

@@ -52,6 +52,22 @@ def no_store_problems(response: httpx.Response) -> list[str]:
     return problems
 
 
+def cacheable(cache_control: str | None) -> str | None:
+    """Why a cache may keep an answer with health data or token metadata (None when none may), after RFC 9111 §5.2:
+    no-store keeps every cache from storing it; private or no-cache keep shared caches from it, unless public or
+    s-maxage invite them back. No header, or only max-age, leaves the answer to each cache's own rules."""
+    if not cache_control:
+        return "no Cache-Control header: caches follow their own rules"
+    found = {part.strip().partition("=")[0].strip().lower() for part in cache_control.replace("\n", ",").split(",")}
+    if "no-store" in found:
+        return None
+    if "public" in found or "s-maxage" in found:
+        return f"Cache-Control: {cache_control} lets shared caches keep it"
+    if "private" in found or "no-cache" in found:
+        return None
+    return f"Cache-Control: {cache_control} lets caches keep it (neither no-store nor private)"
+
+
 def scope_set(scope: str | None) -> set[str]:
     return set((scope or "").split())
 

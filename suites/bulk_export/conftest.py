@@ -43,8 +43,9 @@ def bulk_session(bulk_settings: Bulk, bulk_backend_client: BackendClient, http: 
     return BackendSession(http, bulk_backend_client, endpoint)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def bulk_token(bulk_session: BackendSession) -> str:
+    """A fresh system token for each check: Backend Services tokens may live five minutes or less, less than a run."""
     grant: Grant = bulk_session.good()
     return must_have_token(grant, "no token to export with")
 
@@ -55,7 +56,8 @@ def group_export_url(bulk_settings: Bulk, target: Target) -> str:
 
 
 @pytest.fixture(scope="session")
-def export_job(bulk_session: BackendSession, bulk_token: str, bulk_settings: Bulk, group_export_url: str) -> Export:
-    """The Group export (no _type), polled to completion within bulk.max_wait_s."""
-    job = kickoff(bulk_session.http, group_export_url, bulk_token)
-    return poll(bulk_session.http, job, bulk_token, bulk_settings.max_wait_s)
+def export_job(bulk_session: BackendSession, bulk_settings: Bulk, group_export_url: str) -> Export:
+    """The Group export (no _type), polled to completion within bulk.max_wait_s, with a token of its own."""
+    token = must_have_token(bulk_session.good(), "no token to export with")
+    job = kickoff(bulk_session.http, group_export_url, token)
+    return poll(bulk_session.http, job, token, bulk_settings.max_wait_s)

@@ -15,6 +15,7 @@ from typing import Any
 
 import allure
 import httpx
+import jwt
 import pytest
 
 from smart_conformance.checks import (
@@ -25,6 +26,8 @@ from smart_conformance.checks import (
     not_applicable,
 )
 from smart_conformance.config import Bulk, Target
+from smart_conformance.fhir import Reply, disclosure, tampered_signature, unsigned_jwt
+from smart_conformance.markup import landed, new_mark, payload
 from smart_conformance.oauth import covered_by, scope_set
 from smart_conformance.smart.backend import BackendSession, must_have_token
 from smart_conformance.smart.bulk import (
@@ -35,6 +38,7 @@ from smart_conformance.smart.bulk import (
     ndjson_lines,
     patient_export_advertised,
     poll,
+    system_export_advertised,
 )
 from smart_conformance.smart.discovery import Document
 from smart_conformance.testplan import Fault, Needs, needs, proves
@@ -254,8 +258,19 @@ def test_bulk_delete_cancels_export(bulk_session: BackendSession, bulk_token: st
            actual=f"HTTP {final.status_code}", exchange=bulk_session.http.exchange_for(final), detail=after.log())
 
 
-@pytest.mark.requirement("BULK-09")
-@proves(Fault.BULK_STATUS_ANY_CLIENT)
+def _refusal_shape(response: httpx.Response) -> str:
+    """Status and OperationOutcome issue codes: what a client can compare between two refusals."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    issues = body.get("issue") if isinstance(body, dict) else None
+    codes = sorted(str(i.get("code")) for i in issues or [] if isinstance(i, dict))
+    return f"HTTP {response.status_code} {', '.join(codes) or '(no OperationOutcome)'}"
+
+
+@pytest.mark.requirement("BULK-09", "FHIR-SEC-08")
+@proves(Fault.BULK_STATUS_ANY_CLIENT, Fault.BULK_STATUS_ORACLE)
 @needs(Needs.BULK_STATUS_URL, Needs.BULK_TOKEN_FLAG)
 def test_bulk_status_other_client_refused(bulk_session: BackendSession, bulk_token: str, export_job: Export,
                                           bulk_settings: Bulk) -> None:
@@ -266,12 +281,19 @@ def test_bulk_status_other_client_refused(bulk_session: BackendSession, bulk_tok
         not_applicable("no bulk.other_client configured (a second backend client to play the foreign client)")
     other = BackendSession(bulk_session.http, bulk_settings.other_client, bulk_session.token_endpoint)
     other_token = must_have_token(other.good(), "the other backend client")
-    assert export_job.status_url is not None
+    if export_job.status_url is None:
+        could_not_check("the kick-off gave no status URL")
     status = bulk_session.http.get(export_job.status_url, headers={"Accept": "application/json",
                                                                    **bearer(other_token)})
     expect(status.status_code in (401, 403, 404),
            expected="another client's token refused at this job's status URL (401/403/404)",
-           actual=f"HTTP {status.status_code}", exchange=bulk_session.http.exchange_for(status))
+           actual=f"HTTP {status.status_code}", requirement="BULK-09", exchange=bulk_session.http.exchange_for(status))
+    made_up = f"{export_job.status_url.rstrip('/').rsplit('/', 1)[0]}/smart-conformance-no-such-job"
+    unknown = bulk_session.http.get(made_up, headers={"Accept": "application/json", **bearer(other_token)})
+    expect(_refusal_shape(status) == _refusal_shape(unknown),
+           expected="another client's job refused exactly like a job that does not exist (no existence oracle)",
+           actual=f"{_refusal_shape(status)} vs {_refusal_shape(unknown)}", requirement="FHIR-SEC-08",
+           exchange=bulk_session.http.exchange_for(status))
     outputs = _outputs(manifest)
     if outputs and _requires_token(manifest):
         response = _get_file(bulk_session, outputs[0]["url"], other_token)
@@ -314,3 +336,100 @@ def test_patient_export_where_advertised(bulk_session: BackendSession, bulk_toke
             check.expect(not beyond, expected="every NDJSON line of a type within the token's scopes",
                          actual=f"resource types {beyond} in {item['url']}", requirement="BULK-06",
                          exchange=bulk_session.http.exchange_for(response))
+
+
+@pytest.mark.requirement("FHIR-SEC-13", "HTTP-HYG-05", "FHIR-SEC-03")
+@proves(Fault.BULK_KICKOFF_JUNK_500)
+def test_bulk_kickoff_refuses_junk_cleanly(bulk_session: BackendSession, bulk_token: str, export_job: Export,
+                                           group_export_url: str) -> None:
+    """Markup, injection-shaped and 8 KB values in each kick-off parameter (``_type``, ``_since``, ``_outputFormat``,
+    ``_typeFilter``) are answered without a server error, without the value as live markup, and without a stack trace
+    or version banner. A kick-off the server accepts anyway is cancelled at once (DELETE), so nothing is left running.
+    Positive control: the Group kick-off with valid parameters was accepted in this run."""
+    if export_job.kickoff.status_code != 202:
+        could_not_check(f"no positive control: the valid Group kick-off answered HTTP {export_job.kickoff.status_code}")
+    mark = new_mark()
+    values = {"markup": payload(mark), "SQL-shaped": "x' OR '1'='1' --", "8 KB": "A" * 8192}
+    with expectations() as check:
+        for name in ("_type", "_since", "_outputFormat", "_typeFilter"):
+            for kind, value in values.items():
+                job = kickoff(bulk_session.http, group_export_url, bulk_token, {name: value})
+                reply, label = job.kickoff, f"kick-off with {kind} {name}"
+                if reply.status_code == 202 and job.status_url:
+                    bulk_session.http.delete(job.status_url, headers=bearer(bulk_token))  # leave nothing running
+                exchange = bulk_session.http.exchange_for(reply)
+                check.expect(reply.status_code < 500, expected=f"{label}: 202 or a 4xx, not a server error",
+                             actual=f"HTTP {reply.status_code}", requirement="FHIR-SEC-13", exchange=exchange)
+                for where in landed(reply, mark):
+                    check.fail(expected=f"{label}: the value never echoed as markup", actual=where,
+                               requirement="HTTP-HYG-05", exchange=exchange)
+                found = disclosure(Reply(reply, exchange))
+                check.expect(found is None, expected=f"{label}: no stack trace, framework or version",
+                             actual=found, requirement="FHIR-SEC-03", exchange=exchange)
+
+
+def _forgeries(token: str) -> dict[str, str]:
+    """Bearer values a status or file URL must refuse: made up, the real token with its signature changed, and an
+    unsigned (``alg: none``) copy of its claims."""
+    forged = {"made-up": "smart-conformance-made-up-token", "tampered signature": tampered_signature(token)}
+    try:
+        forged["alg none"] = unsigned_jwt(jwt.decode(token, options={"verify_signature": False}))
+    except jwt.PyJWTError:
+        pass  # an opaque token has no claims to copy
+    return forged
+
+
+@pytest.mark.requirement("BULK-05", "BULK-09")
+@proves(Fault.BULK_FILES_SIGNATURE_NOT_CHECKED, Fault.TAMPERED_SIGNATURE_ACCEPTED, Fault.ALG_NONE_ACCEPTED)
+@needs(Needs.BULK_STATUS_URL, Needs.BULK_TOKEN_FLAG)
+def test_bulk_status_and_files_refuse_forged_tokens(bulk_session: BackendSession, bulk_token: str,
+                                                    export_job: Export) -> None:
+    """The job's status URL and an output file (where the manifest says files need the token) refuse a made-up
+    token, the client's own token with a changed signature and an unsigned copy of it: the export's URLs are checked
+    as carefully as the FHIR API. Positive control: both answered the real token in this run."""
+    manifest = _manifest(export_job)
+    outputs = _outputs(manifest) if _requires_token(manifest) else []
+    urls = {"status URL": export_job.status_url or ""}
+    if outputs:
+        control = _get_file(bulk_session, outputs[0]["url"], bulk_token)
+        if control.status_code != 200:
+            could_not_check(f"positive control failed: the file with the real token gave HTTP {control.status_code}")
+        urls["output file"] = outputs[0]["url"]
+    with expectations() as check:
+        for what, url in urls.items():
+            for kind, forged in _forgeries(bulk_token).items():
+                reply = bulk_session.http.get(url, headers={"Accept": "application/json", **bearer(forged)})
+                served = reply.status_code == 200 and bool(reply.content)
+                check.expect(reply.status_code in (401, 403, 404) and not served,
+                             expected=f"the {what} with a {kind} token refused (401/403/404), nothing served",
+                             actual=f"HTTP {reply.status_code}" + (" with content" if served else ""),
+                             requirement="BULK-05" if what == "output file" else "BULK-09",
+                             exchange=bulk_session.http.exchange_for(reply))
+
+
+@pytest.mark.requirement("SAFETY-09")
+@proves(Fault.SYSTEM_EXPORT_SERVED)
+@needs(Needs.CAPABILITY_STATEMENT)
+def test_unadvertised_exports_refused(bulk_session: BackendSession, bulk_token: str, export_job: Export,
+                                      capability_statement: Document, target: Target) -> None:
+    """An export the CapabilityStatement does not offer (system-level ``$export``, ``Patient/$export``) is not
+    started for the backend client: a way out for every member's data that nobody reviewed. One it accepts anyway is
+    cancelled at once. Positive control: the advertised Group kick-off was accepted in this run."""
+    if not capability_statement.ok:
+        could_not_check(f"the CapabilityStatement could not be read (HTTP {capability_statement.status})")
+    if export_job.kickoff.status_code != 202:
+        could_not_check(f"no positive control: the Group kick-off answered HTTP {export_job.kickoff.status_code}")
+    statement, base = capability_statement.json, target.fhir_base_url
+    probes = {label: url for label, url, offered in (
+        ("system-level $export", f"{base}/$export", system_export_advertised(statement)),
+        ("Patient/$export", f"{base}/Patient/$export", patient_export_advertised(statement))) if not offered}
+    if not probes:
+        not_applicable("the CapabilityStatement offers both system-level $export and Patient/$export")
+    with expectations() as check:
+        for label, url in probes.items():
+            job = kickoff(bulk_session.http, url, bulk_token)
+            if job.kickoff.status_code == 202 and job.status_url:
+                bulk_session.http.delete(job.status_url, headers=bearer(bulk_token))  # leave nothing running
+            check.expect(job.kickoff.status_code != 202, expected=f"{label} (not in the CapabilityStatement) refused",
+                         actual=f"HTTP {job.kickoff.status_code}: the export was started",
+                         exchange=bulk_session.http.exchange_for(job.kickoff))

@@ -2,7 +2,8 @@
 
 SMART App Launch 2.2 §Scopes for requesting identity data and OpenID Connect Discovery 1.0 §4: an app that asks for
 ``openid fhirUser`` validates the id_token with keys it finds through ``{issuer}/.well-known/openid-configuration``.
-The issuer must be the same string everywhere, and the key set must hold usable RSA public keys.
+The issuer must be the same string everywhere, and the key set must hold usable RSA public keys and nothing private:
+no private members of any key type (RSA, EC, OKP) and no symmetric (oct) keys (Discovery §3, jwks_uri).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from smart_conformance.testplan import Fault, proves
 
 REQUIRED = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "response_types_supported",
             "subject_types_supported", "id_token_signing_alg_values_supported")
-PRIVATE_RSA_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
+# JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2): RSA d, p, q, dp, dq, qi and oth;
+# EC and OKP d. A symmetric key (kty oct, its secret in k) is never public: anyone who reads it can sign with it.
+PRIVATE_MEMBERS = {"RSA": ("d", "p", "q", "dp", "dq", "qi", "oth"), "EC": ("d",), "OKP": ("d",)}
+ANY_PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 
 @pytest.mark.requirement("OIDC-DISC-01", "SMART-OIDC-05")
@@ -65,10 +69,20 @@ def jwks(http: RecordingClient, smart_config: dict[str, Any], openid_configurati
     return fetch_json(http, uri, accept="application/json")
 
 
-@pytest.mark.requirement("SMART-OIDC-03", "OIDC-05")
-@proves(Fault.JWKS_MISSING_KID)
+def private_material(key: dict[str, Any]) -> list[str]:
+    """What in one JWK is private or secret: the private members of its key type (any known private member when the
+    type is unknown), or the whole key when it is symmetric."""
+    kty = key.get("kty")
+    if kty == "oct":
+        return ["a symmetric key (kty oct" + (", secret k)" if "k" in key else ")")]
+    return [m for m in PRIVATE_MEMBERS.get(str(kty), ANY_PRIVATE) if m in key]
+
+
+@pytest.mark.requirement("SMART-OIDC-03", "OIDC-05", "OIDC-DISC-03")
+@proves(Fault.JWKS_MISSING_KID, Fault.JWKS_PUBLISHES_PRIVATE_KEY)
 def test_jwks_has_usable_rsa_public_keys(jwks: Document) -> None:
-    """The JWKS is reachable and holds bare RSA public keys for RS256, each with a kid, and no private material."""
+    """The JWKS is reachable and holds bare RSA public keys for RS256, each with a kid, and nothing private: no
+    private members of any key type, no symmetric keys."""
     expect(jwks.ok and isinstance(jwks.json.get("keys"), list), expected="HTTP 200 with a JSON object holding 'keys'",
            actual=f"HTTP {jwks.status} {describe(jwks.json) if jwks.json is not None else jwks.parse_error}",
            requirement="SMART-OIDC-03", exchange=jwks.exchange)
@@ -78,10 +92,11 @@ def test_jwks_has_usable_rsa_public_keys(jwks: Document) -> None:
         for i, key in enumerate(keys):
             if not isinstance(key, dict):
                 continue
-            leaked = [m for m in PRIVATE_RSA_MEMBERS if m in key]
+            leaked = private_material(key)
             if leaked:
-                check.fail(expected="public keys only", actual=f"key {i} (kid {key.get('kid')!r}) publishes private "
-                           f"members {', '.join(leaked)}", requirement="SMART-OIDC-03", exchange=jwks.exchange)
+                check.fail(expected="public keys only: no private members, no symmetric keys",
+                           actual=f"key {i} (kty {key.get('kty')!r}, kid {key.get('kid')!r}) publishes "
+                                  f"{', '.join(leaked)}", requirement="OIDC-DISC-03", exchange=jwks.exchange)
             if key.get("kty") == "RSA" and key.get("use", "sig") == "sig" and key.get("alg", "RS256") == "RS256":
                 try:
                     jwt.PyJWK(key, algorithm="RS256")

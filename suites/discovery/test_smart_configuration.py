@@ -243,13 +243,20 @@ def test_carin_scopes_advertised(smart_configuration: Document, smart_config_raw
            actual=f"not advertised: {', '.join(missing)}", exchange=smart_configuration.exchange)
 
 
-@pytest.mark.requirement("SMART-DISC-12")
-@proves(Fault.RESPONSE_TYPES_MISSING)
+@pytest.mark.requirement("SMART-DISC-12", "OAUTHBCP-06")
+@proves(Fault.RESPONSE_TYPES_MISSING, Fault.IMPLICIT_RESPONSE_TYPE_ADVERTISED)
 def test_response_types_supported(smart_configuration: Document, smart_config_raw: dict[str, Any]) -> None:
-    """response_types_supported lists 'code'."""
+    """response_types_supported lists 'code', and no response type that puts an access token in the redirect
+    (RFC 9700 §2.1.2: token, id_token token and the hybrid types with token invite the implicit grant)."""
     types = smart_config_raw.get("response_types_supported")
-    expect(isinstance(types, list) and "code" in types, expected="response_types_supported containing 'code'",
-           actual=f"response_types_supported = {describe(types)}", exchange=smart_configuration.exchange)
+    with expectations() as check:
+        check.expect(isinstance(types, list) and "code" in types, expected="response_types_supported containing "
+                     "'code'", actual=f"response_types_supported = {describe(types)}", requirement="SMART-DISC-12",
+                     exchange=smart_configuration.exchange)
+        bearing = [t for t in types if isinstance(t, str) and "token" in t.split()] if isinstance(types, list) else []
+        check.expect(not bearing, expected="no response type issuing an access token in the authorization response",
+                     actual=f"response_types_supported lists {', '.join(repr(t) for t in bearing)}",
+                     requirement="OAUTHBCP-06", exchange=smart_configuration.exchange)
 
 
 @pytest.mark.requirement("SMART-DISC-14", "SMART-INTRO-01")

@@ -5,8 +5,10 @@ token on every request. A request with no token, a made-up token, an unsigned (`
 signature was altered or one whose lifetime has passed is refused with 401 and a ``WWW-Authenticate: Bearer``
 challenge, and the refusal carries no data, no server internals and not the token it refused. Every refusal is
 judged only next to its positive control: the same request with the member's valid token succeeds in the same run
-(a URL that answers 404 to everything refuses every token too). A token in the ``access_token`` query parameter may
-be accepted by a resource server (RFC 6750 §2.3, MAY): that is reported as advice, never as a violation.
+(a URL that answers 404 to everything refuses every token too). The same negatives run beyond the single read, on the
+member's claims search, its next link, an ``_include`` search and ``$everything``: each way in, often other code,
+verifies the token too. A token in the ``access_token`` query parameter may be accepted by a resource server (RFC 6750
+§2.3, MAY): that is reported as advice, never as a violation.
 """
 
 from __future__ import annotations
@@ -17,17 +19,21 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, expect, not_applicable
+from smart_conformance.checks import Expectations, could_not_check, expect, expectations, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.fhir import (
+    FHIR_SURFACES,
     Control,
     Reply,
     call,
     control,
     disclosure,
     echoed_credential,
+    fhir_surface,
     leaked_data,
     require,
+    require_surface,
+    tampered_signature,
     unsigned_jwt,
 )
 from smart_conformance.http import RecordingClient
@@ -50,21 +56,25 @@ def _own_read(http: RecordingClient, target: Target, launch: LaunchResult) -> Co
 
 
 def _assert_refused(reply: Reply, target: Target, label: str, credential: str | None = None, *,
-                    rule: tuple[str, ...] = ("SMART-FHIR-01", "CARIN-SEC-07")) -> None:
-    expect(reply.status == 401 or (reply.status in target.unauthorized_statuses and reply.status != 200),
-           expected=f"HTTP 401 for {label} (or one of {list(target.unauthorized_statuses)} as the target's guide allows)",
-           actual=f"HTTP {reply.status}", requirement=rule, exchange=reply.exchange)
+                    rule: tuple[str, ...] = ("SMART-FHIR-01", "CARIN-SEC-07"),
+                    check: Expectations | None = None) -> None:
+    """401 with a Bearer challenge (or a status the target's guide allows), no data, the refused token not repeated;
+    with ``check``, each broken expectation is recorded there instead of stopping the check."""
+    judge = check.expect if check is not None else expect
+    judge(reply.status == 401 or (reply.status in target.unauthorized_statuses and reply.status != 200),
+          expected=f"HTTP 401 for {label} (or one of {list(target.unauthorized_statuses)} as the target's guide allows)",
+          actual=f"HTTP {reply.status}", requirement=rule, exchange=reply.exchange)
     leak = leaked_data(reply)
-    expect(leak is None, expected="no resource data in a refusal", actual=f"the refusal carried {leak}",
-           requirement="SMART-FHIR-01", exchange=reply.exchange)
+    judge(leak is None, expected=f"no resource data in the refusal of {label}", actual=f"the refusal carried {leak}",
+          requirement="SMART-FHIR-01", exchange=reply.exchange)
     if reply.status == 401:
         challenge = reply.response.headers.get("www-authenticate", "")
-        expect(challenge.lower().startswith("bearer"), expected="WWW-Authenticate: Bearer … on the 401",
-               actual=f"WWW-Authenticate: {challenge or '(absent)'}", requirement="RFC6750-03",
-               exchange=reply.exchange)
+        judge(challenge.lower().startswith("bearer"), expected="WWW-Authenticate: Bearer … on the 401",
+              actual=f"WWW-Authenticate: {challenge or '(absent)'}", requirement="RFC6750-03",
+              exchange=reply.exchange)
     echo = echoed_credential(reply, credential) if credential else None
-    expect(echo is None, expected="a refusal that does not repeat the credential it refused", actual=echo,
-           requirement="FHIR-SEC-14", exchange=reply.exchange)
+    judge(echo is None, expected=f"a refusal of {label} that does not repeat the credential it refused", actual=echo,
+          requirement="FHIR-SEC-14", exchange=reply.exchange)
 
 
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03")
@@ -112,24 +122,38 @@ def test_refusal_discloses_no_internals(http: RecordingClient, target: Target, l
            actual=found, exchange=reply.exchange)
 
 
-def _tampered(token: str) -> str:
-    """The token with one signature character changed (a middle one: every bit of it is significant)."""
-    parts = token.split(".")
-    if len(parts) == 3 and len(parts[2]) > 2:
-        sig, at = parts[2], len(parts[2]) // 2
-        parts[2] = sig[:at] + ("A" if sig[at] != "A" else "B") + sig[at + 1:]
-        return ".".join(parts)
-    return token[:-1] + ("A" if token[-1:] != "A" else "B")
-
-
 @pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "JWTBCP-01", "RFC6750-03", "FHIR-SEC-14")
 @proves(Fault.REFUSAL_ECHOES_TOKEN, Fault.TAMPERED_SIGNATURE_ACCEPTED, Fault.WWW_AUTHENTICATE_MISSING)
 def test_tampered_signature_refused(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
     """The shared access token with one signature character altered is refused (opaque tokens: last character)."""
     require(_own_read(http, target, launch), verdict="a refusal of an altered token")
-    token = _tampered(launch.token.access_token)
+    token = tampered_signature(launch.token.access_token)
     reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}", token=token)
     _assert_refused(reply, target, "a token whose signature was altered", token)
+
+
+@pytest.mark.requirement("SMART-FHIR-01", "CARIN-SEC-07", "RFC6750-03", "JWTBCP-01", "FHIR-SEC-14")
+@pytest.mark.parametrize("surface", FHIR_SURFACES)
+@proves(Fault.ALG_NONE_ACCEPTED, Fault.OPERATIONS_TOKEN_UNVERIFIED, Fault.REFUSAL_ECHOES_TOKEN,
+        Fault.TAMPERED_SIGNATURE_ACCEPTED, Fault.WWW_AUTHENTICATE_MISSING)
+def test_every_fhir_surface_requires_a_valid_token(surface: str, http: RecordingClient, target: Target,
+                                                   smart_config: dict[str, Any], launch: LaunchResult) -> None:
+    """The member's claims search, its next link, an ``_include`` search and ``$everything`` are refused, like the
+    read, without a token, with a made-up token, with an unsigned (alg: none) token and with the member's token
+    altered: a search, a page link and an operation often run through other code than the read.
+
+    Positive control: the same request with the member's valid token succeeds; a surface the target does not offer
+    (refused even then, or a search whose claims fit on one page) is not applicable."""
+    found = fhir_surface(http, target.fhir_base_url, target.member.patient_id, launch.token.access_token, surface)
+    require_surface(found, verdict=f"refusals on the {surface}")
+    forged: dict[str, str | None] = {"no token": None, "a made-up token": secrets.token_urlsafe(32),
+                                     "an alg:none token": _alg_none_token(target, smart_config),
+                                     "the member's token with its signature altered":
+                                         tampered_signature(launch.token.access_token)}
+    with expectations() as check:  # each forged credential is its own finding
+        for label, token in forged.items():
+            reply = call(http, "GET", found.url, token=token, params=found.params)
+            _assert_refused(reply, target, f"the {surface} with {label}", token, check=check)
 
 
 # Longest token lifetime this check will wait out (polling the target) to see an expired token refused.
@@ -164,19 +188,27 @@ def test_expired_token_refused(http: RecordingClient, target: Target, launch: La
 @pytest.mark.requirement("RFC6750-02")
 @proves(Fault.TOKEN_IN_QUERY_ACCEPTED)
 def test_token_in_query_not_accepted(http: RecordingClient, target: Target, launch: LaunchResult) -> None:
-    """A valid token sent only as ?access_token= (no Authorization header): advice if it is accepted.
+    """A valid token sent only as ?access_token= (no Authorization header) on the read, the claims search, an
+    ``_include`` search and ``$everything`` (each where the target offers it): advice if it is accepted.
 
     RFC 6750 §2.3 lets a resource server accept it (MAY) while telling clients not to send it (SHOULD NOT); RFC 9700
     §4.3.2 forbids clients to. A server that accepts it breaks no requirement, so the finding is MAY-level advice
     (a warning that says so), never a failure: refusing it keeps tokens out of URLs and logs.
     """
     require(_own_read(http, target, launch), verdict="judging a token sent in the query string")
-    reply = call(http, "GET", f"{target.fhir_base_url}/Patient/{target.member.patient_id}",
-                 params={"access_token": launch.token.access_token})
-    leak = leaked_data(reply)
-    expect(reply.status != 200 and leak is None,
-           expected="advice, not a violation (RFC 6750 §2.3: resource servers MAY accept it): the query-string "
-                    "token ignored, since clients must not send tokens in URLs (RFC 9700 §4.3.2) and URLs end up in "
-                    "logs",
-           actual=f"accepted: HTTP {reply.status}" + (f" with {leak}" if leak else ""), requirement="RFC6750-02",
-           exchange=reply.exchange)
+    token, base, pid = launch.token.access_token, target.fhir_base_url, target.member.patient_id
+    probes: list[tuple[str, str, dict[str, str]]] = [("the read", f"{base}/Patient/{pid}", {})]
+    for name in ("search", "include", "$everything"):  # each where the member's own token (in the header) works
+        found = fhir_surface(http, base, pid, token, name)
+        if found.absent is None and found.control.ok:
+            probes.append((f"the {name}", found.url, found.params or {}))
+    with expectations() as check:  # each surface is its own finding
+        for label, url, params in probes:
+            reply = call(http, "GET", url, params={**params, "access_token": token})
+            leak = leaked_data(reply)
+            check.expect(reply.status != 200 and leak is None,
+                         expected=f"advice, not a violation (RFC 6750 §2.3: resource servers MAY accept it): the "
+                                  f"query-string token ignored on {label}, since clients must not send tokens in "
+                                  "URLs (RFC 9700 §4.3.2) and URLs end up in logs",
+                         actual=f"accepted: HTTP {reply.status}" + (f" with {leak}" if leak else ""),
+                         requirement="RFC6750-02", exchange=reply.exchange)

@@ -101,6 +101,47 @@ def test_state_returned_on_error(denied_launch: LaunchResult) -> None:
            actual=f"state {b.state!r}")
 
 
+def _iss_parameter_advertised(request: pytest.FixtureRequest, smart_config: dict[str, Any]) -> str | None:
+    """The issuer of the metadata document that says authorization_response_iss_parameter_supported: true
+    (RFC 9207 §3), or None when neither smart-configuration nor openid-configuration says so."""
+    if smart_config.get("authorization_response_iss_parameter_supported") is True:
+        issuer = smart_config.get("issuer")
+        if isinstance(issuer, str) and issuer:
+            return issuer
+    try:
+        oidc = request.getfixturevalue("openid_configuration")
+    except pytest.skip.Exception:
+        oidc = None
+    if oidc is not None and oidc.ok and oidc.json.get("authorization_response_iss_parameter_supported") is True:
+        issuer = oidc.json.get("issuer")
+        if isinstance(issuer, str) and issuer:
+            return issuer
+        could_not_check("openid-configuration advertises authorization_response_iss_parameter_supported but names "
+                        "no issuer to compare the iss parameter with")
+    if smart_config.get("authorization_response_iss_parameter_supported") is True:
+        could_not_check("smart-configuration advertises authorization_response_iss_parameter_supported but no issuer "
+                        "is advertised to compare the iss parameter with")
+    return None
+
+
+@pytest.mark.requirement("RFC9207-01")
+@proves(Fault.AUTHORIZATION_RESPONSE_ISS_WRONG)
+def test_authorization_response_names_issuer(launcher: Launcher, smart_config: dict[str, Any],
+                                             request: pytest.FixtureRequest) -> None:
+    """Where the metadata promises it (RFC 9207), the redirect back to the app carries iss, equal to the advertised
+    issuer byte for byte: the app's defence against mix-up with another authorization server."""
+    issuer = _iss_parameter_advertised(request, smart_config)
+    if issuer is None:
+        not_applicable("authorization_response_iss_parameter_supported is not advertised (RFC 9207 is optional)")
+    control, problem = launcher.control()
+    if control is None or not control.browser.redirected or not control.code:
+        why = problem or (control.why if control is not None else "")
+        could_not_check(f"the member's launch never came back with a code to judge: {why}")
+    iss = control.browser.params.get("iss")
+    expect(iss == issuer, expected=f"iss {issuer!r} in the authorization response (RFC 9207 §2)",
+           actual=f"iss {iss!r}" if iss is not None else "no iss parameter")
+
+
 def untick_plan(full: str) -> tuple[str, str]:
     """The scopes to request for the untick scenario, and the Coverage scope the member withholds.
 

@@ -3,8 +3,10 @@
 CARIN IG for Blue Button STU2 §Conformance and the c4bb CapabilityStatement, with FHIR R4 search: with the member's
 token, ExplanationOfBenefit and Coverage searches by the launch's patient return that member's resources and nothing
 else, page by page; every resource is valid FHIR R4; and each claim names the member as patient, an insurer that
-resolves to an Organization, and an outcome. "Not applicable" only ever means the member's search succeeded and found
-nothing; a search that failed is a failure of its own check and makes the checks built on it could-not-check.
+resolves to an Organization, and an outcome. A server chooses its page size (FHIR R4 http.html §Paging), so the
+member's searches are judged over every page their next links lead to, never by the first page alone. "Not
+applicable" only ever means the member's search succeeded and found nothing; a search that failed is a failure of its
+own check and makes the checks built on it could-not-check.
 """
 
 from __future__ import annotations
@@ -19,24 +21,17 @@ from smart_conformance.compartment import entries, foreign, patients_of, ref_id
 from smart_conformance.config import Target
 from smart_conformance.fhir import Reply, call
 from smart_conformance.http import RecordingClient
-from smart_conformance.members import MemberData
+from smart_conformance.members import MAX_PAGES, MemberData, Pages, is_searchset, next_link
 from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
 from smart_conformance.validation import FHIR_RELEASE, problems
 
-MAX_PAGES = 50
 SEARCH_CHECKS = {"ExplanationOfBenefit": "test_eob_search_returns_member_claims_only",
                  "Coverage": "test_coverage_search_returns_member_coverage_only"}
 
 
-def _is_searchset(reply: Reply) -> bool:
-    body = reply.json()
-    return reply.status == 200 and isinstance(body, dict) and body.get("resourceType") == "Bundle" \
-        and body.get("type") == "searchset"
-
-
 def _matches(reply: Reply, rtype: str, label: str, requirement: str | None = None) -> list[dict[str, Any]]:
-    expect(_is_searchset(reply), expected=f"{label}: HTTP 200 with a searchset Bundle",
+    expect(is_searchset(reply), expected=f"{label}: HTTP 200 with a searchset Bundle",
            actual=f"HTTP {reply.status} {reply.resource_type}", requirement=requirement, exchange=reply.exchange)
     found = entries(reply.json(), mode="match")
     others = [f"{r.get('resourceType')}/{r.get('id')}" for r in found if r.get("resourceType") != rtype]
@@ -45,27 +40,34 @@ def _matches(reply: Reply, rtype: str, label: str, requirement: str | None = Non
     return found
 
 
-def _searched(data: MemberData, rtype: str, check: str) -> Reply:
+def _searched(data: MemberData, rtype: str, check: str) -> Pages:
     """The member's own search, for a check built on it: could-not-check (never n/a) when the search failed."""
-    reply = data.searches[rtype]
-    if not _is_searchset(reply):
+    reply = data.searches[rtype].first
+    if not is_searchset(reply):
         could_not_check(f"the member's own {rtype}?patient={data.patient_id} search failed (HTTP {reply.status} "
                         f"{reply.resource_type or ''}); {check} needs it (judged by "
                         f"{SEARCH_CHECKS.get(rtype, 'the search check')})")
-    return reply
+    return data.searches[rtype]
+
+
+def _each_match(pages: Pages) -> list[tuple[dict[str, Any], Reply]]:
+    """Every match of every page, with the reply it came in (for evidence)."""
+    return [(r, reply) for reply in pages.replies for r in entries(reply.json(), mode="match")]
 
 
 def _member_only(data: MemberData, rtype: str, element: str) -> None:
-    reply = data.searches[rtype]
+    pages = data.searches[rtype]
     label = f"GET {rtype}?patient={data.patient_id}"
-    found = _matches(reply, rtype, label)
-    if not found:  # _matches already failed the check unless the search itself succeeded
+    for n, reply in enumerate(pages.replies, 1):  # a page that failed fails the check: it is part of the search
+        _matches(reply, rtype, label if n == 1 else f"{label}, page {n} (by its next link)")
+    found = _each_match(pages)
+    if not found:
         not_applicable(f"the member's {rtype} search succeeded and found none (give members.primary a member with "
                        "claims data)")
-    wrong = [f"{rtype}/{r.get('id')} {element}={patients_of(r) or '(none)'}" for r in found
+    wrong = [(f"{rtype}/{r.get('id')} {element}={patients_of(r) or '(none)'}", reply) for r, reply in found
              if patients_of(r) != {data.patient_id}]
-    expect(not wrong, expected=f"{label}: every {rtype}.{element} is Patient/{data.patient_id}",
-           actual="; ".join(wrong[:5]), exchange=reply.exchange)
+    expect(not wrong, expected=f"{label}, every page: every {rtype}.{element} is Patient/{data.patient_id}",
+           actual="; ".join(w for w, _ in wrong[:5]), exchange=(wrong[0][1] if wrong else pages.first).exchange)
 
 
 @pytest.mark.requirement("CARIN-DATA-01", "SMART-FHIR-05")
@@ -82,22 +84,21 @@ def test_coverage_search_returns_member_coverage_only(member_data: MemberData) -
     _member_only(member_data, "Coverage", "beneficiary")
 
 
-def _next(body: Any) -> str | None:
-    for link in (body.get("link") or []) if isinstance(body, dict) else []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
-    return None
-
-
 @pytest.mark.requirement("FHIR-HTTP-03", "SMART-FHIR-05")
 @proves(Fault.PAGING_LEAKS_OTHER_MEMBERS, Fault.SEARCH_UNFILTERED)
 def test_search_paging_consistent(http: RecordingClient, target: Target, launch: LaunchResult,
                                   member_data: MemberData) -> None:
-    """_count=1 pages through the member's claims by next links: same set, no duplicates, total agrees, no leaks."""
-    first = _searched(member_data, "ExplanationOfBenefit", "paging through the member's claims")
-    unpaged = {str(r.get("id")) for r in entries(first.json(), mode="match")}
-    if len(unpaged) < 2:
-        not_applicable(f"the member has {len(unpaged)} ExplanationOfBenefit; paging needs at least 2")
+    """_count=1 pages through the member's claims by next links: no duplicates, total agrees, no leaks, and the same
+    claims as their default search. That baseline is itself followed to its last page (a server may page by default),
+    or, where it could not be, taken from its total."""
+    default = _searched(member_data, "ExplanationOfBenefit", "paging through the member's claims")
+    unpaged: set[str] | None = {str(r.get("id")) for r in default.matches()} if default.complete else None
+    claims = len(unpaged) if unpaged is not None else default.first.json().get("total")
+    if not isinstance(claims, int):
+        could_not_check(f"the member's default claims search could not be followed to its end ({default.stopped}) "
+                        "and gives no total: there is no baseline for the paged result")
+    if claims < 2:
+        not_applicable(f"the member has {claims} ExplanationOfBenefit; paging needs at least 2")
     origin = urlsplit(target.fhir_base_url)
     url: str | None = f"{target.fhir_base_url}/ExplanationOfBenefit"
     params: dict[str, str] | None = {"patient": member_data.patient_id, "_count": "1"}
@@ -113,11 +114,11 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
                requirement="FHIR-HTTP-03", exchange=reply.exchange)
         if page == 0:
             total = reply.json().get("total")
-            if _next(reply.json()) is None:
+            if next_link(reply.json()) is None:
                 fail(expected="a next link on the first page (_count=1, several matches)", actual="no next link",
                      requirement="FHIR-HTTP-03", exchange=reply.exchange)
         seen += [str(r.get("id")) for r in found]
-        url, params = _next(reply.json()), None
+        url, params = next_link(reply.json()), None
         if url is None:
             break
         parts = urlsplit(url)
@@ -130,8 +131,10 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
     dupes = sorted({i for i in seen if seen.count(i) > 1})
     expect(not dupes, expected="each claim on exactly one page", actual=f"repeated: {', '.join(dupes)}",
            requirement="FHIR-HTTP-03")
-    expect(set(seen) == unpaged and (total is None or total == len(seen)),
-           expected=f"the pages hold the unpaged result ({len(unpaged)} claims; total {total})",
+    same = set(seen) == unpaged if unpaged is not None else len(set(seen)) == claims
+    expect(same and (total is None or total == len(seen)),
+           expected=f"the pages hold the member's whole result ({claims} claims over every page of their default "
+                    f"search{'' if unpaged is not None else ', by its total'}; total {total})",
            actual=f"{len(seen)} claims over the pages: {', '.join(sorted(set(seen))[:8])}",
            requirement="FHIR-HTTP-03")
 
@@ -147,8 +150,8 @@ def test_member_resources_valid_fhir(member_data: MemberData) -> None:
                         "it cannot be validated")
     checked.append((patient.json(), patient))
     for rtype in member_data.searches:
-        reply = _searched(member_data, rtype, "validating the member's resources")
-        checked += [(r, reply) for r in entries(reply.json())]
+        pages = _searched(member_data, rtype, "validating the member's resources")
+        checked += [(r, reply) for reply in pages.replies for r in entries(reply.json())]
     for resource, reply in checked:
         found = problems(resource)
         expect(not found, expected=f"{resource.get('resourceType')}/{resource.get('id')} valid against the FHIR "
@@ -161,13 +164,13 @@ def test_member_resources_valid_fhir(member_data: MemberData) -> None:
 def test_eob_carin_must_haves(http: RecordingClient, target: Target, launch: LaunchResult,
                               member_data: MemberData) -> None:
     """Each claim has patient = the member, an insurer that resolves to an Organization, and an outcome."""
-    reply = _searched(member_data, "ExplanationOfBenefit", "checking each claim's CARIN elements")
-    claims = [r for r in entries(reply.json(), mode="match") if r.get("resourceType") == "ExplanationOfBenefit"]
+    pages = _searched(member_data, "ExplanationOfBenefit", "checking each claim's CARIN elements")
+    claims = [(r, reply) for r, reply in _each_match(pages) if r.get("resourceType") == "ExplanationOfBenefit"]
     if not claims:
         not_applicable("the member's ExplanationOfBenefit search succeeded and found no claims (give members.primary "
                        "a member with claims data)")
     resolved: dict[str, Reply] = {}
-    for eob in claims:
+    for eob, reply in claims:
         name = f"ExplanationOfBenefit/{eob.get('id')}"
         patient = ref_id((eob.get("patient") or {}).get("reference"), "Patient")
         expect(patient == member_data.patient_id, expected=f"{name}.patient = Patient/{member_data.patient_id}",

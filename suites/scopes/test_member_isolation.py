@@ -2,8 +2,10 @@
 
 SMART App Launch 2.2 §Patient-specific scopes, FHIR R4 security.html §Access Control and §Access Denied, Da Vinci
 HRex: a patient-level token reaches only the in-context member's data, on every access path — read by id, search by
-patient or id, ``_include``/``_revinclude``, chained parameters, ``$everything`` and batch entries. A refusal of
-another member's real record looks exactly like the refusal of an id that does not exist, so it reveals nothing. An
+patient or id, ``_include``/``_revinclude``, chained parameters, ``$everything``, batch entries and the page links
+of a search (FHIR R4 http.html §Paging: links are the server's, opaque to clients, but never a key to another
+member's data). A refusal of another member's real record looks exactly like the refusal of an id that does not
+exist, and a search naming another member like one naming nobody (no count), so neither reveals anything. An
 authorized representative reaches the member they represent and no-one else. Each refusal counts only next to its
 positive control: the same reads and searches, made with the owning member's own token, succeed in the same run.
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit, urlunsplit
 
 import pytest
 
 from smart_conformance.checks import could_not_check, expect, fail, not_applicable
 from smart_conformance.compartment import (
+    entries,
     foreign,
     is_refusal,
     patients_of,
@@ -25,9 +29,9 @@ from smart_conformance.compartment import (
     resources_in,
 )
 from smart_conformance.config import Target
-from smart_conformance.fhir import FHIR_JSON, Reply, call, control
-from smart_conformance.http import RecordingClient
-from smart_conformance.members import MemberRecords
+from smart_conformance.fhir import FHIR_JSON, Reply, call, control, require
+from smart_conformance.http import RecordingClient, current_evidence
+from smart_conformance.members import RECORD_TYPES, MemberRecords, search_pages
 from smart_conformance.smart.discovery import Document
 from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
@@ -240,6 +244,171 @@ def test_refusal_same_for_existing_and_missing(http: RecordingClient, target: Ta
         expect(_shape(real, rid) == _shape(fake, missing),
                expected=f"GET {rtype}/<another member's id> answered like GET {rtype}/{missing}",
                actual=f"{_shape(real, rid)}  vs  {_shape(fake, missing)}", exchange=real.exchange)
+
+
+# Per-request values a server may put in its links or messages (UUIDs, cursor and session ids): not a difference.
+_VOLATILE = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[A-Za-z0-9_-]{24,}")
+
+
+def _whole(value: str) -> re.Pattern[str]:
+    """``value`` as a whole id (not inside another id: FHIR ids are letters, digits, '-' and '.')."""
+    return re.compile(rf"(?<![\w.-]){re.escape(value)}(?![\w.-])")
+
+
+def _link_shape(url: str, ids: tuple[str, ...]) -> str:
+    """A link with every path segment or query value that *is* a probed id (``x``, ``Patient/x``) blanked."""
+    def blank(value: str) -> str:
+        if any(value in (pid, f"Patient/{pid}") or value.endswith(f"/Patient/{pid}") for pid in ids):
+            return "{id}"
+        return _VOLATILE.sub("…", value)
+
+    parts = urlsplit(url)
+    query = "&".join(f"{k}={blank(v)}" for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    return f"{parts.scheme}://{parts.netloc}{'/'.join(blank(s) for s in parts.path.split('/'))}?{query}"
+
+
+def _search_shape(reply: Reply, *ids: str) -> dict[str, Any]:
+    """What a client can compare of a search's answer: status, media type, total, number of entries, links and
+    OperationOutcome issues, with the probed ids and per-request values blanked."""
+    body = reply.json() if isinstance(reply.json(), dict) else {}
+    found = [e.get("resource") or {} for e in body.get("entry") or [] if isinstance(e, dict)]
+    outcomes = [body, *found] if body.get("resourceType") == "OperationOutcome" else found
+    issues = []
+    for issue in (i for o in outcomes if o.get("resourceType") == "OperationOutcome" for i in o.get("issue") or []):
+        text = str(issue.get("diagnostics", "")) if isinstance(issue, dict) else ""
+        for pid in ids:
+            text = _whole(pid).sub("{id}", text)
+        issues.append(f"{issue.get('code') if isinstance(issue, dict) else issue}: {_VOLATILE.sub('…', text)}")
+    shape: dict[str, Any] = {
+        "status": reply.status, "media type": reply.response.headers.get("content-type", "").split(";")[0],
+        "total": body.get("total"), "entries": len(found), "OperationOutcome": sorted(issues),
+        "links": sorted(f"{link.get('relation')} {_link_shape(str(link.get('url')), ids)}"
+                        for link in body.get("link") or [] if isinstance(link, dict))}
+    if not body:
+        shape["body"] = _shape(reply, *ids)
+    return shape
+
+
+@pytest.mark.requirement("FHIR-SEC-08")
+@proves(Fault.SEARCH_TOTAL_COUNTS_OTHERS, Fault.COMPARTMENT_LEAK_SEARCH, Fault.EVERYTHING_EXISTENCE_ORACLE)
+def test_refused_search_reveals_no_count(http: RecordingClient, target: Target, launch: LaunchResult,
+                                         other_launch: LaunchResult, other_records: MemberRecords) -> None:
+    """A search naming the second member (Coverage and ExplanationOfBenefit by patient=, also with
+    ``_total=accurate``; their Patient with ``_revinclude`` of claims; their ``$everything``) answers exactly like the
+    same request naming a made-up patient (``missing_patient_id``): the same status, media type, total, number of
+    entries, links and OperationOutcome, ids blanked. Otherwise the answer tells whether the member exists and how
+    many claims they have.
+
+    Positive control: the second member's own token gets their data with that same search; a search it does not
+    answer with their data (``_total`` refused, say) is not compared."""
+    other_records.vouch("comparing searches naming the second member with searches naming a missing id")
+    base, other, missing = target.fhir_base_url, other_records.patient_id, target.missing_patient_id
+    compared = 0
+    shapes = [(rtype, {"patient": "{id}", **extra}) for rtype in RECORD_TYPES if other_records.ids.get(rtype)
+              for extra in ({}, {"_total": "accurate"})]
+    shapes += [("Patient", {"_id": "{id}", "_revinclude": "ExplanationOfBenefit:patient"}),
+               ("Patient/{id}/$everything", {})]
+    for path, params in shapes:
+        (real_path, real_params), (fake_path, fake_params) = (
+            (path.format(id=who), {k: v.format(id=who) for k, v in params.items()}) for who in (other, missing))
+        own = control(http, base, real_path, other_launch.token.access_token, params=real_params,
+                      who=f"Patient/{other}'s own token")
+        if not own.ok or not entries(own.reply.json()):
+            _note(f"not compared: {own.label} did not return their data ({own.problem or 'no entries'})")
+            continue
+        real = call(http, "GET", f"{base}/{real_path}", token=launch.token.access_token, params=real_params)
+        fake = call(http, "GET", f"{base}/{fake_path}", token=launch.token.access_token, params=fake_params)
+        seen, unknown = _search_shape(real, other), _search_shape(fake, missing)
+        differ = [f"{key} {seen[key]!r} vs {unknown.get(key)!r}" for key in seen if seen[key] != unknown.get(key)]
+        shown = path.format(id="{id}") + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
+        compared += 1
+        expect(not differ, expected=f"GET {shown} answered alike for {{id}} = another member and {{id}} = {missing} "
+                                    "(status, media type, total, entries, links, OperationOutcome; ids blanked)",
+               actual="; ".join(differ), exchange=real.exchange)
+    if not compared:
+        could_not_check(f"no positive control: Patient/{other}'s own token found none of their data with "
+                        "Coverage or ExplanationOfBenefit?patient=, a _revinclude or $everything")
+
+
+def _note(text: str) -> None:
+    """A line in the check's evidence: what was (or could not be) probed, for a reader of a passed check."""
+    evidence = current_evidence()
+    if evidence is not None and text not in evidence.notes:
+        evidence.notes.append(text)
+
+
+def _swapped(url: str, mine: str, theirs: str) -> str | None:
+    """The link with the member's id, wherever it stands as a whole value (a path segment, a query value such as
+    ``pat-1`` or ``Patient/pat-1``, an item of a list), replaced by another member's; None when it names no id (an
+    opaque cursor)."""
+    whole = _whole(mine)
+    parts = urlsplit(url)
+    pairs = []
+    for pair in parts.query.split("&") if parts.query else []:
+        key, sep, value = pair.partition("=")
+        plain = unquote_plus(value)
+        changed = whole.sub(theirs, plain)
+        pairs.append(f"{key}{sep}{quote(changed, safe='/,:|')}" if changed != plain else pair)
+    path = "/".join(whole.sub(theirs, segment) for segment in parts.path.split("/"))
+    swapped = urlunsplit(parts._replace(path=path, query="&".join(pairs)))
+    return swapped if swapped != url else None
+
+
+@pytest.mark.requirement("SMART-FHIR-05", "FHIR-SEC-07", "HREX-SEC-01")
+@proves(Fault.PAGING_CURSOR_NOT_BOUND, Fault.PAGING_LEAKS_OTHER_MEMBERS, Fault.COMPARTMENT_LEAK_SEARCH,
+        Fault.SEARCH_UNFILTERED)
+def test_paging_links_bound_to_member(http: RecordingClient, target: Target, launch: LaunchResult,
+                                      other_launch: LaunchResult, own_records: MemberRecords,
+                                      other_records: MemberRecords) -> None:
+    """A page link serves the search of the member who made it, and no-one else's data.
+
+    The member's claims one a page (ExplanationOfBenefit?patient={member}&_count=1), every next link followed to the
+    end with their own token: only their claims, and all of them (the positive control). Then each next link (a)
+    followed with the second member's token returns none of the first member's data, and (b) with the member's id
+    in it swapped for the second member's, followed with the member's own token, returns none of the second
+    member's. Opaque links (server-side cursors) name no id: (b) then has nothing to swap, which FHIR allows; the
+    evidence says so."""
+    own_records.vouch("judging page links with the first member's token")
+    other_records.vouch("judging the first member's page links followed with the second member's token")
+    base, mine, theirs = target.fhir_base_url, own_records.patient_id, other_records.patient_id
+    known = own_records.searches["ExplanationOfBenefit"]
+    claims = set(own_records.ids["ExplanationOfBenefit"])
+    if not known.complete:
+        could_not_check(f"the member's own ExplanationOfBenefit?patient={mine} could not be followed to its last page "
+                        f"({known.stopped}): there is no baseline for their paged claims")
+    if len(claims) < 2:
+        not_applicable(f"the member has {len(claims)} ExplanationOfBenefit; a search spanning pages needs 2")
+    token, other_token = launch.token.access_token, other_launch.token.access_token
+    walk = search_pages(http, base, "ExplanationOfBenefit", token, {"patient": mine, "_count": "1"})
+    for n, reply in enumerate(walk.replies, 1):
+        leaked = foreign(resources_in(reply), {mine}) if reply.status < 300 else []
+        expect(not leaked, expected=f"page {n} of ExplanationOfBenefit?patient={mine}&_count=1 (by next links, the "
+                                    f"member's own token): only Patient/{mine}'s data",
+               actual=", ".join(leaked[:6]), exchange=reply.exchange)
+    got = {str(r.get("id")) for r in walk.matches("ExplanationOfBenefit")}
+    if not walk.complete or got != claims:
+        could_not_check(f"no positive control: the member's own next links (_count=1) did not lead to their "
+                        f"{len(claims)} claims ({walk.stopped or f'{len(got & claims)} of them found'}); paging "
+                        "itself is judged by test_search_paging_consistent")
+    if not walk.links:
+        not_applicable(f"the server put all {len(claims)} claims on one page despite _count=1: no page link to probe")
+    require(control(http, base, "ExplanationOfBenefit", other_token, params={"patient": theirs, "_count": "1"},
+                    who=f"Patient/{theirs}'s own token"),
+            verdict="following the first member's page links with the second member's token")
+    swapped = 0
+    for n, url in enumerate(walk.links, 2):
+        borrowed = call(http, "GET", url, token=other_token)
+        _no_foreign_data(borrowed, target, {theirs}, f"the next link to page {n}, followed with Patient/{theirs}'s "
+                                                     "token")
+        changed = _swapped(url, mine, theirs)
+        if changed is not None:
+            swapped += 1
+            reply = call(http, "GET", changed, token=token)
+            _no_foreign_data(reply, target, {mine}, f"the next link to page {n} with Patient/{theirs} in place of "
+                                                    f"Patient/{mine}, followed with the member's own token")
+    if not swapped:
+        _note(f"the {len(walk.links)} next links name no patient id (opaque cursors, which FHIR allows): nothing to "
+              "swap; each was followed with the second member's token only")
 
 
 @pytest.mark.requirement("PDEX-SEC-04", "SMART-FHIR-05", "HREX-SEC-01")

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from smart_conformance.checks import could_not_check, expect, fail, not_applicable
-from smart_conformance.compartment import entries, is_refusal, patients_of, reply_label
+from smart_conformance.compartment import entries, is_refusal, patients_of, reply_label, resources_in
 from smart_conformance.config import Target
 from smart_conformance.fhir import FHIR_JSON, Reply, call, leaked_data
 from smart_conformance.http import RecordingClient
 from smart_conformance.launcher import Launcher
-from smart_conformance.members import MemberRecords
+from smart_conformance.members import MemberRecords, next_link
 from smart_conformance.oauth import covered_by, scope_set
 from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.testplan import Fault, proves
@@ -75,6 +75,55 @@ def test_type_outside_scopes_refused(interaction: str, http: RecordingClient, ta
             url, params = f"{target.fhir_base_url}/{rtype}", {"patient": own_records.patient_id}
         reply = call(http, "GET", url, token=token, params=params)
         _refused_without_data(reply, target, f"{reply_label('GET', url, target)} under {limited_launch.token.scope!r}")
+
+
+def _reach_outside(me: str) -> list[tuple[str, dict[str, str]]]:
+    """Requests for a type the limited grant covers (Patient) that reach claim types through references."""
+    return [("Patient", {"_id": me, "_revinclude": "ExplanationOfBenefit:patient"}),
+            ("Patient", {"_id": me, "_revinclude": "Coverage:beneficiary"}),
+            (f"Patient/{me}/$everything", {})]
+
+
+@pytest.mark.requirement("SMART-FHIR-03")
+@proves(Fault.INCLUDE_IGNORES_SCOPES)
+def test_types_outside_scopes_never_included(http: RecordingClient, target: Target, launch: LaunchResult,
+                                             limited_launch: LaunchResult, own_records: MemberRecords) -> None:
+    """With scopes.limited, no other way in reaches the types the grant leaves out: ``_revinclude`` of the member's
+    claims and coverage and ``$everything`` answer without them (or are refused), and a next link of the full grant's
+    claims search, followed with the limited token, is refused or empty of claims.
+
+    Positive control: the same request with the full-scope token returns those types, so an answer without them
+    under the limited grant is the server applying the scopes, not a request it ignores."""
+    outside = _types_outside(limited_launch.token.scope)
+    if not outside or not covered_by("patient/Patient.rs", scope_set(limited_launch.token.scope)):
+        not_applicable(f"the limited grant {limited_launch.token.scope!r} does not cover Patient while leaving out "
+                       f"{' or '.join(CLAIM_TYPES)}: no search on a covered type to reach them through")
+    own_records.vouch("judging includes under the limited grant")
+    base, me, probed = target.fhir_base_url, own_records.patient_id, 0
+    for path, params in _reach_outside(me):
+        full = call(http, "GET", f"{base}/{path}", token=launch.token.access_token, params=params)
+        reached = {r.get("resourceType") for r in resources_in(full)} & set(outside) if full.status == 200 else set()
+        if not reached:
+            continue  # the server does not offer this way in (or the member has none of those types): not a probe
+        probed += 1
+        reply = call(http, "GET", f"{base}/{path}", token=limited_launch.token.access_token, params=params)
+        found = sorted({str(r.get("resourceType")) for r in resources_in(reply)} & set(outside))
+        expect(not found, expected=f"{reply_label('GET', str(reply.response.url), target)} under "
+                                   f"{limited_launch.token.scope!r}: no {', '.join(sorted(reached))}",
+               actual=f"HTTP {reply.status} with {', '.join(found)} resources", exchange=reply.exchange)
+    first = call(http, "GET", f"{base}/ExplanationOfBenefit", token=launch.token.access_token,
+                 params={"patient": me, "_count": "1"})
+    link = next_link(first.json()) if first.status == 200 and "ExplanationOfBenefit" in outside else None
+    if link is not None and link.startswith(base):  # a next link of the full grant, followed under the limited one
+        probed += 1
+        reply = call(http, "GET", link, token=limited_launch.token.access_token)
+        found = sorted({str(r.get("resourceType")) for r in resources_in(reply)} & set(outside))
+        expect(not found, expected=f"the full grant's next link of ExplanationOfBenefit?patient={me}, followed under "
+                                   f"{limited_launch.token.scope!r}: refused or without ExplanationOfBenefit",
+               actual=f"HTTP {reply.status} with {', '.join(found)} resources", exchange=reply.exchange)
+    if not probed:
+        not_applicable("neither _revinclude of claims and coverage, $everything nor a next link returns those types "
+                       "with the full-scope token: no way in to probe")
 
 
 def _bare(resource: dict[str, Any]) -> dict[str, Any]:

@@ -151,3 +151,23 @@ def test_refresh_narrower_scope_honoured(launcher: Launcher, http: RecordingClie
     expect(resource_scopes[-1] not in granted and not wider_than(granted, scope_set(narrower)),
            expected=f"scope within {narrower!r} (without {resource_scopes[-1]})",
            actual=f"scope {response.json().get('scope')!r}", exchange=http.exchange_for(response))
+
+
+@pytest.mark.requirement("SMART-REFRESH-05")
+@proves(Fault.ROTATED_REFRESH_TOKEN_REUSABLE)
+def test_rotated_refresh_token_retired(launcher: Launcher, http: RecordingClient) -> None:
+    """Where a refresh returns a new refresh token, the one it replaced no longer refreshes (RFC 9700 §4.14.2:
+    rotation detects a stolen refresh token only if the old one dies). The first refresh, which worked with it, is
+    the positive control; a server that does not rotate is not judged."""
+    refresh_token, _ = _grant(launcher, "the refresh rotation check")
+    first = _refresh(http, launcher, refresh_token)
+    if not issued_tokens(first):
+        could_not_check(f"the grant's first refresh failed (HTTP {first.status_code}): no rotation to judge")
+    rotated = first.json().get("refresh_token")
+    if not isinstance(rotated, str) or rotated == refresh_token:
+        not_applicable("the server keeps the refresh token across refreshes (no rotation to judge)")
+    replay = _refresh(http, launcher, refresh_token)
+    err = oauth_error(replay)
+    expect(not issued_tokens(replay), expected="the replaced refresh token refused (invalid_grant), no tokens",
+           actual=f"HTTP {err.status}: new tokens issued for a refresh token already rotated away",
+           exchange=http.exchange_for(replay))

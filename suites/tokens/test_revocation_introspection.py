@@ -5,7 +5,9 @@ RFC 7662 and SMART App Launch 2.2 §Token introspection: for a live token the in
 revoked, expired or made-up token only ``active: false``. RFC 7009: the server first authenticates the client;
 revoking an access token makes the FHIR API refuse it (a server that revokes only refresh tokens answers
 unsupported_token_type: allowed, and a SHOULD finding); revoking a refresh token stops refresh and ends the grant's
-access tokens. The delay between revocation and refusal is measured and reported.
+access tokens. The delay between revocation and refusal is measured and reported. The server verifies that a token
+was issued to the client asking for its revocation (another client's request leaves it working), and both endpoints
+take the token in a POST body (a GET with it in the query string is refused).
 
 Every revocation check revokes a grant of its own, and counts a refusal only after the same FHIR request with the
 same token succeeded in this run (the positive control).
@@ -18,21 +20,31 @@ import time
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from smart_conformance.checks import (
     could_not_check,
     describe,
     expect,
+    expectations,
     fail,
     not_applicable,
 )
 from smart_conformance.config import Target
+from smart_conformance.fhir import (
+    FHIR_SURFACES,
+    call,
+    fhir_surface,
+    leaked_data,
+    tampered_signature,
+    unsigned_jwt,
+)
 from smart_conformance.http import RecordingClient, current_evidence
 from smart_conformance.launcher import Launcher, credentials
 from smart_conformance.oauth import issued_tokens, oauth_error
 from smart_conformance.reference.variants import ONLY_REFRESH_TOKENS_REVOCABLE
-from smart_conformance.revocation import REFUSAL_WAIT_S, wait_for_refusal, watch
+from smart_conformance.revocation import REFUSAL_WAIT_S, refusal_statuses, wait_for_refusal, watch
 from smart_conformance.smart.idtoken import decode_unverified
 from smart_conformance.smart.launch import LaunchResult
 from smart_conformance.smart.token import ClientCredentials, introspect, refresh, revoke
@@ -107,6 +119,28 @@ def test_introspection_of_unknown_token(launch: LaunchResult, http: RecordingCli
 
 
 @pytest.mark.requirement("RFC7662-01")
+@proves(Fault.INTROSPECTION_IGNORES_SIGNATURE)
+def test_introspection_of_forged_token(launch: LaunchResult, http: RecordingClient, smart_config: dict[str, Any],
+                                       target: Target) -> None:
+    """A copy of the live access token with its signature changed, and (for a JWT) an unsigned copy of its claims,
+    introspect as active: false: the introspection endpoint verifies what it vouches for. Positive control: the live
+    token itself introspects active."""
+    token = launch.token.access_token
+    forged = {"tampered signature": tampered_signature(token)}
+    try:
+        forged["alg none"] = unsigned_jwt(jwt.decode(token, options={"verify_signature": False}))
+    except jwt.PyJWTError:
+        pass  # an opaque token has no claims to copy
+    _introspection_control(http, smart_config, target, token, "active: false for a forged copy of a live token")
+    with expectations() as check:
+        for kind, value in forged.items():
+            response, body = _introspect(http, smart_config, target, value)
+            check.expect(response.status_code == 200 and isinstance(body, dict) and body.get("active") is False,
+                         expected=f"a {kind} copy of the live token: HTTP 200 with active: false",
+                         actual=f"HTTP {response.status_code} {describe(body)}", exchange=http.exchange_for(response))
+
+
+@pytest.mark.requirement("RFC7662-01")
 @proves(Fault.INTROSPECT_UNAUTHENTICATED)
 def test_introspection_requires_authentication(launch: LaunchResult, http: RecordingClient,
                                                smart_config: dict[str, Any], target: Target) -> None:
@@ -143,16 +177,21 @@ def _note(text: str) -> None:
 
 
 @pytest.mark.requirement("RFC7009-01", "RFC7009-06", "SMART-FHIR-01")
-@proves(Fault.INTROSPECT_REVOKED_ACTIVE, Fault.REVOCATION_IGNORED, Fault.REVOKED_TOKEN_ACCEPTED)
+@proves(Fault.INTROSPECT_REVOKED_ACTIVE, Fault.REVOCATION_IGNORED, Fault.REVOKED_TOKEN_ACCEPTED,
+        Fault.REVOCATION_IGNORED_ON_SEARCHES)
 # RFC 7009 §2.1: access-token revocation is a SHOULD; a server revoking refresh tokens only honestly warns here.
 @warns_under(ONLY_REFRESH_TOKENS_REVOCABLE)
 def test_revoked_access_token_refused(launcher: Launcher, http: RecordingClient, smart_config: dict[str, Any],
                                       target: Target) -> None:
-    """After revocation the FHIR API refuses the access token it accepted just before (the delay is measured), and
+    """After revocation the FHIR API refuses the access token it accepted just before (the delay is measured), on
+    the read and on every other way in that worked with it (search, a next link, ``_include``, ``$everything``), and
     the token introspects inactive. unsupported_token_type (a server that revokes only refresh tokens) is the SHOULD
     of RFC 7009 §2 unmet, not a SHALL failure."""
     endpoint, result = _endpoint_and_grant(launcher, smart_config, "the access-token revocation check")
     watched = watch(http, target, result.token.access_token, "a revoked access token refused", result.token.patient)
+    pid = str(result.token.patient or target.member.patient_id)
+    surfaces = [s for s in (fhir_surface(http, target.fhir_base_url, pid, watched.token, name) for name in FHIR_SURFACES)
+                if s.absent is None and s.control.ok]  # each worked with the token before it was revoked
     response = _revoke(http, endpoint, target, watched.token, "access_token")
     err = oauth_error(response)
     if response.status_code == 400 and err.error == "unsupported_token_type":
@@ -168,6 +207,13 @@ def test_revoked_access_token_refused(launcher: Launcher, http: RecordingClient,
     expect(delay is not None, expected=f"the revoked token refused within {REFUSAL_WAIT_S:.0f}s (it worked before)",
            actual=f"HTTP {reply.status} after {REFUSAL_WAIT_S:.0f}s", requirement="RFC7009-01",
            exchange=reply.exchange)
+    with expectations() as check:  # every other way in refuses it as well, each a finding of its own
+        for surface in surfaces:
+            reply = call(http, "GET", surface.url, token=watched.token, params=surface.params)
+            check.expect(reply.status in refusal_statuses(target) and not leaked_data(reply),
+                         expected=f"the revoked token refused on the {surface.name} too (it worked there before)",
+                         actual=f"HTTP {reply.status} {reply.resource_type or ''}".strip(), requirement="RFC7009-01",
+                         exchange=reply.exchange)
     if isinstance(smart_config.get("introspection_endpoint"), str):
         _, body = _introspect(http, smart_config, target, watched.token)
         expect(isinstance(body, dict) and body.get("active") is False, expected="active: false for a revoked token",
@@ -259,3 +305,91 @@ def test_revocation_requires_client_authentication(launcher: Launcher, http: Rec
     if revoked.status_code != 200 or still_refreshes():
         could_not_check(f"no positive control: the same revocation with the client's credentials did not revoke "
                         f"either (HTTP {revoked.status_code}; see test_revoked_refresh_token_stops_refresh)")
+
+
+def _revocation_served(http: RecordingClient, endpoint: str, client: ClientCredentials, who: str,
+                       verdict: str) -> None:
+    """Positive control: the revocation endpoint, asked by ``client`` the defined way (a POST), revokes a made-up
+    token with HTTP 200 (RFC 7009 §2.2: an invalid token is no error). Else ``verdict`` proves nothing: the request
+    may have been refused for its credentials or its URL, not for what the check changed."""
+    response = revoke(http, endpoint, token=secrets.token_urlsafe(24), client=client, token_type_hint="refresh_token")
+    if response.status_code != 200:
+        could_not_check(f"no positive control for {verdict}: a POST revocation of a made-up token by {who} answered "
+                        f"HTTP {response.status_code} {describe(oauth_error(response).body)} instead of 200")
+
+
+@pytest.mark.requirement("RFC7009-08", "RFC7662-02")
+@proves(Fault.REVOCATION_ACCEPTS_GET, Fault.INTROSPECTION_ACCEPTS_GET)
+def test_revocation_and_introspection_take_post_only(launcher: Launcher, http: RecordingClient,
+                                                     smart_config: dict[str, Any], target: Target) -> None:
+    """RFC 7662 §2.1 and RFC 7009 §2.1 define a POST with the token in a form body: a GET carrying the run's own
+    token (and the client's credentials) in the query string, where logs and history keep it, is refused. The GET
+    introspection says nothing about the token, and the GET revocation leaves it working (the same read succeeds
+    before and after). Positive controls: the same introspection and a revocation, by POST, are served."""
+    names = [n for n in ("introspection_endpoint", "revocation_endpoint") if isinstance(smart_config.get(n), str)]
+    if not names:
+        not_applicable("neither introspection_endpoint nor revocation_endpoint is advertised")
+    result = launcher.fresh_grant("the POST-only check of introspection and revocation")
+    token = result.token.access_token
+    watched = watch(http, target, token, "a revocation by GET ignored", result.token.patient)
+    client = credentials(target.client)
+    if "introspection_endpoint" in names:
+        _introspection_control(http, smart_config, target, token, "an introspection by GET refused")
+    if "revocation_endpoint" in names:
+        _revocation_served(http, smart_config["revocation_endpoint"], client, "the client",
+                           "a revocation by GET refused")
+    with expectations() as check:
+        for name in names:
+            url, requirement = smart_config[name], "RFC7662-02" if name == "introspection_endpoint" else "RFC7009-08"
+            params = {"token": token, "token_type_hint": "access_token"}
+            headers: dict[str, str] = {"Accept": "application/json"}
+            client.apply(params, headers, url)  # properly authenticated: only the method is wrong
+            response = http.get(url, params=params, headers=headers)
+            exchange, body = http.exchange_for(response), oauth_error(response).body
+            check.expect(400 <= response.status_code < 500, expected=f"GET {name} refused (405, or another 4xx)",
+                         actual=f"HTTP {response.status_code} {describe(body)}", requirement=requirement,
+                         exchange=exchange)
+            if name == "introspection_endpoint":
+                check.expect(not (isinstance(body, dict) and "active" in body),
+                             expected="nothing said about the token in answer to a GET",
+                             actual=f"active: {body.get('active')!r}" if isinstance(body, dict) else "",
+                             requirement=requirement, exchange=exchange)
+        if "revocation_endpoint" in names:
+            reply = call(http, "GET", watched.url, token=token)
+            check.expect(reply.status == 200, expected="the token still working after a revocation request by GET "
+                                                       "(the same read succeeded before)",
+                         actual=f"HTTP {reply.status}: the GET revoked it", requirement="RFC7009-08",
+                         exchange=reply.exchange)
+
+
+@pytest.mark.requirement("RFC7009-03")
+@proves(Fault.REVOCATION_CROSS_CLIENT)
+def test_other_client_cannot_revoke(launcher: Launcher, http: RecordingClient, smart_config: dict[str, Any],
+                                    target: Target) -> None:
+    """Another registered client asking to revoke this client's access and refresh tokens is refused or ignored:
+    both still work afterwards (RFC 7009 §2.1: the server verifies that the token was issued to the client making
+    the request). Positive controls: the same read worked with the token before, and the other client's own
+    revocation requests are served."""
+    if target.other_client is None:
+        not_applicable("the target names no other_client")
+    endpoint, result = _endpoint_and_grant(launcher, smart_config, "the cross-client revocation check")
+    other = credentials(target.other_client)
+    _revocation_served(http, endpoint, other, "the other client", "another client's revocation ignored")
+    watched = watch(http, target, result.token.access_token, "another client's revocation ignored",
+                    result.token.patient)
+    tried = [_revoke(http, endpoint, target, watched.token, "access_token", client=other)]
+    if result.token.refresh_token:
+        tried.append(_revoke(http, endpoint, target, result.token.refresh_token, "refresh_token", client=other))
+    _note("the other client's revocation requests answered " + ", ".join(f"HTTP {r.status_code}" for r in tried))
+    with expectations() as check:
+        reply = call(http, "GET", watched.url, token=watched.token)
+        check.expect(reply.status == 200, expected="the access token still working after another client asked to "
+                                                   "revoke it (it worked just before)",
+                     actual=f"HTTP {reply.status}: another client revoked it", exchange=reply.exchange)
+        if result.token.refresh_token:
+            again = refresh(http, launcher.token_endpoint, refresh_token=result.token.refresh_token,
+                            client=credentials(target.client))
+            check.expect(issued_tokens(again), expected="the refresh token still refreshing for its own client after "
+                                                        "another client asked to revoke it",
+                         actual=f"HTTP {again.status_code} {describe(oauth_error(again).body)}",
+                         exchange=http.exchange_for(again))

@@ -7,12 +7,15 @@ in context. Nothing in the answer may be cached, errors included.
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from smart_conformance.checks import describe, expect, expectations, fail
+from smart_conformance.checks import describe, expect, expectations, fail, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
@@ -139,3 +142,52 @@ def test_token_error_not_cached(launcher: Launcher, http: RecordingClient) -> No
     problems = no_store_problems(response)
     expect(not problems, expected="Cache-Control: no-store and Pragma: no-cache on the error",
            actual="; ".join(problems), requirement="SMART-TOKEN-06", exchange=exchange)
+
+
+# --- RFC 6749 §10.10: codes and tokens nobody can guess ----------------------------------------------------------------
+ALPHABETS = ("0123456789", "0123456789abcdef", "0123456789ABCDEF",
+             "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+             "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.~",
+             "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/=-_.~")
+MIN_BITS = 128
+
+
+def _most_bits(value: str) -> float:
+    """The most randomness a value of this length and alphabet can hold: an upper bound, so a value below 128 bits
+    by it is guessable for certain, whatever its generator (the smallest common alphabet holding every character)."""
+    alphabet = next((a for a in ALPHABETS if set(value) <= set(a)), None)
+    size = len(alphabet) if alphabet else len(set(value) | set(ALPHABETS[-1]))
+    return len(value) * math.log2(size)
+
+
+def _signed(value: str) -> bool:
+    """A JWS (header.payload.signature with a JSON header): forging one needs the server's key, not a guess."""
+    parts = value.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        return isinstance(json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))), dict)
+    except ValueError:
+        return False
+
+
+@pytest.mark.requirement("RFC6749-09")
+@proves(Fault.SHORT_AUTHORIZATION_CODES)
+def test_codes_and_tokens_unguessable(launcher: Launcher, launch: LaunchResult) -> None:
+    """The shared launch's authorization code, access token and refresh token are each long enough, in the alphabet
+    they use, to hold 128 bits of randomness (RFC 6749 §10.10: guessing one MUST have a probability of 2^-128 or
+    less). Only a value that cannot hold 128 bits fails; a signed JWT is judged by its signature, not its length.
+    The values themselves are never shown."""
+    control, problem = launcher.control()
+    values = {"authorization code": control.browser.code if control is not None else None,
+              "access token": launch.token.access_token, "refresh token": launch.token.refresh_token}
+    judged = {what: value for what, value in values.items() if isinstance(value, str) and value and not _signed(value)}
+    if not judged:
+        not_applicable("the code and tokens are signed JWTs (or absent): forging them needs the server's key"
+                       + (f"; no code to judge: {problem}" if control is None else ""))
+    with expectations() as check:
+        for what, value in judged.items():
+            bits = _most_bits(value)
+            check.expect(bits >= MIN_BITS, expected=f"the {what}: room for at least {MIN_BITS} bits of randomness",
+                         actual=f"{len(value)} characters can hold at most {bits:.0f} bits",
+                         exchange=_exchange(launcher.http, launch) if what != "authorization code" else None)

@@ -469,6 +469,12 @@ def _(L: Launcher) -> None:
     assert response.status_code == 401 and "www-authenticate" not in response.headers
 
 
+@probe("operations-token-unverified")
+def _(L: Launcher) -> None:
+    assert L.fhir("/Patient/pat-bob/$everything", "garbage").status_code == 200
+    assert L.fhir("/Patient/pat-bob", "garbage").status_code == 401  # reads still verify the token
+
+
 @probe("scope-not-enforced")
 def _(L: Launcher) -> None:
     run = L.launch(scope="launch/patient patient/Patient.rs")

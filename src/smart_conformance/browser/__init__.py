@@ -29,7 +29,7 @@ from smart_conformance.browser.chromium import (
                                                 find_chromium,
                                                 remote_browser,
 )
-from smart_conformance.browser.pages import AuthorizationResult, PageDocument, PageForm
+from smart_conformance.browser.pages import AuthorizationResult, PageDocument, PageForm, SetCookie
 from smart_conformance.browser.pages import response_params as _response_params
 from smart_conformance.browser.pinning import (
                                                 OriginNotVerified,
@@ -67,6 +67,7 @@ __all__ = [
                                                 "RecipeError",
                                                 "RemoteBrowser",
                                                 "Screenshot",
+                                                "SetCookie",
                                                 "Step",
                                                 "TlsMode",
                                                 "_response_params",

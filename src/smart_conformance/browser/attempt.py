@@ -30,8 +30,10 @@ from smart_conformance.browser.artifacts import (
 from smart_conformance.browser.pages import (
     PROTECTIVE_HEADERS,
     AuthorizationResult,
+    Hop,
     PageDocument,
     PageForm,
+    SetCookie,
     page_forms,
     page_key,
     response_location,
@@ -52,6 +54,8 @@ from smart_conformance.browser.steps import (
     step_locator,
 )
 
+# Responses whose Set-Cookie headers are recorded: pages and the script fetches of a sign-in built by script.
+COOKIE_CARRIERS = ("document", "xhr", "fetch")
 CAPTURED_PAGE = b"<!doctype html><title>redirect captured</title><p>smart-conformance captured the redirect.</p>"
 
 
@@ -151,6 +155,8 @@ class Attempt:
         self.status: int | None = None  # the last main-frame document that was not a redirect
         self.document_url = ""
         self.documents: list[PageDocument] = []
+        self.cookies: list[SetCookie] = []
+        self.hops: list[Hop] = []
         self.forms: tuple[PageForm, ...] = ()
         self.shots: list[Screenshot] = []
         self.shot_at = -1
@@ -327,19 +333,33 @@ class Attempt:
             self.navigations += 1
 
     def _responded(self, response: Any) -> None:
-        """The main frame's document status: how a server that answers without a redirect says no."""
+        """The main frame's document status: how a server that answers without a redirect says no. And every cookie
+        the server sets on the way, for the cookie checks (names and attributes only)."""
+        self._set_cookies(response)
         try:
             if not response.request.is_navigation_request() or response.frame != self.page.main_frame:
                 return
             status = int(response.status)
         except Exception:  # noqa: BLE001
             return
-        if not 300 <= status < 400:
+        if 300 <= status < 400:
+            self.hops.append(Hop(self.req.redact_url(page_key(response.url)), status, response.request.method))
+        else:
             self.status, self.document_url = status, response.url
             if not self.capture.matches(response.url):
                 headers = response.headers
                 self.documents.append(PageDocument(self.req.redact_url(response.url), status,
                                                    {k: headers[k] for k in PROTECTIVE_HEADERS if k in headers}))
+
+    def _set_cookies(self, response: Any) -> None:
+        try:
+            if self.capture.matches(response.url) or response.request.resource_type not in COOKIE_CARRIERS:
+                return
+            headers = response.header_values("set-cookie")  # response.headers leaves cookies out
+        except Exception:  # noqa: BLE001
+            return  # the page navigated away meanwhile: evidence is best effort
+        where = self.req.redact_url(page_key(response.url))
+        self.cookies += [SetCookie.parse(where, header) for header in headers]
 
     def _shoot(self, label: str, force: bool = False) -> Screenshot | None:
         if self.capture.url is not None and not force:
@@ -525,4 +545,5 @@ class Attempt:
             document_url=req.redact_url(page_key(self.document_url)) if self.document_url else "",
             steps_done=self.last_done, stopped_at=self.stopped_at, stop_reason=self.stop_reason,
             settled=self.is_settled, step_pages=self.step_pages, page_key=self.final_key,
-            response_in=response_location(self.located), documents=self.documents, forms=self.forms)
+            response_in=response_location(self.located), documents=self.documents, forms=self.forms,
+            cookies=self.cookies, hops=self.hops)

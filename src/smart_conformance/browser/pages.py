@@ -5,8 +5,10 @@ helpers that read them off a page and off the captured redirect."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -14,18 +16,61 @@ from urllib.parse import parse_qsl, urlsplit
 from smart_conformance.browser.artifacts import Screenshot
 from smart_conformance.browser.pinning import TlsMode
 
-PROTECTIVE_HEADERS = ("x-frame-options", "content-security-policy", "content-type")
+PROTECTIVE_HEADERS = ("x-frame-options", "content-security-policy", "content-type", "cache-control",
+                      "referrer-policy")
 
 
 @dataclass(frozen=True)
 class PageDocument:
     """A page the browser loaded on the way (a main-frame document, redirects apart), with the headers that say
-    whether another site may frame it. Pages are what the member-page checks judge: a browser renders them, so
-    a sign-in built by script or spread over several pages is seen as the member sees it."""
+    whether another site may frame it, what script it may run, whether caches keep it and what its Referer gives
+    away. Pages are what the member-page checks judge: a browser renders them, so a sign-in built by script or
+    spread over several pages is seen as the member sees it."""
 
     url: str  # redacted
     status: int
     headers: Mapping[str, str]  # the PROTECTIVE_HEADERS present, lower-cased names
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A redirect the browser followed on the way: whether a form post was re-sent (307/308) or turned into a GET."""
+
+    url: str  # origin and path of the redirecting response, redacted
+    status: int
+    method: str  # of the request that got the redirect
+
+
+@dataclass(frozen=True)
+class SetCookie:
+    """A cookie the server set on the way, as its ``Set-Cookie`` header said it: the name and attributes the cookie
+    checks judge, never the value (a session id is a secret)."""
+
+    url: str  # origin and path of the response that set it, redacted
+    name: str
+    attributes: Mapping[str, str]  # lower-cased attribute names; flags (secure, httponly) map to ""
+
+    @classmethod
+    def parse(cls, url: str, header: str) -> SetCookie:
+        pair, *rest = header.split(";")
+        attributes: dict[str, str] = {}
+        for part in rest:
+            key, _, value = part.strip().partition("=")
+            if key:
+                attributes[key.strip().lower()] = value.strip()
+        return cls(url, pair.partition("=")[0].strip(), attributes)
+
+    @property
+    def deleted(self) -> bool:
+        """The header removes the cookie (Max-Age=0 or an expiry in the past): nothing is kept to protect."""
+        max_age = self.attributes.get("max-age", "").strip()
+        if max_age.lstrip("-").isdigit() and int(max_age) <= 0:
+            return True
+        try:
+            expires = parsedate_to_datetime(self.attributes["expires"])
+        except (KeyError, TypeError, ValueError, IndexError):
+            return False
+        return expires.timestamp() < time.time()
 
 
 @dataclass(frozen=True)
@@ -81,6 +126,8 @@ class AuthorizationResult:
     page_key: str = ""  # origin + path of the final page
     response_in: str = ""  # where the redirect's parameters were: query, fragment, query+fragment, form_post
     documents: list[PageDocument] = field(default_factory=list)  # every page loaded on the way, in order
+    cookies: list[SetCookie] = field(default_factory=list)  # every Set-Cookie on the way (documents and fetches)
+    hops: list[Hop] = field(default_factory=list)  # every main-frame redirect on the way, in order
     forms: tuple[PageForm, ...] = field(default=(), repr=False)  # the final page's forms (no redirect only)
 
     def _get(self, name: str) -> str | None:

@@ -16,6 +16,7 @@ from smart_conformance.reference import (
     bulk,
     discovery,
     fhir,
+    pdex,
     token_endpoint,
 )
 from smart_conformance.reference.context import Context, ctx_of
@@ -71,6 +72,14 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
         Route("/fhir/bulk-status/{job_id}", bulk.status, methods=["GET", "DELETE"]),
         Route("/fhir/bulk-files/{job_id}/{name}", bulk.file, methods=["GET"]),
         # --- end of bulk export ---
+        # --- CMS-0057 payer APIs: Provider Access and Payer-to-Payer (reference/pdex.py) ---
+        Route("/fhir/Group/$provider-member-match", pdex.provider_member_match, methods=["POST"]),
+        Route("/fhir/Group/$bulk-member-match", pdex.bulk_member_match, methods=["POST"]),
+        Route("/fhir/Group/{group_id}/$davinci-data-export", pdex.data_export, methods=["POST"]),
+        Route("/fhir/Group/{group_id}", pdex.group_read, methods=["GET"]),
+        Route("/fhir/Group", pdex.group_search, methods=["GET"]),
+        Route("/fhir/Patient/$member-match", pdex.member_match, methods=["POST"]),
+        # --- end of payer APIs ---
         Route("/clients/{client_id}/jwks.json", backend.client_jwks, methods=["GET"]),  # backend-jwks-url variant
         Route("/fhir", fhir.endpoint, methods=FHIR_METHODS),
         Route("/fhir/{rest:path}", fhir.endpoint, methods=FHIR_METHODS),
@@ -80,11 +89,12 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
         Route("/auth/jwks", discovery.jwks, methods=["GET"]),
         Route("/auth/authorize", auth.authorize, methods=["GET", "POST"]),
         Route("/auth/login", auth.login, methods=["GET", "POST"]),
+        Route("/auth/login/continue", auth.login_continue, methods=["POST"]),  # the sign-in-307 fault's next hop
         Route("/auth/consent", auth.consent, methods=["GET", "POST"]),
         Route("/auth/token", token_endpoint.token, methods=["POST"]),
         Route("/auth/token", token_endpoint.token_get, methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"]),
-        Route("/auth/introspect", auth.introspect, methods=["POST"]),
-        Route("/auth/revoke", auth.revoke, methods=["POST"]),
+        Route("/auth/introspect", auth.introspect, methods=["GET", "POST"]),  # GET: refused unless a fault
+        Route("/auth/revoke", auth.revoke, methods=["GET", "POST"]),
     ]
     if serves == AUTH_SERVER:  # a separate authorization server often serves the SMART configuration itself too
         auth_routes.append(Route("/auth/.well-known/smart-configuration", discovery.smart_configuration,

@@ -12,13 +12,14 @@ import hmac
 import json
 import re
 import secrets
+import traceback
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import jwt
 from starlette.datastructures import FormData, MultiDict
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.client_auth import authenticate_client
@@ -34,6 +35,7 @@ from smart_conformance.reference.token_endpoint import _access_token, _challenge
 from smart_conformance.reference.variants import (
     AUTHORIZE_REFUSAL_EMPTY_400,
     CONSENT_WITHOUT_SCOPE_CONTROLS,
+    HOSTED_IDP_COOKIES,
     IMPLICIT_ERROR_IN_FRAGMENT,
     ONLY_REFRESH_TOKENS_REVOCABLE,
     OPAQUE_ACCESS_TOKENS,
@@ -80,7 +82,8 @@ def _untrusted(ctx: Context, error: str, description: str) -> Response:
 def _success_redirect(ctx: Context, uri: str, code: str, state: str) -> RedirectResponse:
     if ctx.faults.active(Fault.STATE_ALTERED):
         state = quote(state, safe="")  # encoded here and again by _redirect: the app decodes only once
-    return _redirect(uri, {"code": code, "state": state, "iss": ctx.issuer})
+    iss = ctx.fhir_base if ctx.faults.active(Fault.AUTHORIZATION_RESPONSE_ISS_WRONG) else ctx.issuer
+    return _redirect(uri, {"code": code, "state": state, "iss": iss})
 
 
 async def _params(request: Request) -> MultiDict | FormData:
@@ -106,6 +109,11 @@ async def authorize(request: Request) -> Response:
         return JSONResponse({"error": "invalid_request", "error_description": "use GET"}, status_code=405,
                             headers={"Allow": "GET"})
     params = await _params(request)
+    if ctx.faults.active(Fault.AUTHORIZE_JUNK_500) and any(len(v) > 4096 for v in params.values()):
+        try:  # the defect: an unchecked length reaches a fixed-size buffer
+            raise ValueError("value too long for VARCHAR(4096) column 'authorize_requests.param'")
+        except ValueError:
+            return PlainTextResponse(traceback.format_exc(), status_code=500)
     client_id = params.get("client_id", "")
     redirect_uri = params.get("redirect_uri", "")
     for name in ("client_id", "redirect_uri"):
@@ -116,6 +124,9 @@ async def authorize(request: Request) -> Response:
         if ctx.faults.active(Fault.UNKNOWN_CLIENT_REDIRECTS) and redirect_uri:
             return _error_redirect(ctx, redirect_uri, "unauthorized_client", "unknown client_id",
                                    params.get("state"))
+        if ctx.faults.active(Fault.AUTHORIZE_ERROR_REFLECTS_INPUT):  # the defect: the input echoed as markup
+            return page(ctx, "error.html", 400, raw={"description": f"Unknown client_id {client_id}."},
+                        error="invalid_client")
         return _untrusted(ctx, "invalid_client", "The client_id is missing or not registered.")
     if not redirect_uri:
         return _untrusted(ctx, "invalid_request", "redirect_uri is required.")
@@ -164,15 +175,24 @@ async def authorize(request: Request) -> Response:
     if not granted:
         return _error_redirect(ctx, redirect_uri, "invalid_scope", "no supported scope was requested", state)
 
-    browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
+    browser = request.cookies.get(_browser_cookie(ctx)) or secrets.token_urlsafe(32)
     pending = {"client_id": client_id, "redirect_uri": redirect_uri, "state": state, "scopes": granted,
                "challenge": challenge, "method": method, "nonce": params.get("nonce"),
                "response_type": response_type}
     pending_id, _ = ctx.store.add_pending(pending, browser)
     response = RedirectResponse(f"/auth/login?{urlencode({'req': pending_id})}", status_code=303)
     response.headers["Cache-Control"] = "no-store"
-    response.set_cookie(BROWSER_COOKIE, browser, httponly=True, secure=True, samesite="lax", path="/")
+    if ctx.faults.active(Fault.SESSION_COOKIE_UNPROTECTED):  # the defect: a bare cookie (no __Host- prefix allowed)
+        response.set_cookie(_browser_cookie(ctx), browser, httponly=False, secure=False, samesite=None, path="/")
+    else:
+        response.set_cookie(BROWSER_COOKIE, browser, httponly=True, secure=True, samesite="lax", path="/")
     return response
+
+
+def _browser_cookie(ctx: Context) -> str:
+    """The browser-binding cookie's name: ``__Host-`` needs Secure, so the unprotected-cookie fault drops it."""
+    return BROWSER_COOKIE.removeprefix("__Host-") if ctx.faults.active(Fault.SESSION_COOKIE_UNPROTECTED) \
+        else BROWSER_COOKIE
 
 
 def _csrf_ok(ctx: Context, request: Request, pending: Any, form: FormData) -> bool:
@@ -180,7 +200,7 @@ def _csrf_ok(ctx: Context, request: Request, pending: Any, form: FormData) -> bo
     if ctx.faults.active(Fault.LOGIN_NO_CSRF):
         return True
     token = str(form.get("csrf_token", ""))
-    browser = request.cookies.get(BROWSER_COOKIE, "")
+    browser = request.cookies.get(_browser_cookie(ctx), "")
     browser_ok = hmac.compare_digest(hashlib.sha256(browser.encode()).hexdigest(), pending["browser"])
     return bool(token) and hmac.compare_digest(token, pending["csrf"]) and browser_ok
 
@@ -244,6 +264,9 @@ def _login_page(ctx: Context, pending_id: str, pending: Any, status: int = 200, 
 async def login(request: Request) -> Response:
     ctx = ctx_of(request)
     if request.method == "GET":
+        back = request.query_params.get("return_to") or request.query_params.get("next")
+        if back and ctx.faults.active(Fault.SIGN_IN_OPEN_REDIRECT):  # the defect: any destination, unchecked
+            return RedirectResponse(back, status_code=303)
         pending_id = request.query_params.get("req", "")
         pending = ctx.store.pending(pending_id)
         if pending is None:
@@ -252,7 +275,7 @@ async def login(request: Request) -> Response:
             fragment = HTMLResponse(_login_form(ctx, pending_id, pending, _first_stage(ctx)))
             fragment.headers["Cache-Control"] = "no-store"
             return fragment
-        return _login_page(ctx, pending_id, pending)
+        return _idp_cookie(ctx, _login_page(ctx, pending_id, pending), "XSRF-TOKEN")
     form = await request.form()
     pending_id = str(form.get("req", ""))
     pending = ctx.store.pending(pending_id)
@@ -278,8 +301,32 @@ async def login(request: Request) -> Response:
             return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
         patients = json.loads(member["patients"])  # type: ignore[index]
         return _finish(ctx, params, username, params["scopes"], patients[0] if patients else None)
+    if ctx.faults.active(Fault.SIGN_IN_307):  # the defect: 307 keeps the method and body, password included
+        response = RedirectResponse(f"/auth/login/continue?{urlencode({'req': pending_id})}", status_code=307)
+    else:
+        response = RedirectResponse(f"/auth/consent?{urlencode({'req': pending_id})}", status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return _idp_cookie(ctx, response, "idp_session")
+
+
+async def login_continue(request: Request) -> Response:
+    """Where the sign-in-307 fault sends the re-posted sign-in form: on to the consent page."""
+    pending_id = request.query_params.get("req", "")
     response = RedirectResponse(f"/auth/consent?{urlencode({'req': pending_id})}", status_code=303)
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _idp_cookie(ctx: Context, response: Response, name: str) -> Response:
+    """hosted-idp-cookies: a script-readable double-submit XSRF cookie on the sign-in page, and an identity
+    provider's cross-site session cookie (SameSite=None, Secure, HttpOnly) once the password is right."""
+    if ctx.variants.active(HOSTED_IDP_COOKIES):
+        if name == "XSRF-TOKEN":
+            response.set_cookie(name, secrets.token_urlsafe(16), secure=True, httponly=False, samesite="strict",
+                                path="/auth")
+        else:
+            response.set_cookie(name, secrets.token_urlsafe(32), secure=True, httponly=True, samesite="none",
+                                path="/")
     return response
 
 
@@ -390,7 +437,9 @@ def _finish(ctx: Context, params: dict[str, Any], username: str, granted: list[s
         return _redirect(params["redirect_uri"], fragment, fragment=True)
     code = ctx.store.add_code(client_id=params["client_id"], redirect_uri=params["redirect_uri"],
                               challenge=params["challenge"], method=params["method"], scope=scope,
-                              patient=patient_ctx, username=username, nonce=params.get("nonce"), ttl=CODE_TTL)
+                              patient=patient_ctx, username=username, nonce=params.get("nonce"), ttl=CODE_TTL,
+                              code=f"{secrets.randbelow(10**8):08d}" if ctx.faults.active(Fault.SHORT_AUTHORIZATION_CODES)
+                              else None)  # the defect: eight digits
     return _success_redirect(ctx, params["redirect_uri"], code, params["state"])
 
 
@@ -400,6 +449,12 @@ def _json_no_store(body: dict[str, Any], status: int = 200, headers: dict[str, s
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
+
+
+def _post_only() -> JSONResponse:
+    """RFC 7662 §2.1 / RFC 7009 §2.1 define a POST with a form body: any other method is refused unread."""
+    return _json_no_store({"error": "invalid_request", "error_description": "this endpoint accepts POST only"}, 405,
+                          {"Allow": "POST"})
 
 
 def _unauthenticated(ctx: Context, request: Request) -> JSONResponse:
@@ -442,7 +497,10 @@ def _decode_access(ctx: Context, token: str) -> dict[str, Any] | None:
 
 async def introspect(request: Request) -> Response:
     ctx = ctx_of(request)
-    form = await request.form()
+    if request.method != "POST" and not (request.method == "GET"
+                                         and ctx.faults.active(Fault.INTROSPECTION_ACCEPTS_GET)):
+        return _post_only()
+    form = request.query_params if request.method == "GET" else await request.form()
     caller = authenticate_client(ctx, request, form)
     if caller is None and not ctx.faults.active(Fault.INTROSPECT_UNAUTHENTICATED):
         return _unauthenticated(ctx, request)
@@ -452,6 +510,11 @@ async def introspect(request: Request) -> Response:
     inactive = _json_no_store({"active": False})
     ignore_revoked = ctx.faults.active(Fault.INTROSPECT_REVOKED_ACTIVE)
     claims = _decode_access(ctx, presented)
+    if claims is None and ctx.faults.active(Fault.INTROSPECTION_IGNORES_SIGNATURE):  # the defect: claims unverified
+        try:
+            claims = jwt.decode(presented, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            claims = None
     now = ctx.now()
     if claims is None and ctx.faults.active(Fault.INTROSPECT_UNKNOWN_ERROR) and ctx.store.refresh_token(presented) is None:
         return _json_no_store({"error": "invalid_request", "error_description": "malformed token"}, 400)
@@ -490,7 +553,9 @@ async def introspect(request: Request) -> Response:
 
 async def revoke(request: Request) -> Response:
     ctx = ctx_of(request)
-    form = await request.form()
+    if request.method != "POST" and not (request.method == "GET" and ctx.faults.active(Fault.REVOCATION_ACCEPTS_GET)):
+        return _post_only()
+    form = request.query_params if request.method == "GET" else await request.form()
     caller = authenticate_client(ctx, request, form)
     presented = str(form.get("token", ""))
     if caller is None and ctx.faults.active(Fault.REVOCATION_WITHOUT_CLIENT_AUTH):
@@ -509,7 +574,7 @@ async def revoke(request: Request) -> Response:
                                    "error_description": "only refresh tokens can be revoked"}, 400)
         if row is None:
             return ok
-        if row["client_id"] != caller:
+        if not _issued_to(ctx, row["client_id"], caller):
             return _json_no_store({"error": "unauthorized_client",
                                    "error_description": "the token was issued to another client"}, 400)
         if not ctx.faults.active(Fault.REVOCATION_IGNORED):
@@ -518,7 +583,7 @@ async def revoke(request: Request) -> Response:
     refresh = ctx.store.refresh_token(presented)
     if refresh is None:
         return ok  # RFC 7009 §2.2: unknown or already invalid tokens are not an error
-    if refresh["client_id"] != caller:
+    if not _issued_to(ctx, refresh["client_id"], caller):
         return _json_no_store({"error": "unauthorized_client",
                                "error_description": "the token was issued to another client"}, 400)
     if not ctx.faults.active(Fault.REFRESH_SURVIVES_REVOCATION):
@@ -532,6 +597,11 @@ async def revoke(request: Request) -> Response:
     if not ctx.faults.active(Fault.ACCESS_SURVIVES_REFRESH_REVOCATION):
         ctx.store.revoke_access_tokens_of_grant(refresh["grant_id"])
     return ok
+
+
+def _issued_to(ctx: Context, owner: str, caller: str) -> bool:
+    """RFC 7009 §2.1: the server verifies that the token was issued to the client asking for its revocation."""
+    return owner == caller or ctx.faults.active(Fault.REVOCATION_CROSS_CLIENT)  # the fault: any client may
 
 
 def _token_owner(ctx: Context, presented: str) -> str | None:

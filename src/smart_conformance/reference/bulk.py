@@ -21,12 +21,16 @@ import json
 import secrets
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 
+import jwt
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from smart_conformance.reference import fhir
 from smart_conformance.reference import scopes as scope_rules
@@ -36,6 +40,7 @@ from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.variants import (
     BULK_FILES_WITHOUT_TOKEN,
     BULK_STATUS_429,
+    RETRY_AFTER_HTTP_DATE,
     ActiveVariants,
 )
 
@@ -56,6 +61,7 @@ class Job:
     ready_at: float
     transaction_time: str
     polls: int = 0
+    source: Callable[[str], list[dict[str, Any]]] | None = None  # another export's resources (reference/pdex.py)
 
 
 @dataclass
@@ -93,6 +99,11 @@ async def group_export(request: Request) -> Response:
     return _kickoff(ctx, request, patients=None)
 
 
+def start_system_export(ctx: Context, request: Request) -> Response:
+    """A system-level kick-off, served only under the system-export-served fault (it is not advertised)."""
+    return _kickoff(ctx, request, patients=None)
+
+
 async def patient_export(request: Request) -> Response:
     return _kickoff(ctx_of(request), request, patients=None)
 
@@ -104,6 +115,12 @@ def _kickoff(ctx: Context, request: Request, patients: list[str] | None) -> Resp
         return refused.response
     if "respond-async" not in request.headers.get("prefer", ""):
         return fhir.outcome(ctx, 400, "invalid", "bulk export requires the header Prefer: respond-async")
+    since = request.query_params.get("_since")
+    if since and ctx.faults.active(Fault.BULK_KICKOFF_JUNK_500):
+        try:  # the defect: the parameter parsed unchecked, and the crash shown
+            datetime.fromisoformat(since)
+        except ValueError:
+            return PlainTextResponse(traceback.format_exc(), status_code=500)
     asked = [t for t in request.query_params.get("_type", "").split(",") if t]
     for rtype in asked:
         if rtype not in SUPPORTED_TYPES:
@@ -131,6 +148,19 @@ def _kickoff(ctx: Context, request: Request, patients: list[str] | None) -> Resp
     return Response(status_code=202, headers={**headers, "Cache-Control": "no-store"})
 
 
+def start_job(ctx: Context, client_id: str, request_url: str, types: list[str],
+              source: Callable[[str], list[dict[str, Any]]]) -> Job:
+    """Register a job whose output another module computed (the PDex $davinci-data-export); status, files and
+    DELETE are then this module's."""
+    job = Job(job_id=secrets.token_urlsafe(18), client_id=client_id, request=request_url, types=types, patients=None,
+              ready_at=time.time() + (JOB_SECONDS_429 if _variants(ctx).active(BULK_STATUS_429) else JOB_SECONDS),
+              transaction_time=datetime.now(UTC).isoformat(timespec="seconds"), source=source)
+    jobs = _jobs(ctx)
+    with jobs.lock:
+        jobs.jobs[job.job_id] = job
+    return job
+
+
 def _own_job(ctx: Context, request: Request, job_id: str, *, authenticate: bool = True) -> Job:
     """The caller's job, or a 404 that looks the same for unknown jobs and other clients' jobs."""
     jobs = _jobs(ctx)
@@ -142,6 +172,8 @@ def _own_job(ctx: Context, request: Request, job_id: str, *, authenticate: bool 
         return job
     who = _system_principal(ctx, request)
     if job is None or (job.client_id != who.client_id and not ctx.faults.active(Fault.BULK_STATUS_ANY_CLIENT)):
+        if job is not None and ctx.faults.active(Fault.BULK_STATUS_ORACLE):  # the defect: the refusal says it exists
+            raise fhir.Refused(fhir.outcome(ctx, 403, "forbidden", "this export job belongs to another client"))
         raise fhir.Refused(fhir.outcome(ctx, 404, "not-found", "no such export job"))
     return job
 
@@ -162,7 +194,8 @@ async def status(request: Request) -> Response:
     if time.time() < job.ready_at:
         headers = {"X-Progress": "exporting", "Cache-Control": "no-store"}
         if not ctx.faults.active(Fault.BULK_RETRY_AFTER_MISSING):
-            headers["Retry-After"] = str(RETRY_AFTER)
+            headers["Retry-After"] = (formatdate(time.time() + RETRY_AFTER, usegmt=True)
+                                      if _variants(ctx).active(RETRY_AFTER_HTTP_DATE) else str(RETRY_AFTER))
         if _variants(ctx).active(BULK_STATUS_429) and job.polls > 1:
             return Response(status_code=429, headers=headers)
         return Response(status_code=202, headers=headers)
@@ -185,12 +218,29 @@ def _variants(ctx: Context) -> ActiveVariants:
 
 
 def _resources(ctx: Context, job: Job, rtype: str) -> list[dict[str, Any]]:
+    if job.source is not None:
+        return job.source(rtype)
     out = []
     for resource in ctx.data.all(rtype):
         owner = ctx.data.patient_of(resource)
         if job.patients is None or owner is None or owner in job.patients or rtype not in (*PATIENT_LINK, "Patient"):
             out.append(resource)
     return out
+
+
+def _unverified_owner(ctx: Context, request: Request) -> Job | None:
+    """The defect of bulk-files-signature-not-checked: the job is served to any JWT naming its client, signed or not."""
+    if not ctx.faults.active(Fault.BULK_FILES_SIGNATURE_NOT_CHECKED):
+        return None
+    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    jobs = _jobs(ctx)
+    with jobs.lock:
+        job = jobs.jobs.get(request.path_params["job_id"])
+    return job if job is not None and claims.get("client_id") == job.client_id else None
 
 
 async def file(request: Request) -> Response:
@@ -200,7 +250,9 @@ async def file(request: Request) -> Response:
         job = _own_job(ctx, request, request.path_params["job_id"],
                        authenticate=not (open_files and not request.headers.get("authorization")))
     except fhir.Refused as refused:
-        return refused.response
+        job = _unverified_owner(ctx, request)  # None unless the bulk-files-signature-not-checked fault is on
+        if job is None:
+            return refused.response
     name = request.path_params["name"]
     rtype = name.removesuffix(".ndjson")
     if rtype not in job.types or time.time() < job.ready_at:
@@ -210,4 +262,5 @@ async def file(request: Request) -> Response:
         body = json.dumps(resources, indent=2)  # the defect: one pretty-printed JSON array, not NDJSON
     else:
         body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in resources)
-    return Response(body, status_code=200, media_type=NDJSON, headers={"Cache-Control": "no-store"})
+    cache = "public, max-age=86400" if ctx.faults.active(Fault.BULK_OUTPUT_CACHEABLE) else "no-store"  # the defect
+    return Response(body, status_code=200, media_type=NDJSON, headers={"Cache-Control": cache})

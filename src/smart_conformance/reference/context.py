@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -17,6 +18,10 @@ ACCESS_TOKEN_TTL = 3600  # SMART: access tokens should live no longer than an ho
 CODE_TTL = 60  # SMART notes about a minute is typical for codes
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
 CLOCK_SKEW_S = 3 * 3600  # the clock-skewed fault: hours ahead, far beyond any sane tolerance
+
+# The origin a request's X-Forwarded-Host / Forwarded header names, set per request by middleware.py only under the
+# forwarded-host-trusted fault: the defect of building one's own URLs from headers any caller can send.
+FORWARDED_ORIGIN: ContextVar[str | None] = ContextVar("forwarded_origin", default=None)
 
 
 @dataclass
@@ -33,12 +38,12 @@ class Context:
 
     @property
     def fhir_base(self) -> str:
-        return self.origin + "/fhir"
+        return (FORWARDED_ORIGIN.get() or self.origin) + "/fhir"
 
     @property
     def authorization_origin(self) -> str:
         """Where /auth/* lives: the FHIR origin by default, another listener in the split-origin variant."""
-        return self.auth_origin or self.origin
+        return FORWARDED_ORIGIN.get() or self.auth_origin or self.origin
 
     @property
     def issuer(self) -> str:

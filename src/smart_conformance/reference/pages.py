@@ -33,7 +33,8 @@ def page(ctx: Context, name: str, status: int = 200, *, raw: dict[str, str] | No
     response = HTMLResponse(body, status_code=status, headers=headers)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    if not ctx.faults.active(Fault.SIGN_IN_PAGES_WITHOUT_REFERRER_POLICY):
+        response.headers["Referrer-Policy"] = "no-referrer"
     if not ctx.faults.active(Fault.CONSENT_PAGE_FRAMEABLE):
         response.headers["X-Frame-Options"] = "DENY"
         scripts = f"; script-src 'nonce-{script_nonce}'; connect-src 'self'" if script_nonce else ""

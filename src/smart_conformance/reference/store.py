@@ -148,9 +148,10 @@ class Store:
 
     # --- codes and grants ------------------------------------------------------------------------------------
     def add_code(self, *, client_id: str, redirect_uri: str, challenge: str | None, method: str | None, scope: str,
-                 patient: str | None, username: str, nonce: str | None, ttl: float) -> str:
-        """Issue a code; its grant row exists from the start so a replayed code can revoke what it produced."""
-        code, grant_id = new_secret(), new_secret()
+                 patient: str | None, username: str, nonce: str | None, ttl: float, code: str | None = None) -> str:
+        """Issue a code (``code``: the one a fault chose); its grant row exists from the start so a replayed code can
+        revoke what it produced."""
+        code, grant_id = code or new_secret(), new_secret()
         with self.transaction() as db:
             db.execute("INSERT INTO grants VALUES (?,?,?,?,?,0,?)",
                        (grant_id, client_id, username, scope, patient, time.time()))

@@ -15,12 +15,13 @@ import os
 import re
 import secrets
 import time
+import traceback
 from typing import Any
 
 import jwt
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.client_auth import (
@@ -180,6 +181,11 @@ async def token(request: Request) -> Response:
         form = request.query_params if request.method == "GET" else await request.form()
     except Exception:  # noqa: BLE001  (malformed multipart or body: a client error, never a 500)
         return _oauth_error(ctx, "invalid_request", "the body must be application/x-www-form-urlencoded")
+    if ctx.faults.active(Fault.TOKEN_ERROR_STACK_TRACE) and any(len(str(v)) > 4096 for v in form.values()):
+        try:  # the defect: an unchecked length reaches a fixed-size column, and the crash is shown as is
+            raise ValueError("value too long for VARCHAR(4096) column 'token_requests.param'")
+        except ValueError:
+            return PlainTextResponse(traceback.format_exc(), status_code=500)
     for name in form:
         if len(form.getlist(name)) > 1:
             return _oauth_error(ctx, "invalid_request", f"{name} was sent more than once")
@@ -275,7 +281,8 @@ def _refresh(ctx: Context, request: Request, form: FormData) -> Response:
     if ctx.variants.active(ROTATING_REFRESH_TOKENS):
         # RFC 9700 §4.14.2: a new refresh token with each refresh, the used one retired. It keeps the original
         # grant's scope, so a narrower access token now does not narrow what later refreshes may ask for.
-        ctx.store.revoke_refresh_token(presented)
+        if not ctx.faults.active(Fault.ROTATED_REFRESH_TOKEN_REUSABLE):  # the defect: the old one lives on
+            ctx.store.revoke_refresh_token(presented)
         rotated = ctx.store.add_refresh_token(grant_id=row["grant_id"], client_id=row["client_id"],
                                               scope=row["scope"], ttl=REFRESH_TOKEN_TTL)
         return _issue(ctx, grant_id=row["grant_id"], client_id=row["client_id"], username=grant["username"],

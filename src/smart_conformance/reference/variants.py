@@ -59,6 +59,19 @@ BULK_FILES_WITHOUT_TOKEN = "bulk-files-without-token"
 BULK_STATUS_429 = "bulk-status-429"
 # --- issue 13: the member-facing client registered with a key (reference/client_auth.py) ---
 MEMBER_CLIENT_PRIVATE_KEY_JWT = "member-client-private-key-jwt"
+# --- issue 22: the attack-surface sweep (member-page cookies, CORS) ---
+HOSTED_IDP_COOKIES = "hosted-idp-cookies"
+CORS_OWN_ORIGIN_CREDENTIALS = "cors-own-origin-credentials"
+FORMAT_HTML_RENDERED = "format-html-rendered"
+# --- issue 22: search paging (reference/fhir_search.py) ---
+PAGED_BY_DEFAULT = "paged-by-default"
+OPAQUE_PAGE_CURSORS = "opaque-page-cursors"
+# --- issue 19: the CMS-0057 payer APIs, Provider Access and Payer-to-Payer (reference/pdex.py) ---
+OPTED_OUT_AS_NON_MATCHED = "opted-out-as-non-matched"
+RETRY_AFTER_HTTP_DATE = "retry-after-http-date"
+EXPORT_TYPE_DELTA_NEEDS_SINCE = "export-type-delta-needs-since"
+MEMBER_MATCH_ASYNC = "member-match-async"
+OPT_OUT_GROUP_VISIBLE = "opt-out-group-visible"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -201,6 +214,69 @@ _CATALOG: tuple[Variant, ...] = (
                                      "private_key": {"file": "${SMART_REFERENCE_MEMBER_KEY_FILE}"},
                                      "alg": "RS384", "kid": "${SMART_REFERENCE_MEMBER_KID}"}},
             excludes=(CLIENT_SECRET_POST_ONLY,)),
+    # --- issue 22 ---
+    Variant(HOSTED_IDP_COOKIES, "The sign-in sets cookies as hosted identity providers do: a script-readable "
+            "double-submit anti-CSRF cookie (XSRF-TOKEN: Secure, SameSite=Strict, no HttpOnly) on the sign-in page, "
+            "and after the password an identity-provider session cookie with SameSite=None (Secure, HttpOnly), "
+            "which the provider's cross-site session checks need.",
+            "OWASP ASVS 4.0.3 V3.4 asks for Secure, HttpOnly and SameSite on session cookies; the double-submit "
+            "cookie pattern (OWASP CSRF Prevention Cheat Sheet) is read by the page's script, and RFC 6265bis "
+            "§5.4.7 defines SameSite=None for cookies meant for cross-site requests, together with Secure.",
+            "https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html"),
+    Variant(CORS_OWN_ORIGIN_CREDENTIALS, "The FHIR and token endpoints grant credentialed CORS to the payer's own "
+            "origins (a member portal served from them), matched exactly, and to no other origin.",
+            "Fetch Standard, CORS protocol: a server may answer a credentialed request from an origin it trusts with "
+            "that exact origin and Access-Control-Allow-Credentials: true; FHIR R4 security.html asks for a "
+            "coherent CORS configuration, not for none.",
+            "https://fetch.spec.whatwg.org/#cors-protocol-and-credentials"),
+    Variant(FORMAT_HTML_RENDERED, "_format=html and _format=text/html are answered with an HTML page showing the "
+            "request URL and the FHIR JSON answer, both escaped, as HAPI FHIR's browsable view does.",
+            "FHIR R4 http.html (content types and encodings): for the _format parameter, 'in addition, the values "
+            "html and text/html are allowed'.",
+            "https://hl7.org/fhir/R4/http.html#mime-type"),
+    Variant(PAGED_BY_DEFAULT, "Every search is paged by default at 2 matches a page (HAPI pages at 20): a search "
+            "without _count returns its first page and a next link, so a member with 4 claims sees them over two "
+            "pages; an explicit _count is honoured as by default.",
+            "FHIR R4 http.html (Paging) and search.html (_count): the server chooses whether and how to page; it "
+            "'SHALL NOT return more resources in a single page than requested' and 'may return less', and the "
+            "client follows the Bundle's next links for the rest.",
+            "https://hl7.org/fhir/R4/http.html#paging"),
+    Variant(OPAQUE_PAGE_CURSORS, "Page links (next, previous, and self after the first page) are opaque server-side "
+            "cursors in HAPI's style (ExplanationOfBenefit?_getpages=<random id>&_getpagesoffset=N): they carry no "
+            "search parameter and no patient id; the server keeps the search bound to the client and patient of the "
+            "token that made it, and answers a cursor followed by anyone else as it answers an unknown one (404).",
+            "FHIR R4 http.html (Paging): page links 'are opaque to the client, have no dictated structure, and only "
+            "the server understands them'; the client uses the server's links to traverse the pages.",
+            "https://hl7.org/fhir/R4/http.html#paging"),
+    # --- issue 19 ---
+    Variant(OPTED_OUT_AS_NON_MATCHED, "$provider-member-match returns an opted-out member in NonMatchedMembers, "
+            "not in ConsentConstrainedMembers, so that the answer does not reveal that the member opted out.",
+            "PDex Provider Access v2: a payer should fold opted-out members into the non-matched Group to keep "
+            "opt-out status private (the privacy-favouring default the IG describes beside §pdex-261).",
+            "https://hl7.org/fhir/us/davinci-pdex/provider-access-api-v2.html#how-does-provider-access-work",
+            target_patch={"provider_access": {"opted_out_in": "NonMatchedMembers"}}),
+    Variant(RETRY_AFTER_HTTP_DATE, "While an export runs, the status answer's Retry-After is an HTTP-date, not "
+            "delay-seconds.",
+            "RFC 9110 §10.2.3: Retry-After = HTTP-date / delay-seconds; Bulk Data 2.0 asks only for a Retry-After the "
+            "client can honour.",
+            "https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3"),
+    Variant(EXPORT_TYPE_DELTA_NEEDS_SINCE, "$davinci-data-export refuses (400) a request without exportType, and a "
+            "provider-delta export without _since.",
+            "PDex 2.1+: exportType is required of the client, and with provider-delta the client SHALL supply _since "
+            "(§pdex-299); a server may insist on both.",
+            "https://hl7.org/fhir/us/davinci-pdex/provider-access-api-v2.html#exporttype"),
+    Variant(MEMBER_MATCH_ASYNC, "$provider-member-match and $bulk-member-match answer 202 with Content-Location; the "
+            "finished job's manifest lists a Group NDJSON file with the MatchedMembers, NonMatchedMembers and "
+            "ConsentConstrainedMembers Groups (instead of a 200 Parameters).",
+            "PDex STU 2.2 Payer-to-Payer bulk §pdex-136, §pdex-148: the match runs asynchronously and returns its Groups "
+            "as NDJSON through the completion manifest; STU 2.1 returned them in a Parameters.",
+            "https://hl7.org/fhir/us/davinci-pdex/payertopayerbulkexchange.html#performing-bulk-data-exchange"),
+    Variant(OPT_OUT_GROUP_VISIBLE, "Opt-out is recorded as a Group: besides its attribution list, the provider sees a "
+            "Group of its attributed members who opted out (pa-opted-out-bulk); an export of that Group holds no data.",
+            "PDex Provider Access v1 §Attribution List: the payer MAY keep a separate Group of a provider's opted-out "
+            "members, and must then make sure the provider cannot download their data by a bulk export.",
+            "https://hl7.org/fhir/us/davinci-pdex/provider-access-api.html#attribution-list",
+            target_patch={"provider_access": {"attribution_group_ids": ["pa-attribution-bulk", "pa-opted-out-bulk"]}}),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}

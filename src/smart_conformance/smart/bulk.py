@@ -67,9 +67,16 @@ def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def kickoff(http: RecordingClient, url: str, token: str | None, params: dict[str, str] | None = None) -> Export:
-    response = http.get(url, params=params or {}, headers={"Accept": "application/fhir+json",
-                                                          "Prefer": "respond-async", **bearer(token)})
+def kickoff(http: RecordingClient, url: str, token: str | None, params: dict[str, str] | None = None, *,
+            body: dict[str, Any] | None = None) -> Export:
+    """GET kick-off with query parameters, or POST with a FHIR Parameters ``body`` (operations such as PDex
+    $davinci-data-export that are POSTed)."""
+    headers = {"Accept": "application/fhir+json", "Prefer": "respond-async", **bearer(token)}
+    if body is not None:
+        response = http.post(url, params=params or {}, json=body,
+                             headers={**headers, "Content-Type": "application/fhir+json"})
+    else:
+        response = http.get(url, params=params or {}, headers=headers)
     location = response.headers.get("content-location") if response.status_code == 202 else None
     return Export(kickoff=response, status_url=location)
 
@@ -111,6 +118,20 @@ def ndjson_lines(text: str) -> list[str]:
 
 
 PATIENT_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+
+
+SYSTEM_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+
+
+def system_export_advertised(statement: Any) -> bool:
+    """Does a CapabilityStatement offer the system-level ``$export``: the export OperationDefinition, or an operation
+    named ``export``, at rest level."""
+    for rest in (statement.get("rest") or []) if isinstance(statement, dict) else []:
+        for operation in (rest.get("operation") or []) if isinstance(rest, dict) else []:
+            if isinstance(operation, dict) and (str(operation.get("definition") or "").split("|")[0] == SYSTEM_EXPORT
+                                                or operation.get("name") == "export"):
+                return True
+    return False
 
 
 def patient_export_advertised(statement: Any) -> bool:
