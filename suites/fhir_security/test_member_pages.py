@@ -1,13 +1,13 @@
 """The member's sign-in pages
 
-OAuth 2.0 Security BCP §4.16 (clickjacking), RFC 6749 §10.12 (CSRF) and §10.14 (code injection), FHIR R4
-security.html and OWASP ASVS 4.0.3 V3.4 and V5.3: the pages where the member signs in and authorizes an app cannot be
+OAuth 2.0 Security BCP §4.16 (clickjacking) and §4.12, RFC 6749 §10.12 (CSRF), FHIR R4 security.html and OWASP
+ASVS 4.0.3 V3.4 and V14.4: the pages where the member signs in and authorizes an app cannot be
 framed by another site (X-Frame-Options or CSP frame-ancestors); their forms cannot be submitted cross-site (a sign-in
 post that lacks the page's anti-forgery token and the cookie the page set is refused); the cookies they set are
 Secure, HttpOnly and SameSite; they send a Referrer-Policy that keeps the request in their URL from other sites and a
-Content-Security-Policy (RFC 9700 §4.2.4, ASVS V14.4); and whatever they echo of a request (the authorize endpoint's
-error pages, the sign-in and consent pages) comes back escaped, never as markup on the payer's origin, where the
-member's session lives.
+Content-Security-Policy (RFC 9700 §4.2.4, ASVS V14.4); and no form post on the way is answered with a 307 or 308,
+which would post the password again (RFC 9700 §4.12). What the pages do with request input is judged in
+test_member_page_input.py.
 
 The pages are judged as the browser rendered them on a real launch, so a sign-in built by script, or spread over a
 username page and a password page, is seen as the member sees it.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -25,15 +25,12 @@ import pytest
 from smart_conformance.browser import PageDocument, PageForm, SetCookie, Step, compose_steps
 from smart_conformance.checks import could_not_check, expect, expectations, not_applicable
 from smart_conformance.config import Target
-from smart_conformance.fhir import Reply, disclosure
-from smart_conformance.http import RecordingClient
 from smart_conformance.launcher import Launcher
-from smart_conformance.markup import is_html, landed, new_mark, payload
+from smart_conformance.markup import is_html
+from smart_conformance.member_pages import REDIRECTS, fetch_within, origin, unknown_client_request
 from smart_conformance.plugin import build_client
-from smart_conformance.smart.authorize import AuthorizationRequest, standard_request
 from smart_conformance.testplan import Fault, proves
 
-REDIRECTS = (301, 302, 303, 307, 308)
 CSRF_NAME = re.compile(r"csrf|xsrf|authenticity|forgery|requestverification|token", re.IGNORECASE)
 PASSWORD_VALUE = re.compile(r"\$\{\s*member\.password\s*\}")
 
@@ -180,124 +177,6 @@ def test_member_page_cookies_protected(launcher: Launcher, target: Target) -> No
                          actual=seen, requirement="ASVS-SESS-03")
 
 
-# --- reflected input -------------------------------------------------------------------------------------------------
-UNKNOWN_CLIENT = "smart-conformance-unknown-client"
-MAX_HOPS = 5
-
-
-def _with(url: str, name: str, value: str) -> str:
-    """``url`` with query parameter ``name`` set to ``value`` (the others as they were)."""
-    parts = urlsplit(url)
-    query = [(k, value if k == name else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _fetch(client: RecordingClient, url: str, own: set[str]) -> httpx.Response:
-    """GET, following redirects only within the authorization server's own origins: never to an app."""
-    response = client.get(url)
-    for _ in range(MAX_HOPS):
-        location = response.headers.get("location")
-        if response.status_code not in REDIRECTS or not location:
-            break
-        nxt = urljoin(str(response.url), location)
-        if _origin(nxt) not in own:
-            break
-        response = client.get(nxt)
-    return response
-
-
-def _authorize_probes(target: Target, endpoint: str, marker: str) -> list[tuple[str, str]]:
-    """The authorization request with the marker in one parameter at a time: with an unknown client (the error page
-    of an untrusted request), with the real client and an unregistered redirect_uri, and with the real client and
-    its registered redirect_uri (the error or sign-in page that follows). Each only starts a sign-in, at most."""
-    request, _ = standard_request(client_id=target.client.client_id, redirect_uri=target.client.redirect_uri,
-                                  scope=target.scopes["full"], aud=target.fhir_base_url)
-    unknown = request.but(client_id=UNKNOWN_CLIENT)
-    probes: list[tuple[str, AuthorizationRequest]] = [("client_id (unknown client)", request.but(client_id=marker))]
-    probes += [(f"{name} (unknown client)", unknown.but(**{name: marker}))
-               for name, _ in unknown.params() if name != "client_id"]
-    probes.append(("redirect_uri (unregistered)", request.but(redirect_uri=marker)))
-    probes += [(name, request.but(**{name: marker})) for name in (*(n for n, _ in request.params()
-               if n not in ("client_id", "redirect_uri")), "login_hint")]
-    return [(f"authorize: {label}", probe.to_url(endpoint)) for label, probe in probes]
-
-
-def _page_probes(documents: list[PageDocument], marker: str) -> list[tuple[str, str]]:
-    """Each page the browser loaded on the launch, with the marker in one query parameter at a time."""
-    probes = []
-    for document in documents:
-        names = [k for k, _ in parse_qsl(urlsplit(document.url).query, keep_blank_values=True)]
-        path = urlsplit(document.url).path
-        probes += [(f"{path}: {name}", _with(document.url, name, marker)) for name in dict.fromkeys(names)]
-    return probes
-
-
-@pytest.mark.requirement("ASVS-ENC-01")
-@proves(Fault.AUTHORIZE_ERROR_REFLECTS_INPUT)
-def test_html_pages_escape_reflected_input(launcher: Launcher, target: Target, smart_config: dict[str, Any]) -> None:
-    """Every HTML page the harness reaches on the member's path (the authorize endpoint's error pages for an unknown
-    client or an unregistered redirect_uri, and the sign-in and consent pages of a real launch) is requested again
-    with a marker in each query parameter: the marker may come back as escaped text or attribute value, never as an
-    element of the page or as quotes breaking out of a script. Requests come from a client with no cookies; they
-    start a sign-in at most and change nothing."""
-    mark = new_mark()
-    marker = payload(mark)
-    control, _problem = launcher.control()
-    endpoint = smart_config.get("authorization_endpoint")
-    probes = _authorize_probes(target, endpoint, marker) if isinstance(endpoint, str) else []
-    documents = [d for d in control.browser.documents if d.status < 400] if control is not None else []
-    probes += _page_probes(documents, marker)
-    own = {_origin(u) for u in (endpoint, *(d.url for d in documents)) if isinstance(u, str)}
-    judged = 0
-    with build_client(target) as client, expectations() as check:  # every page judged, each landing a finding
-        for label, url in probes:
-            response = _fetch(client, url, own)
-            judged += is_html(response)
-            for where in landed(response, mark):
-                check.fail(expected=f"{label}: the marker echoed escaped, or not at all",
-                           actual=f"HTTP {response.status_code} from {_origin(str(response.url))}"
-                                  f"{response.url.path}: {where}",
-                           exchange=client.exchange_for(response))
-    if not judged:
-        not_applicable(f"none of the {len(probes)} probes came back as an HTML page (JSON errors, redirects to the "
-                       "app, or bodiless refusals): nothing echoed can run as markup")
-
-
-# --- junk input ------------------------------------------------------------------------------------------------------
-JUNK = {"SQL-shaped": "x' OR '1'='1' --", "8 KB": "A" * 8192, "control and unicode": "\u202e\U0001d54f\u0000\ufeff"}
-
-
-@pytest.mark.requirement("FHIR-SEC-13", "FHIR-SEC-03")
-@proves(Fault.AUTHORIZE_JUNK_500, Fault.SERVER_BANNER)
-def test_member_pages_refuse_junk_cleanly(launcher: Launcher, target: Target, smart_config: dict[str, Any]) -> None:
-    """The same pages, with injection-shaped, 8 KB and control-character values in each query parameter, answer
-    without a server error and without naming their software or showing a stack trace: input is validated before it
-    reaches code that breaks on it, and what breaks stays inside."""
-    control, _problem = launcher.control()
-    endpoint = smart_config.get("authorization_endpoint")
-    documents = [d for d in control.browser.documents if d.status < 400] if control is not None else []
-    own = {_origin(u) for u in (endpoint, *(d.url for d in documents)) if isinstance(u, str)}
-    probes = [(f"{label} ({kind})", url) for kind, value in JUNK.items()
-              for label, url in ((_authorize_probes(target, endpoint, value) if isinstance(endpoint, str) else [])
-                                 + _page_probes(documents, value))]
-    if not probes:
-        not_applicable("no authorization endpoint and no page of the member's path to probe")
-    with build_client(target) as client, expectations() as check:  # every answer judged, each problem a finding
-        for label, url in probes:
-            response = _fetch(client, url, own)
-            seen = f"HTTP {response.status_code} from {_origin(str(response.url))}{response.url.path}"
-            check.expect(response.status_code < 500, expected=f"{label}: a page, a redirect or a 4xx, not a server "
-                         "error", actual=seen, requirement="FHIR-SEC-13", exchange=client.exchange_for(response))
-            found = disclosure(Reply(response, None))
-            check.expect(found is None, expected=f"{label}: no stack trace, framework or version in the answer",
-                         actual=f"{seen}: {found}", requirement="FHIR-SEC-03", exchange=client.exchange_for(response))
-
-
 # --- RFC 9700 §4.2.4, ASVS V14.4.3 and V14.4.6: Referrer-Policy and Content-Security-Policy ----------------------------
 PRIVATE_REFERRERS = frozenset({"no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin",
                                "origin", "origin-when-cross-origin"})  # none sends a path or query to another site
@@ -323,12 +202,11 @@ def test_sign_in_pages_limit_referrer_and_scripts(launcher: Launcher, target: Ta
         if d.status < 400 and "html" in d.headers.get("content-type", "")]
     endpoint = smart_config.get("authorization_endpoint")
     if isinstance(endpoint, str):
-        request, _ = standard_request(client_id=UNKNOWN_CLIENT, redirect_uri=target.client.redirect_uri,
-                                      scope=target.scopes["full"], aud=target.fhir_base_url)
+        request = unknown_client_request(target)
         with build_client(target) as client:  # no cookies; an unknown client starts nothing
-            response = _fetch(client, request.to_url(endpoint), {_origin(endpoint)})
+            response = fetch_within(client, request.to_url(endpoint), {origin(endpoint)})
             if is_html(response):  # a bodiless or JSON refusal is no page
-                pages.append((f"{_origin(str(response.url))}{response.url.path} (unknown client)",
+                pages.append((f"{origin(str(response.url))}{response.url.path} (unknown client)",
                               response.status_code, response.headers, client.exchange_for(response)))
     if not pages:
         could_not_check(f"no HTML page of the member's path was reached: {problem or 'the launch loaded none'}")
@@ -363,34 +241,3 @@ def test_sign_in_post_not_redirected_with_307(launcher: Launcher) -> None:
         for hop in posts:
             check.expect(hop.status not in (307, 308), expected=f"the POST to {hop.url} redirected with 302 or 303",
                          actual=f"HTTP {hop.status}: the browser re-sends the posted form, password included")
-
-
-# --- open redirection ------------------------------------------------------------------------------------------------
-FOREIGN = "https://smart-conformance-attacker.example/landing"
-RETURN_PARAMS = ("next", "return_to", "returnTo", "returnUrl", "return_url", "redirect", "redirect_url", "goto",
-                 "continue", "url", "RelayState", "ReturnUrl", "target")
-
-
-@pytest.mark.requirement("ASVS-REDIR-01")
-@proves(Fault.SIGN_IN_OPEN_REDIRECT)
-def test_member_pages_follow_no_foreign_return_url(launcher: Launcher, target: Target) -> None:
-    """Each page of the member's path, requested with the return-to parameters sign-in pages commonly take (next,
-    return_to, RelayState, ...) naming a foreign site, never redirects the browser there: a sign-in page that does is
-    an open redirector on the payer's own origin, the link a phishing mail needs."""
-    control, problem = launcher.control()
-    if control is None:
-        could_not_check(f"the sign-in pages were never reached: {problem}")
-    documents = [d for d in control.browser.documents if d.status < 400]
-    if not documents:
-        not_applicable("the launch loaded no page before the redirect to the app")
-    own = {_origin(d.url) for d in documents}
-    with build_client(target) as client, expectations() as check:
-        for document in documents:
-            parts = urlsplit(document.url)
-            query = "&".join(q for q in (parts.query, urlencode({name: FOREIGN for name in RETURN_PARAMS})) if q)
-            response = _fetch(client, urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")), own)
-            location = urljoin(str(response.url), response.headers.get("location", ""))
-            check.expect(not (response.status_code in REDIRECTS and _origin(location) == _origin(FOREIGN)),
-                         expected=f"{parts.path} with return-to parameters naming {FOREIGN}: no redirect there",
-                         actual=f"HTTP {response.status_code} Location: {location}",
-                         exchange=client.exchange_for(response))

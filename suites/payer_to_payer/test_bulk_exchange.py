@@ -19,7 +19,7 @@ import pytest
 from smart_conformance.checks import could_not_check, expect, expectations, not_applicable
 from smart_conformance.config import PayerToPayer, Target
 from smart_conformance.http import current_evidence
-from smart_conformance.smart import pdex
+from smart_conformance.smart import bulk, pdex
 from smart_conformance.smart.backend import BackendSession
 from smart_conformance.smart.bulk import Export
 from smart_conformance.testplan import Fault, proves
@@ -127,7 +127,7 @@ def test_export_holds_only_consented_members(p2p_session: BackendSession, p2p_to
                           f"{target.fhir_base_url}/Group/{p2p_group_id}/$davinci-data-export",
                           pdex.export_parameters(None, patient=[consenting, outsider]), payer_to_payer.max_wait_s)
     allure.attach(job.log(), name="export polling (measured)", attachment_type=allure.attachment_type.TEXT)
-    found = pdex.exported_patients(pdex.read_export(p2p_session.http, job, p2p_token, "the Payer-to-Payer export"))
+    found = bulk.exported_patients(bulk.read_export(p2p_session.http, job, p2p_token, "the Payer-to-Payer export"))
     if consenting not in found:
         could_not_check(f"positive control failed: the export holds no line about the consenting member "
                         f"Patient/{consenting}, so the absence of the other member proves nothing")
@@ -160,7 +160,7 @@ def test_export_covers_five_years(p2p_session: BackendSession, p2p_token: str, p
     if payer_to_payer.five_year_record is None:
         not_applicable("no payer_to_payer.five_year_record configured (a record between one and five years old)")
     allure.attach(p2p_export.log(), name="export polling (measured)", attachment_type=allure.attachment_type.TEXT)
-    files = pdex.read_export(p2p_session.http, p2p_export, p2p_token, "the Payer-to-Payer export")
+    files = bulk.read_export(p2p_session.http, p2p_export, p2p_token, "the Payer-to-Payer export")
     held = {f"{r.get('resourceType')}/{r.get('id')}" for f in files for r in f.resources}
     cutoff = datetime.now(UTC) - timedelta(days=5 * 365 + 1)
     older = sorted(f"{r.get('resourceType')}/{r.get('id')}" for f in files for r in f.resources

@@ -15,7 +15,7 @@ import pytest
 
 from smart_conformance.checks import could_not_check, expectations, not_applicable
 from smart_conformance.config import ProviderAccess, Target
-from smart_conformance.smart import pdex
+from smart_conformance.smart import bulk, pdex
 from smart_conformance.smart.backend import BackendSession
 from smart_conformance.testplan import Fault, proves
 
@@ -77,7 +77,7 @@ def test_attribution_export_excludes_opted_out(pa_session: BackendSession, pa_to
                                   pdex.export_parameters(), provider_access.max_wait_s)
             allure.attach(job.log(), name=f"export of {group_id} (measured)",
                           attachment_type=allure.attachment_type.TEXT)
-            found = pdex.exported_patients(pdex.read_export(pa_session.http, job, pa_token, f"the export of {group_id}"))
+            found = bulk.exported_patients(bulk.read_export(pa_session.http, job, pa_token, f"the export of {group_id}"))
             held |= set(found)
             leaked = {pid: role for pid, role in outsiders.items() if pid in found}
             check.expect(not leaked, expected=f"the export of attribution Group {group_id}: no opted-out or "

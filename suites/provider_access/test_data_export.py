@@ -18,7 +18,7 @@ import pytest
 from smart_conformance.checks import could_not_check, expect, expectations, not_applicable
 from smart_conformance.config import ProviderAccess, Target
 from smart_conformance.oauth import covered_by, scope_set
-from smart_conformance.smart import pdex
+from smart_conformance.smart import bulk, pdex
 from smart_conformance.smart.backend import BackendSession, must_have_token
 from smart_conformance.smart.bulk import Export, bearer, kickoff
 from smart_conformance.testplan import Fault, proves
@@ -37,13 +37,13 @@ def _outsiders(provider_access: ProviderAccess) -> dict[str, str]:
     return {m.patient_id: role for role, m in provider_access.members.items() if role in ("opted_out", "not_attributed")}
 
 
-def _judge_no_outsiders(http: BackendSession, files: list[pdex.ExportFile], outsiders: dict[str, str],
+def _judge_no_outsiders(http: BackendSession, files: list[bulk.ExportFile], outsiders: dict[str, str],
                         what: str, attributed: str) -> None:
     """No line about an outsider; the attributed member's data is there (the positive control: an export without
     it proves nothing about who was left out)."""
     if not outsiders:
         not_applicable("neither provider_access.members.opted_out nor .not_attributed is configured")
-    found = pdex.exported_patients(files)
+    found = bulk.exported_patients(files)
     if attributed not in found:
         could_not_check(f"positive control failed: {what} holds no line about the attributed member "
                         f"Patient/{attributed}, so the absence of the others proves nothing")
@@ -111,7 +111,7 @@ def test_export_holds_only_matched_members(pa_session: BackendSession, pa_token:
     """The MatchedMembers export: the attributed member is there, the opted-out and not-attributed members are in no
     line."""
     _evidence(matched_export)
-    files = pdex.read_export(pa_session.http, matched_export, pa_token, "the MatchedMembers export")
+    files = bulk.read_export(pa_session.http, matched_export, pa_token, "the MatchedMembers export")
     _judge_no_outsiders(pa_session, files, _outsiders(provider_access), "the MatchedMembers export",
                         provider_access.members["attributed"].patient_id)
 
@@ -129,7 +129,7 @@ def test_export_ignores_patients_outside_group(pa_session: BackendSession, pa_to
     job = pdex.run_export(pa_session.http, pa_token, _url(target, matched_group_id),
                           pdex.export_parameters(patient=[attributed, *outsiders]), provider_access.max_wait_s)
     _evidence(job)
-    files = pdex.read_export(pa_session.http, job, pa_token, "the export naming patients outside the Group")
+    files = bulk.read_export(pa_session.http, job, pa_token, "the export naming patients outside the Group")
     _judge_no_outsiders(pa_session, files, outsiders, "an export naming patients outside the Group", attributed)
 
 
@@ -144,7 +144,7 @@ def test_export_types_within_scope_and_type(pa_session: BackendSession, pa_token
                                             target: Target) -> None:
     """Without _type only types the token's scopes cover; with _type=<one type the export held> only that type."""
     scope = pa_session.scopes
-    files = pdex.read_export(pa_session.http, matched_export, pa_token, "the MatchedMembers export")
+    files = bulk.read_export(pa_session.http, matched_export, pa_token, "the MatchedMembers export")
     with expectations() as check:
         outside = sorted({r.get("resourceType") for f in files for r in f.resources
                           if not _permitted(scope, str(r.get("resourceType")))})
@@ -156,7 +156,7 @@ def test_export_types_within_scope_and_type(pa_session: BackendSession, pa_token
         only = held[-1]
         job = pdex.run_export(pa_session.http, pa_token, _url(target, matched_group_id),
                               pdex.export_parameters(_type=only), provider_access.max_wait_s)
-        narrowed = pdex.read_export(pa_session.http, job, pa_token, f"the export with _type={only}")
+        narrowed = bulk.read_export(pa_session.http, job, pa_token, f"the export with _type={only}")
         seen = sorted({str(r.get("resourceType")) for f in narrowed for r in f.resources})
         check.expect(set(seen) <= {only}, expected=f"_type={only}: only {only} resources",
                      actual=f"resource types {seen}", detail=job.log())
@@ -173,7 +173,7 @@ def test_export_since_honoured(pa_session: BackendSession, pa_token: str, matche
                           pdex.export_parameters(_since=since.isoformat()),
                           provider_access.max_wait_s)
     _evidence(job)
-    files = pdex.read_export(pa_session.http, job, pa_token, "the export with _since")
+    files = bulk.read_export(pa_session.http, job, pa_token, "the export with _since")
     dated = [(f, r, _instant(r)) for f in files for r in f.resources]
     judged = [(f, r, at) for f, r, at in dated if at is not None]
     if not judged:
@@ -216,7 +216,7 @@ def test_no_cost_sharing_in_export(pa_session: BackendSession, pa_token: str, ma
     """No claim in the Provider Access export carries totals, payment, benefit balances or adjudication amounts."""
     if provider_access.financial_data_agreed:
         not_applicable("provider_access.financial_data_agreed: this provider may receive financial data (§pdex-242)")
-    files = pdex.read_export(pa_session.http, matched_export, pa_token, "the MatchedMembers export")
+    files = bulk.read_export(pa_session.http, matched_export, pa_token, "the MatchedMembers export")
     claims = [(f, r) for f in files for r in f.resources if r.get("resourceType") == "ExplanationOfBenefit"]
     if not claims:
         not_applicable("the export holds no ExplanationOfBenefit to judge")

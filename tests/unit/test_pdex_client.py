@@ -3,7 +3,7 @@ and whose data an export line is about."""
 
 from __future__ import annotations
 
-from smart_conformance.smart import pdex
+from smart_conformance.smart import bulk, pdex
 
 
 def test_groups_read_by_parameter_name_or_code() -> None:
@@ -21,11 +21,11 @@ def test_groups_read_by_parameter_name_or_code() -> None:
 
 
 def test_patients_referenced_by_subject_patient_beneficiary() -> None:
-    assert pdex.patients_referenced({"resourceType": "Patient", "id": "a"}) == {"a"}
-    assert pdex.patients_referenced({"resourceType": "Coverage", "beneficiary": {"reference": "Patient/b"}}) == {"b"}
-    assert pdex.patients_referenced({"resourceType": "Observation",
+    assert bulk.patients_referenced({"resourceType": "Patient", "id": "a"}) == {"a"}
+    assert bulk.patients_referenced({"resourceType": "Coverage", "beneficiary": {"reference": "Patient/b"}}) == {"b"}
+    assert bulk.patients_referenced({"resourceType": "Observation",
                                      "subject": {"reference": "https://x/fhir/Patient/c/_history/2"}}) == {"c"}
-    assert pdex.patients_referenced({"resourceType": "Organization", "id": "o"}) == set()
+    assert bulk.patients_referenced({"resourceType": "Organization", "id": "o"}) == set()
 
 
 def test_advertised_operations_by_name_or_definition() -> None:

@@ -1,5 +1,6 @@
 """The client side of a Bulk Data export (Bulk Data Access 2.0): kick-off, status polling that honours Retry-After
-within a bounded wait (measured, for the evidence), manifest and NDJSON files.
+within a bounded wait (measured, for the evidence), manifest and NDJSON files, and whose data the files hold (the
+patients each line is about, for the isolation verdicts of the export suites).
 
 Waiting here is the protocol, not a test shortcut: the server says when to come back (Retry-After) and the client
 must not poll faster. Each wait is capped (at most :data:`MAX_SINGLE_WAIT` seconds, and never past the target's
@@ -8,7 +9,9 @@ must not poll faster. Each wait is capped (at most :data:`MAX_SINGLE_WAIT` secon
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,3 +155,77 @@ def patient_export_advertised(statement: Any) -> bool:
                                                                   and operation.get("name") == "export"):
                     return True
     return False
+
+
+# --- whose data an export holds ----------------------------------------------------------------------------------
+_SUBJECT_PATHS = ("subject", "patient", "beneficiary")
+
+
+def patients_referenced(resource: dict[str, Any]) -> set[str]:
+    """Patient ids a resource is about: a Patient's own id, and its subject / patient / beneficiary references."""
+    out: set[str] = set()
+    if resource.get("resourceType") == "Patient" and resource.get("id"):
+        out.add(str(resource["id"]))
+    for path in _SUBJECT_PATHS:
+        value = resource.get(path)
+        for ref in value if isinstance(value, list) else [value]:
+            text = str(ref.get("reference", "")) if isinstance(ref, dict) else ""
+            if "Patient/" in text:
+                out.add(text.split("Patient/", 1)[1].split("/", 1)[0])
+    return out
+
+
+def parse_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in ndjson_lines(text):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+@dataclass
+class ExportFile:
+    type: str
+    url: str
+    response: httpx.Response
+    resources: list[dict[str, Any]]
+
+
+def read_export(http: RecordingClient, job: Export, token: str | None, what: str) -> list[ExportFile]:
+    """Every output file of a finished export with its resources; *could not check* when the job gave no manifest
+    (the export checks of the bulk_export suite judge the protocol itself)."""
+    from smart_conformance.checks import could_not_check
+
+    if job.status_url is None:
+        could_not_check(f"{what}: the kick-off gave no status URL (HTTP {job.kickoff.status_code}: "
+                        f"{job.kickoff.text[:200]})")
+    manifest = job.manifest
+    if manifest is None:
+        could_not_check(f"{what}: no manifest within the bounded wait:\n{job.log()}")
+    needs_token = manifest.get("requiresAccessToken") is not False
+    files = []
+    for item in manifest.get("output") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            continue
+        if not item["url"].startswith("https://"):
+            could_not_check(f"{what}: output file URL {item['url']!r} is not https: the harness sends no token there")
+        got = http.get(item["url"], headers={"Accept": "application/fhir+ndjson",
+                                             **bearer(token if needs_token else None)})
+        if got.status_code != 200:
+            could_not_check(f"{what}: output file {item['url']} answered HTTP {got.status_code}")
+        files.append(ExportFile(str(item.get("type")), item["url"], got, parse_lines(got.text)))
+    return files
+
+
+def exported_patients(files: Iterable[ExportFile]) -> dict[str, ExportFile]:
+    """Each patient id the export's lines are about, with the first file that holds it."""
+    out: dict[str, ExportFile] = {}
+    for f in files:
+        for resource in f.resources:
+            for pid in patients_referenced(resource):
+                out.setdefault(pid, f)
+    return out

@@ -1,5 +1,6 @@
 """The client side of the CMS-0057 payer APIs (Da Vinci PDex Provider Access and Payer-to-Payer, HRex $member-match):
-the Parameters a match sends, reading the three result Groups however they come back, and whose data an export holds.
+the Parameters a match sends, and reading the three result Groups however they come back (whose data an export
+holds is read by smart/bulk.py).
 
 Requests carry only the target file's test members (``config.PayerMember``), never guessed people, and every
 Consent the harness sends is built here with one change at a time from a valid one, so a refusal is attributable to
@@ -192,35 +193,6 @@ def run_match(http: RecordingClient, url: str, token: str | None, body: dict[str
 
 
 # --- whose data an export holds ---------------------------------------------------------------------------------
-_SUBJECT_PATHS = ("subject", "patient", "beneficiary")
-
-
-def patients_referenced(resource: dict[str, Any]) -> set[str]:
-    """Patient ids a resource is about: a Patient's own id, and its subject / patient / beneficiary references."""
-    out: set[str] = set()
-    if resource.get("resourceType") == "Patient" and resource.get("id"):
-        out.add(str(resource["id"]))
-    for path in _SUBJECT_PATHS:
-        value = resource.get(path)
-        for ref in value if isinstance(value, list) else [value]:
-            text = str(ref.get("reference", "")) if isinstance(ref, dict) else ""
-            if "Patient/" in text:
-                out.add(text.split("Patient/", 1)[1].split("/", 1)[0])
-    return out
-
-
-def parse_lines(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in ndjson_lines(text):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
-
-
 def advertised_operations(statement: Any) -> set[str]:
     """Operation names the CapabilityStatement lists (at rest level or on any resource), by name and by the last
     segment of their definition URL."""
@@ -235,51 +207,6 @@ def advertised_operations(statement: Any) -> set[str]:
                     names.add(str(op.get("name", "")).lstrip("$"))
                     names.add(str(op.get("definition", "")).split("|")[0].rstrip("/").rsplit("/", 1)[-1])
     return names
-
-
-# --- an export's output, read for a verdict -----------------------------------------------------------------------
-@dataclass
-class ExportFile:
-    type: str
-    url: str
-    response: httpx.Response
-    resources: list[dict[str, Any]]
-
-
-def read_export(http: RecordingClient, job: Export, token: str | None, what: str) -> list[ExportFile]:
-    """Every output file of a finished export with its resources; *could not check* when the job gave no manifest
-    (the export checks of the bulk_export suite judge the protocol itself)."""
-    from smart_conformance.checks import could_not_check
-
-    if job.status_url is None:
-        could_not_check(f"{what}: the kick-off gave no status URL (HTTP {job.kickoff.status_code}: "
-                        f"{job.kickoff.text[:200]})")
-    manifest = job.manifest
-    if manifest is None:
-        could_not_check(f"{what}: no manifest within the bounded wait:\n{job.log()}")
-    needs_token = manifest.get("requiresAccessToken") is not False
-    files = []
-    for item in manifest.get("output") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-            continue
-        if not item["url"].startswith("https://"):
-            could_not_check(f"{what}: output file URL {item['url']!r} is not https: the harness sends no token there")
-        got = http.get(item["url"], headers={"Accept": "application/fhir+ndjson",
-                                             **bearer(token if needs_token else None)})
-        if got.status_code != 200:
-            could_not_check(f"{what}: output file {item['url']} answered HTTP {got.status_code}")
-        files.append(ExportFile(str(item.get("type")), item["url"], got, parse_lines(got.text)))
-    return files
-
-
-def exported_patients(files: Iterable[ExportFile]) -> dict[str, ExportFile]:
-    """Each patient id the export's lines are about, with the first file that holds it."""
-    out: dict[str, ExportFile] = {}
-    for f in files:
-        for resource in f.resources:
-            for pid in patients_referenced(resource):
-                out.setdefault(pid, f)
-    return out
 
 
 # --- a match as the suites run it --------------------------------------------------------------------------------
