@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check
 from smart_conformance.config import BackendClient, Target
 from smart_conformance.http import RecordingClient
 from smart_conformance.smart.backend import (
@@ -25,10 +24,7 @@ def backend_client(target: Target) -> BackendClient:
 
 @pytest.fixture(scope="session")
 def backend(backend_client: BackendClient, http: RecordingClient, smart_config: dict[str, Any]) -> BackendSession:
-    endpoint = smart_config.get("token_endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
-        could_not_check(f"discovery gives no https token_endpoint ({endpoint!r}) to send the backend client to")
-    return BackendSession(http, backend_client, endpoint)
+    return BackendSession.at(http, backend_client, smart_config, "the backend client")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from smart_conformance.checks import could_not_check, not_applicable
+from smart_conformance.checks import not_applicable
 from smart_conformance.config import BackendClient, Bulk, Target
 from smart_conformance.http import RecordingClient
 from smart_conformance.smart.backend import (
@@ -37,10 +37,7 @@ def bulk_settings(bulk_backend_client: BackendClient, target: Target) -> Bulk:
 @pytest.fixture(scope="session")
 def bulk_session(bulk_settings: Bulk, bulk_backend_client: BackendClient, http: RecordingClient,
                  smart_config: dict[str, Any]) -> BackendSession:
-    endpoint = smart_config.get("token_endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
-        could_not_check(f"discovery gives no https token_endpoint ({endpoint!r}) for the backend client")
-    return BackendSession(http, bulk_backend_client, endpoint)
+    return BackendSession.at(http, bulk_backend_client, smart_config, "the backend client")
 
 
 @pytest.fixture

@@ -30,10 +30,7 @@ def payer_to_payer(target: Target) -> PayerToPayer:
 
 @pytest.fixture(scope="session")
 def p2p_session(payer_to_payer: PayerToPayer, http: RecordingClient, smart_config: dict[str, Any]) -> BackendSession:
-    endpoint = smart_config.get("token_endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
-        could_not_check(f"discovery gives no https token_endpoint ({endpoint!r}) for the payer's backend client")
-    return BackendSession(http, payer_to_payer.backend_client, endpoint)
+    return BackendSession.at(http, payer_to_payer.backend_client, smart_config, "the payer's backend client")
 
 
 @pytest.fixture

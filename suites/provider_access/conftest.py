@@ -31,10 +31,7 @@ def provider_access(target: Target) -> ProviderAccess:
 @pytest.fixture(scope="session")
 def pa_session(provider_access: ProviderAccess, http: RecordingClient,
                smart_config: dict[str, Any]) -> BackendSession:
-    endpoint = smart_config.get("token_endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
-        could_not_check(f"discovery gives no https token_endpoint ({endpoint!r}) for the provider's backend client")
-    return BackendSession(http, provider_access.backend_client, endpoint)
+    return BackendSession.at(http, provider_access.backend_client, smart_config, "the provider's backend client")
 
 
 @pytest.fixture

@@ -61,6 +61,14 @@ class BackendSession:
         self.token_endpoint = token_endpoint
         self.signer = Signer(client.client_id, load_private_key(client.private_key), client.alg, client.kid)
 
+    @classmethod
+    def at(cls, http: RecordingClient, client: BackendClient, smart_config: Mapping[str, Any], who: str) -> BackendSession:
+        """The session at the token endpoint discovery names; could-not-check when it names no https one."""
+        endpoint = smart_config.get("token_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+            could_not_check(f"discovery gives no https token_endpoint ({endpoint!r}) for {who}")
+        return cls(http, client, endpoint)
+
     @property
     def scopes(self) -> str:
         return self.client.scopes
