@@ -299,7 +299,8 @@ def test_bulk_status_other_client_refused(bulk_session: BackendSession, bulk_tok
         response = _get_file(bulk_session, outputs[0]["url"], other_token)
         expect(response.status_code in (401, 403, 404),
                expected="another client's token refused for this job's output file (401/403/404)",
-               actual=f"HTTP {response.status_code}", exchange=bulk_session.http.exchange_for(response))
+               actual=f"HTTP {response.status_code}", requirement="BULK-09",
+               exchange=bulk_session.http.exchange_for(response))
 
 
 @pytest.mark.requirement("BULK-02", "BULK-06")

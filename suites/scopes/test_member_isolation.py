@@ -290,7 +290,8 @@ def _search_shape(reply: Reply, *ids: str) -> dict[str, Any]:
 
 
 @pytest.mark.requirement("FHIR-SEC-08")
-@proves(Fault.SEARCH_TOTAL_COUNTS_OTHERS, Fault.COMPARTMENT_LEAK_SEARCH, Fault.EVERYTHING_EXISTENCE_ORACLE)
+@proves(Fault.SEARCH_TOTAL_COUNTS_OTHERS, Fault.COMPARTMENT_LEAK_SEARCH, Fault.EVERYTHING_EXISTENCE_ORACLE,
+        Fault.COMPARTMENT_LEAK_EVERYTHING)
 def test_refused_search_reveals_no_count(http: RecordingClient, target: Target, launch: LaunchResult,
                                          other_launch: LaunchResult, other_records: MemberRecords) -> None:
     """A search naming the second member (Coverage and ExplanationOfBenefit by patient=, also with

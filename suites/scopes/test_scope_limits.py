@@ -85,7 +85,7 @@ def _reach_outside(me: str) -> list[tuple[str, dict[str, str]]]:
 
 
 @pytest.mark.requirement("SMART-FHIR-03")
-@proves(Fault.INCLUDE_IGNORES_SCOPES)
+@proves(Fault.INCLUDE_IGNORES_SCOPES, Fault.SCOPE_NOT_ENFORCED)
 def test_types_outside_scopes_never_included(http: RecordingClient, target: Target, launch: LaunchResult,
                                              limited_launch: LaunchResult, own_records: MemberRecords) -> None:
     """With scopes.limited, no other way in reaches the types the grant leaves out: ``_revinclude`` of the member's

@@ -334,14 +334,19 @@ class Attempt:
 
     def _responded(self, response: Any) -> None:
         """The main frame's document status: how a server that answers without a redirect says no. And every cookie
-        the server sets on the way, for the cookie checks (names and attributes only)."""
-        self._set_cookies(response)
+        the server sets on the way, for the cookie checks (names and attributes only). The status is recorded first:
+        reading the cookies is a round trip, and a body-less error makes the navigation raise meanwhile."""
         try:
             if not response.request.is_navigation_request() or response.frame != self.page.main_frame:
+                self._set_cookies(response)
                 return
             status = int(response.status)
         except Exception:  # noqa: BLE001
             return
+        self._document(response, status)
+        self._set_cookies(response)
+
+    def _document(self, response: Any, status: int) -> None:
         if 300 <= status < 400:
             self.hops.append(Hop(self.req.redact_url(page_key(response.url)), status, response.request.method))
         else:

@@ -200,9 +200,11 @@ def advertised_operations(statement: Any) -> set[str]:
     for rest in (statement.get("rest") or []) if isinstance(statement, dict) else []:
         if not isinstance(rest, dict):
             continue
-        places = [rest] + [r for r in rest.get("resource") or [] if isinstance(r, dict)]
+        resources = rest.get("resource")
+        places = [rest] + [r for r in resources if isinstance(r, dict)] if isinstance(resources, list) else [rest]
         for place in places:
-            for op in place.get("operation") or []:
+            operations = place.get("operation")
+            for op in operations if isinstance(operations, list) else []:
                 if isinstance(op, dict):
                     names.add(str(op.get("name", "")).lstrip("$"))
                     names.add(str(op.get("definition", "")).split("|")[0].rstrip("/").rsplit("/", 1)[-1])
