@@ -135,7 +135,9 @@ def test_oauth_endpoints_answer_junk_cleanly(endpoint: str, launcher: Launcher, 
     with expectations() as check:  # every answer judged, each problem its own finding
         for param, send_one in probes:
             for kind, value in values.items():
-                response = send_one(_junk(param, value))
+                # Unique to this probe: a value sent as a code, token or assertion is registered as a secret and
+                # masked from then on, so the same junk must not also stand, unmasked, in another check's evidence.
+                response = send_one(_junk(param, f"{mark}{param}{value}"))
                 exchange, label = http.exchange_for(response), f"{endpoint}: {kind} {param}"
                 check.expect(response.status_code < 500, expected=f"{label}: an OAuth error (4xx), not a server "
                              "error", actual=f"HTTP {response.status_code}", requirement="FHIR-SEC-13",
