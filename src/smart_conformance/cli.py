@@ -6,6 +6,7 @@ Exit codes of ``run``: 0 all checks passed, 1 conformance failures, 2 usage or c
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "and artifacts; the exit status is recomputed as one run would give it.")
     merge.add_argument("folders", nargs="+", metavar="DIR", help="each shard's reports folder")
     merge.add_argument("--output", "-o", required=True, metavar="DIR", help="where to write the merged report")
+    _evidence_parsers(sub)
 
     threats = sub.add_parser("threats", help="print the threat model: attack classes x surfaces, as Markdown",
                              description="What this harness looks for, and what it cannot: every attack class of "
@@ -74,6 +76,30 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--list-variants", action="store_true",
                        help="list the legitimate variants and the spec text that allows each")
     return parser
+
+
+def _evidence_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bundle = sub.add_parser("bundle", help="one signed zip of a run's evidence, for a certifier",
+                            description="Zip the run's summary, SARIF, JUnit, Allure results (the recorded exchanges) "
+                                        "and screenshots, its target file(s) with secrets masked and the versions, "
+                                        "with a manifest of SHA-256 hashes signed by KEY (Ed25519 or ECDSA "
+                                        "P-256/P-384 PEM).")
+    bundle.add_argument("--reports", default="reports", metavar="DIR", help="the run's output folder (default: reports)")
+    bundle.add_argument("--key", required=True, metavar="KEY.pem",
+                        help="PEM private key that signs the manifest: Ed25519 or ECDSA P-256/P-384")
+    bundle.add_argument("--key-password-env", default=None, metavar="VAR",
+                        help="the environment variable holding the password of an encrypted KEY.pem")
+    bundle.add_argument("--output", "-o", required=True, metavar="FILE.zip", help="the bundle to write")
+    bundle.add_argument("--target", action="append", default=[], metavar="FILE_OR_DIR",
+                        help="the target YAML file(s) the run used (as given to run --target; not needed for the "
+                             "embedded reference server)")
+    verify = sub.add_parser("verify", help="check an evidence bundle's signature and every file's hash",
+                            description="Exit 0 only if the manifest's signature verifies with PUB.pem, every file's "
+                                        "SHA-256 matches and the bundle holds exactly the manifest's files; 1 naming "
+                                        "each file added, removed or changed (and a bad signature); 2 bad input.")
+    verify.add_argument("bundle", metavar="FILE.zip")
+    verify.add_argument("--public-key", required=True, metavar="PUB.pem",
+                        help="the signer's PEM public key (or a certificate holding it)")
 
 
 def _onboarding_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -216,6 +242,62 @@ def merge_shards(args: argparse.Namespace) -> int:
     return merged.exit_code
 
 
+def bundle_evidence(args: argparse.Namespace) -> int:
+    from smart_conformance.report import bundle
+
+    password = None
+    if args.key_password_env:
+        if args.key_password_env not in os.environ:
+            print(f"smart-conformance: bundle: --key-password-env {args.key_password_env}: the environment variable is "
+                  f"not set. Fix: export {args.key_password_env}=... (the key's password) before the command",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        password = os.environ[args.key_password_env].encode()
+    try:
+        key = bundle.load_private_key(Path(args.key), password, password_env=args.key_password_env or "")
+        built = bundle.build(Path(args.reports), key, Path(args.output), targets=[Path(t) for t in args.target])
+    except bundle.BundleError as exc:
+        print(f"smart-conformance: bundle: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    reports = [f for f in built.files if f.startswith("reports/")]
+    shots = sum(1 for f in reports if f.endswith((".png", ".jpg", ".jpeg")))
+    print(f"wrote {built.output}: {len(built.files)} files ({len(reports)} from {args.reports}, {shots} of them "
+          f"images; {len(built.targets)} target file(s), secrets masked; versions.json), manifest signed with "
+          f"{built.algorithm} key {built.fingerprint}")
+    if built.missing:
+        print(f"  not in {args.reports}, so not bundled: {', '.join(built.missing)}")
+    if built.left_out:
+        print(f"  left out (not this run's evidence): {', '.join(built.left_out)}")
+    for file in built.unused_targets:
+        print(f"  left out: {file} (its target is not in this run)")
+    print(f"  requirement catalog: no version of its own; SHA-256 over its files {built.catalog_sha256[:16]}… "
+          "(versions.json)")
+    print(f"check it with: smart-conformance verify {built.output} --public-key PUB.pem")
+    return 0
+
+
+def verify_bundle(args: argparse.Namespace) -> int:
+    from smart_conformance.report import bundle
+
+    try:
+        key = bundle.load_public_key(Path(args.public_key))
+        result = bundle.verify(Path(args.bundle), key, key_file=Path(args.public_key))
+    except bundle.BundleError as exc:
+        print(f"smart-conformance: verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if result.ok:
+        print(f"{args.bundle}: VERIFIED: the manifest's signature verifies with {args.public_key} "
+              f"({bundle.algorithm(key)}, {bundle.fingerprint(key)}) and all {result.checked} files match their "
+              "SHA-256")
+        print(f"  {bundle.describe_run(result.manifest)}")
+        return EXIT_OK
+    problems = result.lines()
+    print(f"{args.bundle}: NOT VERIFIED ({len(problems)} problem{'s' if len(problems) != 1 else ''})")
+    for line in problems:
+        print(f"  {line}")
+    return EXIT_FAILED
+
+
 def _check_attestations(targets: Sequence[Target]) -> None:
     """Each target's attestation file, validated up front (raises AttestationError, a ConfigError). A file that is
     not there only warns (a target file copied elsewhere keeps its relative path): the checklist then shows the
@@ -295,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(args)
     if args.command == "merge":
         return merge_shards(args)
+    if args.command == "bundle":
+        return bundle_evidence(args)
+    if args.command == "verify":
+        return verify_bundle(args)
     if args.command == "threats":
         return threat_model(args)
     if args.command == "init-target":

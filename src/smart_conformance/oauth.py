@@ -29,6 +29,11 @@ def oauth_error(response: httpx.Response) -> OAuthError:
                       response.headers.get("www-authenticate"))
 
 
+def not_a_decision(status: int) -> bool:
+    """5xx (the server failed) and 429 (too many requests) say nothing about whether the request was acceptable."""
+    return status >= 500 or status == 429
+
+
 def issued_tokens(response: httpx.Response) -> bool:
     """Did a token endpoint answer hand out a token? (What a refusal must never do.)"""
     if response.status_code >= 300:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import pytest
 
-from smart_conformance import checks, distribution, paths, requirements
+from smart_conformance import checks, distribution, paths, refusals, requirements
 from smart_conformance.config import ConfigError, Target, load_target, load_targets
 from smart_conformance.http import (
     Evidence,
@@ -80,8 +80,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): requirement ids from the catalog that this check proves")
+    config.addinivalue_line("markers", "reads_run: a check that judges what the other checks of its target saw (the "
+                            "error format of every refusal); it runs after them")
     config.addinivalue_line("markers", "proves(*faults): reference faults under which this check fails "
                             "(smart_conformance.testplan)")
+    refusals.forget()
     config.pluginmanager.register(checks.ScrubTracebacks(), "smart-conformance-scrub-tracebacks")
     files = config.getoption("--target") or []
     state = RunState(target_files=[Path(f) for f in files], faults=tuple(config.getoption("--reference-fault") or ()),
@@ -453,6 +456,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             problems.append(f"{item.nodeid}: check name {name!r} is also used in {owners[name]}; names must be unique")
     if problems:
         raise pytest.UsageError("invalid suite:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    last = [item for item in items if item.get_closest_marker("reads_run") is not None]
+    if last:  # after every other check, so that they read the whole run (a stable sort: the order stays otherwise)
+        late = {id(item) for item in last}
+        items[:] = [item for item in items if id(item) not in late] + last
     if _state(config).shard is not None:  # --shard i/n: the other jobs' targets are theirs
         mine = set(target_names(config))
         other = [item for item in suite_items if _target_param(item) not in mine]
@@ -475,7 +482,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return
     evidence = Evidence()
     item.stash[_EVIDENCE_KEY] = evidence
-    with checks.citing(*cited_ids(item)), collecting(evidence):
+    with checks.citing(*cited_ids(item)), refusals.in_check(item.name), collecting(evidence):
         yield
 
 
@@ -523,8 +530,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if _is_suite_item(item):
         from smart_conformance.report import allure_labels
 
-        allure_labels.attach_evidence(item.stash.get(_EVIDENCE_KEY, Evidence()))
         failure = outcome.excinfo[1] if outcome.excinfo else None
+        allure_labels.attach_evidence(item.stash.get(_EVIDENCE_KEY, Evidence()), failure)
         if isinstance(failure, checks.ConformanceFailures):
             allure_labels.attach_findings(failure.findings)
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from smart_conformance import refusals
 from smart_conformance.checks import could_not_check, describe, expect, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient
@@ -93,10 +94,7 @@ def test_refresh_requires_client_authentication(launcher: Launcher, http: Record
         not_applicable("the target's client is public")
     refresh_token, _ = _grant(launcher, "the refresh authentication check")
     response = _refresh(http, launcher, refresh_token, client=ClientCredentials(target.client.client_id, None, "none"))
-    err = oauth_error(response)
-    expect(not issued_tokens(response) and err.status in (400, 401),
-           expected="HTTP 401 invalid_client (or 400) without tokens", actual=f"HTTP {err.status} error={err.error!r}",
-           exchange=http.exchange_for(response))
+    refusals.refused(http, response, what="a refresh without client authentication", shape=refusals.INVALID_CLIENT)
     _control(http, launcher, refresh_token, "a refresh refused without client authentication")
 
 
@@ -108,10 +106,8 @@ def test_refresh_token_bound_to_client(launcher: Launcher, http: RecordingClient
         not_applicable("the target names no other_client")
     refresh_token, _ = _grant(launcher, "the refresh client-binding check")
     response = _refresh(http, launcher, refresh_token, client=credentials(target.other_client))
-    err = oauth_error(response)
-    expect(not issued_tokens(response) and err.status in (400, 401),
-           expected="HTTP 400 invalid_grant (or 401) without tokens", actual=f"HTTP {err.status} error={err.error!r}",
-           exchange=http.exchange_for(response))
+    refusals.refused(http, response, what="another client's refresh token",
+                     shape=refusals.token_error("invalid_grant", "invalid_client"))
     _control(http, launcher, refresh_token, "another client's refresh refused")
 
 
@@ -124,9 +120,8 @@ def test_refresh_never_widens_scope(launcher: Launcher, http: RecordingClient) -
     wider = scope + " patient/*.cruds patient/*.write"
     response = _refresh(http, launcher, refresh_token, scope=wider)
     if response.status_code != 200:
-        err = oauth_error(response)
-        expect(err.status == 400 and not issued_tokens(response), expected="invalid_scope (400) or a subset",
-               actual=f"HTTP {err.status} error={err.error!r}", exchange=http.exchange_for(response))
+        refusals.refused(http, response, what="a refresh asking for a wider scope",
+                         shape=refusals.token_error("invalid_scope"))
         _control(http, launcher, refresh_token, "a wider scope refused at refresh")
         return
     granted = scope_set(response.json().get("scope"))
@@ -167,7 +162,5 @@ def test_rotated_refresh_token_retired(launcher: Launcher, http: RecordingClient
     if not isinstance(rotated, str) or rotated == refresh_token:
         not_applicable("the server keeps the refresh token across refreshes (no rotation to judge)")
     replay = _refresh(http, launcher, refresh_token)
-    err = oauth_error(replay)
-    expect(not issued_tokens(replay), expected="the replaced refresh token refused (invalid_grant), no tokens",
-           actual=f"HTTP {err.status}: new tokens issued for a refresh token already rotated away",
-           exchange=http.exchange_for(replay))
+    refusals.refused(http, replay, what="the replaced refresh token (already rotated away)",
+                     shape=refusals.token_error("invalid_grant"))

@@ -1,9 +1,10 @@
 """The token request: client authentication, single-use codes bound to their client and redirect_uri, PKCE proof
 
-RFC 6749 §4.1.3 and §5.2, RFC 7636 §4.6 and SMART App Launch 2.2 §Obtain access token: a confidential client
-authenticates (wrong or missing credentials → 401 invalid_client); a code works once, only for the client and
-redirect_uri it was issued for, and only with the PKCE verifier that matches its challenge. Only the code grant and
-refresh are offered, and only by POST. Each check spends a fresh code of its own.
+RFC 6749 §4.1.3, RFC 7636 §4.6 and SMART App Launch 2.2 §Obtain access token: a confidential client authenticates; a
+code works once, only for the client and redirect_uri it was issued for, and only with the PKCE verifier that matches
+its challenge. Only the code grant and refresh are offered, and only by POST. Each check spends a fresh code of its
+own, and each refusal is backed by the same code (or a fresh one) redeemed properly. These checks judge the protection:
+no tokens. The wording of the refusal (RFC 6749 §5.2) is judged apart, in test_error_responses.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from smart_conformance import refusals
 from smart_conformance.checks import could_not_check, describe, expect, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.http import RecordingClient
@@ -40,24 +42,13 @@ def redeem(http: RecordingClient, launcher: Launcher, result: LaunchResult, *, c
                          client=client or result.spec.client)
 
 
-def _refused(http: RecordingClient, response: Any, *, expected: str, statuses: tuple[int, ...] = (400, 401),
-             error: tuple[str, ...] = ("invalid_grant",)) -> None:
-    err = oauth_error(response)
-    exchange = http.exchange_for(response)
-    expect(not issued_tokens(response), expected=expected, actual=f"HTTP {response.status_code} with tokens",
-           exchange=exchange)
-    expect(err.status in statuses and err.error in error,
-           expected=f"{expected}: HTTP {'/'.join(map(str, statuses))} with error {' or '.join(error)}",
-           actual=f"HTTP {err.status} error={err.error!r}", exchange=exchange)
-
-
-@pytest.mark.requirement("SMART-TOKEN-02", "RFC6749-08")
+@pytest.mark.requirement("SMART-TOKEN-02")
 @pytest.mark.parametrize("auth", ["wrong-secret", "no-authentication"])
-@proves(Fault.INVALID_CLIENT_WITHOUT_401, Fault.WRONG_SECRET_ACCEPTED)
+@proves(Fault.WRONG_SECRET_ACCEPTED)
 def test_client_authentication_required(launcher: Launcher, http: RecordingClient, target: Target, auth: str) -> None:
-    """A wrong client secret, or none at all, gets invalid_client and no tokens. RFC 6749 §5.2: only a client that
-    tried the Authorization header (client_secret_basic) is owed HTTP 401 with a WWW-Authenticate challenge; otherwise
-    400 or 401, with or without the header. The same code with the right credentials then works (positive control)."""
+    """A wrong client secret, or none at all, gets no tokens; the same code with the right credentials then works
+    (positive control). How the refusal is worded (invalid_client, 401 and its challenge) is judged apart, by
+    test_token_error_responses."""
     if target.client.auth_method == "none":
         not_applicable("the target's client is public (auth_method: none)")
     result = fresh_code(launcher)
@@ -66,20 +57,7 @@ def test_client_authentication_required(launcher: Launcher, http: RecordingClien
                                method) if auth == "wrong-secret" else \
         ClientCredentials(target.client.client_id, None, "none")
     response = redeem(http, launcher, result, client=client)
-    err = oauth_error(response)
-    exchange = http.exchange_for(response)
-    expect(not issued_tokens(response), expected="no tokens without valid client authentication",
-           actual=f"HTTP {response.status_code} with tokens", requirement="SMART-TOKEN-02", exchange=exchange)
-    used_header = "authorization" in {k.lower() for k in response.request.headers}
-    statuses = (401,) if used_header else (400, 401)
-    expect(err.status in statuses and err.error == "invalid_client",
-           expected=f"HTTP {' or '.join(map(str, statuses))} with error invalid_client"
-                    + (" (the client authenticated with the Authorization header)" if used_header else ""),
-           actual=f"HTTP {err.status} error={err.error!r}", requirement="RFC6749-08", exchange=exchange)
-    if used_header:
-        expect(bool(err.www_authenticate),
-               expected="a WWW-Authenticate header on the 401 (RFC 6749 §5.2: the client used the Authorization "
-                        "header)", actual="no WWW-Authenticate header", requirement="RFC6749-08", exchange=exchange)
+    refusals.refused(http, response, what=f"a code exchange with {auth}", shape=refusals.INVALID_CLIENT)
     _code_control(http, launcher, result, "a code refused without valid client authentication")
 
 
@@ -104,7 +82,7 @@ def test_code_single_use(launcher: Launcher, http: RecordingClient) -> None:
     if first.status_code != 200:
         could_not_check(f"the first exchange of a fresh code failed (HTTP {first.status_code})")
     second = redeem(http, launcher, result)
-    _refused(http, second, expected="the second use of a code refused")
+    refusals.refused(http, second, what="the second use of a code", shape=refusals.token_error("invalid_grant"))
 
 
 @pytest.mark.requirement("RFC6749-11")
@@ -129,10 +107,12 @@ def test_code_reuse_revokes_tokens(launcher: Launcher, http: RecordingClient, ta
 @pytest.mark.requirement("RFC6749-06")
 @proves(Fault.CODE_NOT_BOUND_TO_REDIRECT)
 def test_code_bound_to_redirect_uri(launcher: Launcher, http: RecordingClient) -> None:
-    """A code presented with another redirect_uri is refused."""
+    """A code presented with another redirect_uri is refused; presented with its own, it works (positive control)."""
     result = fresh_code(launcher)
     response = redeem(http, launcher, result, redirect_uri=result.spec.redirect_uri.rstrip("/") + "/other")
-    _refused(http, response, expected="the code refused for a different redirect_uri")
+    refusals.refused(http, response, what="a code presented with a different redirect_uri",
+                     shape=refusals.token_error("invalid_grant"))
+    _code_control(http, launcher, result, "a code refused for a different redirect_uri")
 
 
 @pytest.mark.requirement("RFC6749-05")
@@ -144,7 +124,9 @@ def test_code_bound_to_client(launcher: Launcher, http: RecordingClient, target:
     result = fresh_code(launcher)
     response = redeem(http, launcher, result, client=credentials(target.other_client),
                       redirect_uri=result.spec.redirect_uri)
-    _refused(http, response, expected="another client's code refused", error=("invalid_grant", "invalid_client"))
+    refusals.refused(http, response, what="another client's code",
+                     shape=refusals.token_error("invalid_grant", "invalid_client"))
+    _code_control(http, launcher, result, "another client's code refused")
 
 
 @pytest.mark.requirement("SMART-PKCE-03", "SMART-PKCE-04", "OAUTHBCP-02")
@@ -162,27 +144,23 @@ def test_pkce_verifier_checked(launcher: Launcher, http: RecordingClient, verifi
     else:
         sent = {"missing": None, "blank": "", "wrong": "W" * 64}[verifier]
     response = redeem(http, launcher, result, verifier=sent)
-    _refused(http, response, expected=f"the code refused with a {verifier} code_verifier",
-             error=("invalid_grant", "invalid_request"))
+    refusals.refused(http, response, what=f"a code with a {verifier} code_verifier",
+                     shape=refusals.token_error("invalid_grant", "invalid_request"))
+    _code_control(http, launcher, result, f"a code refused with a {verifier} code_verifier")
 
 
-@pytest.mark.requirement("OAUTHBCP-03", "RFC6749-13")
+@pytest.mark.requirement("OAUTHBCP-03")
 @pytest.mark.parametrize("grant", ["password", "made-up"])
 @proves(Fault.PASSWORD_GRANT_ALLOWED)
 def test_unsupported_grant_types_refused(launcher: Launcher, http: RecordingClient, target: Target, grant: str) -> None:
-    """The password grant and unknown grant types get an OAuth error, never tokens."""
+    """The password grant and unknown grant types get no tokens (the error code they get is judged by
+    test_token_error_responses)."""
     form = {"grant_type": "password", "username": target.member.username, "password": target.member.password,
             "scope": target.scopes["full"]} if grant == "password" else {"grant_type": "urn:example:made-up"}
     headers: dict[str, str] = {}
     credentials(target.client).apply(form, headers, launcher.token_endpoint)
     response = http.post(launcher.token_endpoint, data=form, headers=headers)
-    err = oauth_error(response)
-    exchange = http.exchange_for(response)
-    expect(not issued_tokens(response), expected=f"no tokens for grant_type={form['grant_type']}",
-           actual=f"HTTP {response.status_code} with tokens", requirement="OAUTHBCP-03", exchange=exchange)
-    expect(err.status == 400 and err.error in ("unsupported_grant_type", "unauthorized_client", "invalid_grant"),
-           expected="HTTP 400 with error unsupported_grant_type (or unauthorized_client)",
-           actual=f"HTTP {err.status} error={err.error!r}", requirement="RFC6749-13", exchange=exchange)
+    refusals.refused(http, response, what=f"grant_type={form['grant_type']}", shape=refusals.UNSUPPORTED_GRANT)
 
 
 @pytest.mark.requirement("RFC6749-12")
@@ -195,7 +173,8 @@ def test_token_endpoint_requires_post(launcher: Launcher, http: RecordingClient,
     headers: dict[str, str] = {}
     credentials(target.client).apply(params, headers, launcher.token_endpoint)  # properly authenticated: only the method is wrong
     response = http.get(launcher.token_endpoint, params=params, headers=headers)
-    expect(not issued_tokens(response) and response.status_code in (400, 401, 404, 405),
+    refusals.decided(response, "a token request by GET")
+    expect(not issued_tokens(response),
            expected="GET refused (405, or a 4xx OAuth error) without tokens",
            actual=f"HTTP {response.status_code} {describe(oauth_error(response).body)}",
            exchange=http.exchange_for(response))

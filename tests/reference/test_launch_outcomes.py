@@ -45,7 +45,8 @@ NEGATIVE_CHECKS = {
 # refuse for every client): everything else needs the recipe to work.
 # Judged at the token endpoint with made-up codes and client authentication only: no sign-in needed.
 NO_SIGN_IN = {"test_token_error_not_cached", "test_unsupported_grant_types_refused",
-              "test_oauth_endpoints_answer_junk_cleanly"}
+              "test_oauth_endpoints_answer_junk_cleanly", "test_revocation_error_responses",
+              "test_introspection_error_responses"}
 UNTICK = "test_unticked_scope_withheld_and_enforced"
 
 

@@ -503,6 +503,8 @@ async def introspect(request: Request) -> Response:
     form = request.query_params if request.method == "GET" else await request.form()
     caller = authenticate_client(ctx, request, form)
     if caller is None and not ctx.faults.active(Fault.INTROSPECT_UNAUTHENTICATED):
+        if ctx.faults.active(Fault.INTROSPECTION_ERROR_NOT_401):
+            return _json_no_store({"error": "access_denied", "error_description": "not allowed"}, 403)
         return _unauthenticated(ctx, request)
     presented = str(form.get("token", ""))
     if not presented:
@@ -561,6 +563,8 @@ async def revoke(request: Request) -> Response:
     if caller is None and ctx.faults.active(Fault.REVOCATION_WITHOUT_CLIENT_AUTH):
         caller = _token_owner(ctx, presented)  # the fault: whoever holds a token may revoke it
     if caller is None:
+        if ctx.faults.active(Fault.REVOCATION_ERROR_WITHOUT_BODY):
+            return Response(status_code=401)
         return _unauthenticated(ctx, request)
     if not presented:
         return _json_no_store({"error": "invalid_request", "error_description": "token is required"}, 400)

@@ -28,6 +28,7 @@ class Needs(StrEnum):
     BULK_TOKEN_FLAG = "a bulk manifest that says whether its files need the token"
     AUTHENTICATED_REVOCATION = "an authenticated revocation that revokes (the control of the unauthenticated one)"
     CLIENT_ACCEPTED_CHAIN = "a certificate chain clients accept"
+    FHIR_USER_ON_BASE = "a fhirUser under the FHIR base (the only place the harness sends the member's token)"
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,9 @@ class Fault(StrEnum):
         "client authentication checks only that the client_id exists; any secret is accepted.")
     INVALID_CLIENT_WITHOUT_401 = _f("invalid-client-without-401", "token", ("RFC6749-08",),
         "failed client authentication is answered 400 invalid_client without WWW-Authenticate.")
+    TOKEN_ERRORS_NONSTANDARD = _f("token-errors-nonstandard", "token", ("RFC6749-08", "RFC6749-13"),
+        "every token endpoint refusal is HTTP 403, worded invalid_code (for invalid_grant) or unauthorized_client, "
+        "as a real open-source server was seen to answer: each protection holds, only the wording is not RFC 6749's.")
     PASSWORD_GRANT_ALLOWED = _f("password-grant-allowed", "token", ("OAUTHBCP-03",),
         "grant_type=password with a member's username/password returns tokens.")
     EXPIRES_IN_MISSING = _f("expires-in-missing", "token", ("SMART-TOKEN-05", "SMART-REFRESH-02"),
@@ -224,6 +228,11 @@ class Fault(StrEnum):
         "a Python traceback in a text/plain body.")
     REFRESH_IGNORES_NARROWER_SCOPE = _f("refresh-ignores-narrower-scope", "refresh", ("SMART-REFRESH-04",),
         "a narrower scope asked for at refresh is ignored: the full original scope is granted again.")
+    INTROSPECTION_ERROR_NOT_401 = _f("introspection-error-not-401", "introspection", ("RFC7662-03",),
+        "introspection without client authentication is refused with 403 access_denied instead of 401 "
+        "invalid_client.")
+    REVOCATION_ERROR_WITHOUT_BODY = _f("revocation-error-without-body", "introspection", ("RFC7009-09",),
+        "revocation without client credentials is refused with a bare 401: no JSON body, no error code.")
     INTROSPECT_UNKNOWN_ERROR = _f("introspect-unknown-error", "introspection", ("RFC7662-01",),
         "introspecting a token the server cannot parse answers 400 instead of active: false.")
     REPRESENTATIVE_FHIRUSER_PATIENT = _f("representative-fhiruser-patient", "id_token",
@@ -245,10 +254,11 @@ class Fault(StrEnum):
         "id_token leaves out the nonce sent at authorize.")
     ID_TOKEN_EXPIRED = _f("id-token-expired", "id_token", ("OIDC-02",),
         "id_token exp is already in the past when issued (computed from the wrong clock base).")
-    FHIRUSER_OTHER_ORIGIN = _f("fhiruser-other-origin", "id_token", ("SMART-OIDC-02",),
+    FHIRUSER_OTHER_ORIGIN = _f("fhiruser-other-origin", "id_token", ("FHIR-SEC-01",),
         "the id_token's fhirUser is an absolute plain-http URL on another origin than the FHIR server "
         "($SMART_REFERENCE_FHIRUSER_ORIGIN, default http://127.0.0.1:9): a harness that follows it hands the member's "
-        "token to that origin.")
+        "token to that origin. SMART does not require fhirUser under the base: the checks that resolve it cannot "
+        "check, naming the origin.", takes_away=(Needs.FHIR_USER_ON_BASE,))
     FHIRUSER_MISSING = _f("fhiruser-missing", "id_token", ("SMART-OIDC-02",),
         "id_token has no fhirUser claim.")
     SUB_UNSTABLE = _f("sub-unstable", "id_token", ("OIDC-04",),
@@ -311,6 +321,9 @@ class Fault(StrEnum):
         "the FHIR API checks signature and expiry but not the revocation list.")
     REFUSAL_ECHOES_TOKEN = _f("refusal-echoes-token", "fhir-auth", ("FHIR-SEC-14",),
         "a 401 for a bad access token repeats the rejected token in the OperationOutcome diagnostics.")
+    TOKENLESS_PATIENT_READ = _f("tokenless-patient-read", "fhir-auth", ("SMART-FHIR-01",),
+        "a read of Patient/{id} without any Authorization header is served, as if a gateway's default user had "
+        "asked (searches, operations and bad tokens are refused as usual).")
     WWW_AUTHENTICATE_MISSING = _f("www-authenticate-missing", "fhir-auth", ("RFC6750-03",),
         "401 answers from the FHIR API carry no WWW-Authenticate header.")
     OPERATIONS_TOKEN_UNVERIFIED = _f("operations-token-unverified", "fhir-auth", ("SMART-FHIR-01",),

@@ -161,6 +161,9 @@ def authenticate(ctx: Context, request: Request) -> Principal:
     """Verify the bearer token: RS256 signature by our key, iss, aud, exp, and the revocation list in SQLite."""
     token = _bearer(ctx, request)
     if token is None:
+        parts = [p for p in request.path_params.get("rest", "").split("/") if p]
+        if ctx.faults.active(Fault.TOKENLESS_PATIENT_READ) and len(parts) == 2 and parts[0] == "Patient":
+            return Principal("(no token)", "patient/Patient.rs", parts[1])  # the defect: a gateway's default user
         raise Refused(unauthorized(ctx, "an access token is required", error=None))
     try:
         return _verify(ctx, token)

@@ -47,8 +47,14 @@ _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
 
 # --- responses ------------------------------------------------------------------------------------------
+_NONSTANDARD = {"invalid_grant": "invalid_code"}  # as a real server was seen to word them
+
+
 def _token_response(ctx: Context, body: dict[str, Any], status: int = 200,
                     headers: dict[str, str] | None = None) -> JSONResponse:
+    if status >= 400 and "error" in body and ctx.faults.active(Fault.TOKEN_ERRORS_NONSTANDARD):
+        body = {**body, "error": _NONSTANDARD.get(body["error"], "unauthorized_client")}
+        status, headers = 403, None
     response = JSONResponse(body, status_code=status, headers=headers)
     if not ctx.faults.active(Fault.TOKEN_NO_STORE_MISSING):
         response.headers["Cache-Control"] = "no-store"

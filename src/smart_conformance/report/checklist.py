@@ -199,7 +199,8 @@ def write_allure(alluredir: Path, summary: dict[str, Any]) -> None:
         page, data = f"{uuid.uuid4()}-attachment.html", f"{uuid.uuid4()}-attachment.json"
         (alluredir / page).write_text(render_html(name, doc), encoding="utf-8")
         (alluredir / data).write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
-        result = {  # status "unknown": a page, not a check, so Allure's passed/failed counts stay the checks' own
+        result = {  # status "unknown": a page, not a check, so Allure's passed/failed counts stay the checks' own;
+            # the HTML report turns it into a global attachment (report/presentation.py), so it shows as no "Unknown"
             "uuid": str(uuid.uuid4()), "historyId": f"safety-checklist-{name}",
             "testCaseId": f"safety-checklist-{name}",
             "name": f"{TITLE} [{name}]", "fullName": f"safety_checklist.matrix[{name}]",
@@ -208,7 +209,8 @@ def write_allure(alluredir: Path, summary: dict[str, Any]) -> None:
             "description": "\n".join(render_markdown(doc)),
             "labels": [{"name": "epic", "value": TITLE}, {"name": "feature", "value": "Checklist matrix"},
                        {"name": "story", "value": name}, {"name": "parentSuite", "value": TITLE},
-                       {"name": "suite", "value": name}],
+                       {"name": "suite", "value": name},
+                       {"name": "report_page", "value": "checklist"}],  # the HTML report shows it as a page
             "attachments": [{"name": "Safety Checklist matrix", "source": page, "type": "text/html"},
                             {"name": "Safety Checklist matrix (JSON)", "source": data, "type": "application/json"}],
         }

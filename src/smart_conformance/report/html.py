@@ -5,19 +5,28 @@ allure`` (Allure 3, installed by ``scripts/bootstrap`` when npm exists) in the p
 ``allure`` on PATH (Allure 3 from npm, or the Allure 2 commandline on Java; told apart by ``allure --version``).
 
 History (trend graphs, per-test history): Allure 3 keeps it in a JSONL file, ``reports/allure-history.jsonl``, that it
-reads and extends on every build; for Allure 2 the previous report's ``html/history/`` is copied into the results
-before generating.
+reads and extends on every multi-file build (a single file carries none: each point of history would add a copy of
+every check's status to the one file, which is meant to stay small enough to mail); for Allure 2 the previous report's ``html/history/`` is copied into the results it
+builds from.
+
+The report is built from a copy of ``allure-results`` prepared for a payer's reader (``report/presentation.py``), in a
+temporary folder under the reports folder, with Allure 3's categories in a configuration file of its own (so no
+``allurerc`` of the working folder applies).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from smart_conformance import paths
+from smart_conformance.report import presentation
+from smart_conformance.report.allure_labels import HTML_CATEGORIES
 
 ENV = "SMART_CONFORMANCE_ALLURE"
 REPORT_NAME = "SMART payer conformance"
@@ -82,31 +91,41 @@ def find_allure(cwd: Path | None = None) -> AllureCli:
 
 
 def build(reports: Path, *, single_file: bool = False, cli: AllureCli | None = None) -> Path:
-    """Generate ``reports/html/index.html`` from ``reports/allure-results``; returns the index path."""
+    """Generate ``reports/html/index.html`` from ``reports/allure-results``; returns the index path.
+
+    Built from a copy of the results prepared for reading (``report/presentation.py``: warnings apart from failures,
+    report pages as global attachments, titles in words; for ``single_file``, passed checks' evidence in one-line
+    form); ``allure-results`` itself is left as recorded."""
     results = reports / "allure-results"
     if not results.is_dir() or not any(results.glob("*-result.json")):
         raise ReportError(f"{results}: no Allure results. Fix: run 'smart-conformance run --reports {reports}' first")
     cli = cli or find_allure()
     out = reports / "html"
     env = {**os.environ, "NO_COLOR": "1"}
-    if cli.major == 2:
-        previous = out / "history"
-        if previous.is_dir():
-            shutil.rmtree(results / "history", ignore_errors=True)
-            shutil.copytree(previous, results / "history")
-        cmd = [cli.path, "generate", str(results), "-o", str(out), "--clean"]
-        if single_file:
-            cmd.append("--single-file")
-    else:
-        shutil.rmtree(out, ignore_errors=True)
-        cmd = [cli.path, "awesome", str(results), "--output", str(out), "--report-name", REPORT_NAME,
-               "--history-path", str(reports / HISTORY_JSONL)]
-        if single_file:
-            cmd.append("--single-file")
-    try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env=env)
-    except subprocess.TimeoutExpired:
-        raise ReportError(f"{cli.label} did not finish within 10 minutes") from None
+    with tempfile.TemporaryDirectory(prefix=".allure-report-input-", dir=reports) as tmp:
+        shown = Path(tmp) / "results"
+        presentation.prepare(results, shown, single_file=single_file, allure_major=cli.major)
+        if cli.major == 2:
+            previous = out / "history"
+            if previous.is_dir():
+                shutil.copytree(previous, shown / "history")
+            cmd = [cli.path, "generate", str(shown), "-o", str(out), "--clean"]
+            if single_file:
+                cmd.append("--single-file")
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+            config = Path(tmp) / "allurerc.json"  # categories that can match labels (a warning's tag)
+            config.write_text(json.dumps({"categories": HTML_CATEGORIES}, indent=2), encoding="utf-8")
+            cmd = [cli.path, "awesome", str(shown), "--output", str(out), "--report-name", REPORT_NAME,
+                   "--config", str(config), "--group-by", presentation.GROUP_BY]
+            if single_file:  # bounded: every history point would add a copy of every result's status to the file
+                cmd.append("--single-file")
+            else:
+                cmd += ["--history-path", str(reports / HISTORY_JSONL)]
+        try:
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env=env, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"{cli.label} did not finish within 10 minutes") from None
     index = out / "index.html"
     if proc.returncode != 0 or not index.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

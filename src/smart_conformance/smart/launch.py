@@ -22,6 +22,7 @@ from smart_conformance.browser import (
     Screenshot,
     Step,
 )
+from smart_conformance.oauth import not_a_decision
 from smart_conformance.smart.authorize import AuthorizationRequest, new_nonce, new_state
 from smart_conformance.smart.pkce import Pkce, new_pkce
 from smart_conformance.smart.token import (
@@ -325,11 +326,6 @@ def _observe(result: LaunchResult, control: LaunchResult | None,
 
 
 NOT_A_DECISION = "a server error or a rate limit, not a refusal the server decided"
-
-
-def not_a_decision(status: int) -> bool:
-    """5xx (the server failed) and 429 (too many requests) say nothing about whether the request was acceptable."""
-    return status >= 500 or status == 429
 
 
 def _oauth_error(response: httpx.Response) -> str:
