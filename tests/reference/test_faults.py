@@ -342,6 +342,11 @@ def _(L: Launcher) -> None:
     assert "fhirUser" not in _id_claims(L)
 
 
+@probe("fhiruser-other-origin")
+def _(L: Launcher) -> None:
+    assert not str(_id_claims(L)["fhirUser"]).startswith(L.srv.fhir_base_url)
+
+
 @probe("sub-unstable")
 def _(L: Launcher) -> None:
     assert _id_claims(L)["sub"] != _id_claims(L)["sub"]

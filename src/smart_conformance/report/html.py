@@ -96,6 +96,7 @@ def build(reports: Path, *, single_file: bool = False, cli: AllureCli | None = N
     Built from a copy of the results prepared for reading (``report/presentation.py``: warnings apart from failures,
     report pages as global attachments, titles in words; for ``single_file``, passed checks' evidence in one-line
     form); ``allure-results`` itself is left as recorded."""
+    reports = reports.resolve()  # Allure runs in a folder of its own: every path it is given must be absolute
     results = reports / "allure-results"
     if not results.is_dir() or not any(results.glob("*-result.json")):
         raise ReportError(f"{results}: no Allure results. Fix: run 'smart-conformance run --reports {reports}' first")
