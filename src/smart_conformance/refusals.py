@@ -149,20 +149,18 @@ def _endpoint(response: httpx.Response) -> str:
 def record(http: RecordingClient, response: httpx.Response, shape: Shape) -> Observation | None:
     """Keep a refusal's format for its family's check. Only a 4xx is a refusal to word: a 5xx or 429 is no decision,
     and an answer that refused nothing (tokens, active: true) is the protection's finding, not a wording."""
-    if not 400 <= response.status_code < 500 or response.status_code == 429:
-        return None
-    observation = Observation(_check.get(), _endpoint(response), shape, http.exchange_for(response),
-                              shape.deviation(response))
-    _ledger.append(observation)
-    return observation
+    return _keep(response, http.exchange_for(response), shape)
 
 
 def record_reply(reply: Any, shape: Shape) -> Observation | None:
     """:func:`record` for a FHIR :class:`~smart_conformance.fhir.Reply` (its response and exchange)."""
-    if not 400 <= reply.response.status_code < 500 or reply.response.status_code == 429:
+    return _keep(reply.response, reply.exchange, shape)
+
+
+def _keep(response: httpx.Response, exchange: Exchange | None, shape: Shape) -> Observation | None:
+    if not 400 <= response.status_code < 500 or response.status_code == 429:
         return None
-    observation = Observation(_check.get(), _endpoint(reply.response), shape, reply.exchange,
-                              shape.deviation(reply.response))
+    observation = Observation(_check.get(), _endpoint(response), shape, exchange, shape.deviation(response))
     _ledger.append(observation)
     return observation
 

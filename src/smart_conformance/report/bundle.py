@@ -104,17 +104,16 @@ def _unusable(key: object, file: Path) -> BundleError:
 
 
 def _signing_key(key: object, file: Path) -> SigningKey:
-    if isinstance(key, Ed25519PrivateKey):
-        return key
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVES:
-        return key
-    raise _unusable(key, file)
+    return _usable(key, file, Ed25519PrivateKey, ec.EllipticCurvePrivateKey)  # type: ignore[return-value]
 
 
 def _verifying_key(key: object, file: Path) -> VerifyingKey:
-    if isinstance(key, Ed25519PublicKey):
-        return key
-    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+    return _usable(key, file, Ed25519PublicKey, ec.EllipticCurvePublicKey)  # type: ignore[return-value]
+
+
+def _usable(key: object, file: Path, edwards: type, elliptic: type) -> object:
+    """The key itself if it is Ed25519 or ECDSA on a curve bundles sign with; otherwise an error naming the fix."""
+    if isinstance(key, edwards) or (isinstance(key, elliptic) and key.curve.name in _CURVES):  # type: ignore[attr-defined]
         return key
     raise _unusable(key, file)
 
