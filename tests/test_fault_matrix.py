@@ -16,6 +16,7 @@ import pytest
 
 from smart_conformance.reference.faults import FAULTS, Fault
 from smart_conformance.testplan import plan
+from tests.conftest import order_seed
 from tests.suite_runner import run_suites
 
 CHECKED_FAULTS = sorted(str(name) for name in FAULTS if plan().caught_by(name))
@@ -65,3 +66,24 @@ def test_expired_token_check_with_short_lived_tokens(fault: str | None, tmp_path
     assert not run.checks_with("broken"), run.output
     assert run.checks_with("failed", "warning") == ({"test_expired_token_refused"} if fault else set()), run.output
     assert run.totals().get("skipped", 0) == 0, run.output
+
+
+REFUSAL_CHECKS = {"test_request_without_token_refused", "test_made_up_token_refused",
+                  "test_unsigned_alg_none_token_refused", "test_refusal_discloses_no_internals",
+                  "test_tampered_signature_refused", "test_every_fhir_surface_requires_a_valid_token",
+                  "test_token_in_query_not_accepted", "test_fhir_refusal_responses"}
+
+
+def test_gateway_blocking_mid_run_is_could_not_check(tmp_path: Path) -> None:
+    """gateway-blocks-after-refusal: once the FHIR API has refused one request, a gateway refuses everyone, valid
+    tokens included. Every refusal check takes its positive control beside its own negative, so after the block they
+    could not check; none passes on a control taken before it (as a control cached for the run did), none fails.
+    Only the check whose own refusal tripped the gateway, its control taken just before, may pass; in any order."""
+    run = run_suites(["fhir_security/test_authentication.py"], tmp_path, faults=("gateway-blocks-after-refusal",),
+                     order_seed=order_seed())
+    outcomes = run.outcomes()
+    assert not run.checks_with("failed", "warning"), run.output
+    passed = {check for check in REFUSAL_CHECKS if "passed" in outcomes.get(check, set())}
+    assert len(passed) <= 1, f"refusal checks passed behind a gateway that refuses everyone: {passed}\n{run.output}"
+    assert REFUSAL_CHECKS - passed <= run.checks_with("broken"), run.output
+    assert run.checks_with("skipped") <= {"test_expired_token_refused"}, run.output

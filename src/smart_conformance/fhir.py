@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 import re
-import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -139,9 +138,6 @@ class Control:
         return self.problem is None
 
 
-_CONTROLS: weakref.WeakKeyDictionary[RecordingClient, dict[tuple[Any, ...], Control]] = weakref.WeakKeyDictionary()
-
-
 def _succeeded(reply: Reply, path: str) -> str | None:
     """None when ``reply`` is the success ``GET path`` must give: the resource itself for a read, a Bundle otherwise."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
@@ -173,10 +169,12 @@ def attach(control: Control) -> None:
 
 def control(http: RecordingClient, base: str, path: str, token: str, *, params: dict[str, str] | None = None,
             who: str = "the member's own token") -> Control:
-    """``GET {base}/{path}`` with a valid token, made once per client and reused; attached to the running check."""
+    """``GET {base}/{path}`` with a valid token, made in the running check, beside the negatives it backs (made once
+    per check and reused there; never carried over from an earlier check, which may have run minutes before)."""
     digest = hashlib.sha256(token.encode()).hexdigest()
-    key = (base, path, tuple(sorted((params or {}).items())), digest)
-    cache = _CONTROLS.setdefault(http, {})
+    key = (id(http), base, path, tuple(sorted((params or {}).items())), digest)
+    evidence = current_evidence()
+    cache: dict[Any, Any] = evidence.controls if evidence is not None else {}
     if key not in cache:
         reply = call(http, "GET", f"{base}/{path}", token=token, params=params)
         query = "&".join(f"{k}={v}" for k, v in (params or {}).items())
@@ -253,7 +251,8 @@ def fhir_surface(http: RecordingClient, base: str, patient_id: str, token: str, 
         raise ValueError(f"unknown FHIR surface {name!r}; one of {FHIR_SURFACES}")
     ctl = control(http, base, path, token, params=params)
     absent = None
-    if name != "search" and not ctl.ok and 400 <= ctl.reply.status < 500:
+    if name != "search" and not ctl.ok and 400 <= ctl.reply.status < 500 and ctl.reply.status != 401:
+        # a 401 is the member's token refused, not a surface missing: no control, so require() says could not check
         absent = f"the member's own token gets {ctl.problem} from {ctl.label.split(' with ')[0]}: not offered"
     return Surface(name, f"{base}/{path}", params, ctl, absent)
 

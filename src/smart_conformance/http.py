@@ -102,6 +102,9 @@ class Evidence:
     exchanges: list[Exchange] = field(default_factory=list)
     files: list[tuple[str, Path]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The positive controls taken in this check (fhir.control): each is taken beside the negatives it backs and never
+    # vouches for another check's verdict, however recent (a gateway may start refusing everyone mid-run).
+    controls: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def last(self) -> Exchange | None:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import redact
+from smart_conformance import redact, refusals
 from smart_conformance.browser import (
     BrowserSession,
     LoginStepError,
@@ -175,6 +175,12 @@ class Launcher:
             if evidence is not None and exc.trace:
                 evidence.files.append(("playwright trace", Path(exc.trace)))
             raise CouldNotCheck(str(exc)) from None
+        if result.browser.redirected and result.browser.error:  # its wording: test_authorize_error_responses
+            denial = kwargs.get("scenario") == "deny"
+            refusals.note_format(refusals.record_error_redirect(
+                spec.authorization_endpoint, result.browser.error,
+                refusals.error_redirect("access_denied", requirement="SMART-AUTHZ-08") if denial else refusals.error_redirect()),
+                "the error redirect")
         if result.code:
             redact.register_secret(result.code)
         if result.token is not None:

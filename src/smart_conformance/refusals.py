@@ -28,6 +28,7 @@ from smart_conformance.oauth import issued_tokens, not_a_decision, oauth_error
 class Family(StrEnum):
     """Endpoints whose refusals share one defined format, each judged by one format check."""
 
+    AUTHORIZE = "authorization endpoint"
     TOKEN = "token endpoint"
     REVOCATION = "revocation endpoint"
     INTROSPECTION = "introspection endpoint"
@@ -112,6 +113,19 @@ INTROSPECTION_INVALID_CLIENT = Shape(Family.INTROSPECTION, ("invalid_client",), 
                                      requirement="RFC7662-03", client_auth=True)
 
 
+# RFC 6749 §4.1.2.1, then the codes OpenID Connect Core 1.0 §3.1.2.6 adds for its own requests.
+AUTHORIZE_ERRORS = ("invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type",
+                    "invalid_scope", "server_error", "temporarily_unavailable", "interaction_required",
+                    "login_required", "account_selection_required", "consent_required", "invalid_request_uri",
+                    "invalid_request_object", "request_not_supported", "request_uri_not_supported",
+                    "registration_not_supported")
+
+
+def error_redirect(*errors: str, requirement: str = "RFC6749-02") -> Shape:
+    """An authorization error sent back to the redirect_uri (RFC 6749 §4.1.2.1): ``errors`` (default: any defined)."""
+    return Shape(Family.AUTHORIZE, errors or AUTHORIZE_ERRORS, (), requirement=requirement)
+
+
 @dataclass(frozen=True)
 class Observation:
     """One refusal the run saw: which check provoked it, where, and how its format departed from its shape."""
@@ -124,7 +138,8 @@ class Observation:
 
     def line(self) -> str:
         what = (f"{self.exchange.method} {self.exchange.url.split('?')[0]} → HTTP {self.exchange.status}"
-                if self.exchange else self.endpoint)
+                if self.exchange else f"an error redirect from {self.endpoint}" if self.shape.family is
+                Family.AUTHORIZE else self.endpoint)
         return f"{self.check or '(this check)'}: {what}: {self.deviation or 'as defined'}"
 
 
@@ -161,6 +176,21 @@ def _keep(response: httpx.Response, exchange: Exchange | None, shape: Shape) -> 
     if not 400 <= response.status_code < 500 or response.status_code == 429:
         return None
     observation = Observation(_check.get(), _endpoint(response), shape, exchange, shape.deviation(response))
+    _ledger.append(observation)
+    return observation
+
+
+def record_error_redirect(endpoint: str, error: str, shape: Shape) -> Observation:
+    """Keep the ``error`` of an authorization error redirect (seen in the browser, so no HTTP exchange) for
+    the authorization endpoint's wording check."""
+    if error in shape.errors:
+        deviation = None
+    elif shape.errors == AUTHORIZE_ERRORS:
+        deviation = f"error={error!r}, not a code RFC 6749 §4.1.2.1 (or OpenID Connect Core §3.1.2.6) defines"
+    else:
+        deviation = f"error={error!r} where {' or '.join(shape.errors)} is defined"
+    observation = Observation(_check.get(), str(httpx.URL(endpoint).copy_with(query=None, fragment=None)), shape,
+                              None, deviation)
     _ledger.append(observation)
     return observation
 

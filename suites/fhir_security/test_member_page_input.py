@@ -66,7 +66,7 @@ JUNK = {"SQL-shaped": "x' OR '1'='1' --", "8 KB": "A" * 8192, "control and unico
 
 
 @pytest.mark.requirement("FHIR-SEC-13", "FHIR-SEC-03")
-@proves(Fault.AUTHORIZE_JUNK_500, Fault.SERVER_BANNER)
+@proves(Fault.AUTHORIZE_JUNK_500, Fault.SERVER_BANNER, Fault.AUTHORIZE_REFUSALS_AS_503)
 def test_member_pages_refuse_junk_cleanly(launcher: Launcher, target: Target, smart_config: dict[str, Any]) -> None:
     """The same pages, with injection-shaped, 8 KB and control-character values in each query parameter, answer
     without a server error and without naming their software or showing a stack trace: input is validated before it

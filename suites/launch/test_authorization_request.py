@@ -42,7 +42,7 @@ def _refused(result: LaunchResult) -> None:
 
 @pytest.mark.requirement("RFC6749-01")
 @proves(Fault.UNKNOWN_CLIENT_REDIRECTS)
-@needs(Needs.MEMBER_LAUNCH)
+@needs(Needs.MEMBER_LAUNCH, Needs.AUTHORIZE_DECISION)
 def test_unknown_client_not_redirected(launcher: Launcher) -> None:
     """An unknown client_id gets an error page; the browser never goes to the redirect_uri it named."""
     result = launcher.launch(request_overrides={"client_id": "smart-conformance-unknown-client"},
@@ -55,7 +55,7 @@ def test_unknown_client_not_redirected(launcher: Launcher) -> None:
 @pytest.mark.requirement("RFC6749-01", "OAUTHBCP-01", "SMART-AUTHZ-03")
 @pytest.mark.parametrize("variant", ["extra-path", "suffix", "extra-query"])
 @proves(Fault.REDIRECT_URI_PREFIX_MATCH)
-@needs(Needs.MEMBER_LAUNCH)
+@needs(Needs.MEMBER_LAUNCH, Needs.AUTHORIZE_DECISION)
 def test_unregistered_redirect_uri_not_redirected(launcher: Launcher, target: Target, variant: str) -> None:
     """A redirect_uri that differs from the registered one in any way is never redirected to."""
     registered = target.client.redirect_uri
@@ -71,7 +71,7 @@ def test_unregistered_redirect_uri_not_redirected(launcher: Launcher, target: Ta
 @pytest.mark.requirement("SMART-AUTHZ-05", "SMART-FHIR-04")
 @pytest.mark.parametrize("aud", ["foreign", "missing"])
 @proves(Fault.AUD_NOT_VALIDATED)
-@needs(Needs.MEMBER_LAUNCH)
+@needs(Needs.MEMBER_LAUNCH, Needs.AUTHORIZE_DECISION)
 def test_wrong_aud_refused(launcher: Launcher, target: Target, http: RecordingClient, aud: str) -> None:
     """An authorization request for another FHIR server (or none) yields no token usable here."""
     overrides = {"aud": FOREIGN_AUD} if aud == "foreign" else {"aud": None}
@@ -114,7 +114,7 @@ def test_wrong_password_refused(launcher: Launcher, target: Target) -> None:
 
 @pytest.mark.requirement("OAUTHBCP-03", "SMART-AUTHZ-02")
 @proves(Fault.IMPLICIT_GRANT_ALLOWED)
-@needs(Needs.MEMBER_LAUNCH)
+@needs(Needs.MEMBER_LAUNCH, Needs.AUTHORIZE_DECISION)
 def test_implicit_grant_refused(launcher: Launcher) -> None:
     """response_type=token (the implicit grant) never puts a token in the redirect."""
     result = launcher.launch(request_overrides={"response_type": "token"}, tolerant=True, exchange=False)
@@ -133,7 +133,7 @@ def test_implicit_grant_refused(launcher: Launcher) -> None:
 
 @pytest.mark.requirement("SMART-PKCE-05", "RFC7636-02")
 @proves(Fault.PKCE_NOT_REQUIRED)
-@needs(Needs.MEMBER_LAUNCH)
+@needs(Needs.MEMBER_LAUNCH, Needs.AUTHORIZE_DECISION)
 def test_pkce_challenge_required(launcher: Launcher) -> None:
     """A launch without code_challenge ends in no token."""
     result = launcher.launch(pkce=False, tolerant=True)
@@ -146,7 +146,7 @@ def test_pkce_challenge_required(launcher: Launcher) -> None:
 @pytest.mark.requirement("SMART-PKCE-02", "RFC7636-01")
 @pytest.mark.parametrize("method", ["plain", "no-method"])
 @proves(Fault.PKCE_PLAIN_ACCEPTED)
-@needs(Needs.MEMBER_LAUNCH)
+@needs(Needs.MEMBER_LAUNCH, Needs.AUTHORIZE_DECISION)
 def test_pkce_plain_refused(launcher: Launcher, method: str) -> None:
     """code_challenge_method=plain (or a challenge with no method, which means plain) ends in no token."""
     if method == "plain":

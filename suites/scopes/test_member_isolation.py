@@ -128,7 +128,11 @@ def test_other_member_search_refused(http: RecordingClient, target: Target, laun
 @proves(Fault.COMPARTMENT_LEAK_INCLUDE, Fault.SEARCH_UNFILTERED)
 def test_other_member_include_refused(http: RecordingClient, target: Target, launch: LaunchResult,
                                       own_records: MemberRecords) -> None:
-    """_include and _revinclude pull in no other member's resources (e.g. Organization?_revinclude=EOB:insurer)."""
+    """_include and _revinclude pull in no other member's resources (e.g. Organization?_revinclude=EOB:insurer).
+
+    Each search is the member's own (their id, or no patient at all), so it is its own positive control: one the
+    target refuses (a 4xx other than 401) is a search shape it does not offer, and judges nothing. A target that
+    refuses them all offers no _include/_revinclude: not applicable, never a pass unprobed."""
     own_records.vouch("judging _include/_revinclude searches with the member's token")
     token, me = launch.token.access_token, own_records.patient_id
     probes: list[tuple[str, list[tuple[str, str]]]] = [
@@ -140,8 +144,48 @@ def test_other_member_include_refused(http: RecordingClient, target: Target, lau
         ("Patient", [("_id", me), ("_revinclude", "ExplanationOfBenefit:patient")]),
         ("Patient", [("_id", me), ("_revinclude", "Coverage:beneficiary")]),
     ]
-    for path, params in probes:
-        _probe(http, target, token, path, params, {me})
+    judged, not_offered = _judge_shapes(http, target, token, [(path, params, None) for path, params in probes], {me})
+    if not judged:
+        not_applicable(f"the target refuses every _include/_revinclude search of the member's own data "
+                       f"({'; '.join(not_offered)}): it offers none, so no included resource can be judged")
+
+
+def _label(path: str, params: Any) -> str:
+    query = "&".join(f"{k}={v}" for k, v in (params.items() if isinstance(params, dict) else params or []))
+    return f"GET {path}{'?' + query if query else ''}"
+
+
+def _judge_shapes(http: RecordingClient, target: Target, token: str,
+                  probes: list[tuple[str, Any, Any]], allowed: set[str]) -> tuple[list[str], list[str]]:
+    """Judge each probe whose search shape the target offers: ``(path, params, own_params)``, where ``own_params``
+    is the same search shape naming the member themself, run first as the probe's positive control (``None``: the
+    probe is the member's own search, its own control). A shape the member's own search gets a 4xx for (not 401:
+    their token works, the fixture checked it) is not offered and judges nothing. Returns (judged, not offered)."""
+    judged: list[str] = []
+    not_offered: list[str] = []
+    evidence = current_evidence()
+    for path, params, own_params in probes:
+        if own_params is not None:
+            own = control(http, target.fhir_base_url, path, token, params=own_params)
+            first = own.reply
+        else:
+            own = None
+            first = call(http, "GET", f"{target.fhir_base_url}/{path}", token=token, params=params)
+        if first.status == 401 or first.status >= 500:
+            could_not_check(f"{_label(path, own_params or params)} with the member's own token answered HTTP "
+                            f"{first.status}: the search shape's positive control failed, so no verdict")
+        if 400 <= first.status < 500:
+            not_offered.append(f"{_label(path, own_params or params)} → HTTP {first.status}")
+            continue
+        if own is None:
+            _no_foreign_data(first, target, allowed, _label(path, params))
+        else:
+            _probe(http, target, token, path, params, allowed)
+        judged.append(_label(path, params))
+    if not_offered and evidence is not None:
+        evidence.notes.append("search shapes the target does not offer (the member's own search refused), not "
+                              "judged: " + "; ".join(not_offered))
+    return judged, not_offered
 
 
 def _identifier(patient: dict[str, Any]) -> str | None:
@@ -162,22 +206,29 @@ def _family(patient: dict[str, Any]) -> str | None:
 @proves(Fault.COMPARTMENT_LEAK_CHAINED, Fault.SEARCH_UNFILTERED)
 def test_other_member_chained_search_refused(http: RecordingClient, target: Target, launch: LaunchResult,
                                              own_records: MemberRecords, other_records: MemberRecords) -> None:
-    """Chained parameters naming the second member (patient.identifier=, patient.name=) find none of their data."""
+    """Chained parameters naming the second member (patient.identifier=, patient.name=) find none of their data.
+
+    Positive control, per search shape: the same chained search naming the first member (their identifier, family
+    name or id) succeeds with the same token. A shape whose control the target refuses is one it does not offer."""
     own_records.vouch("judging chained searches with the first member's token")
     other_records.vouch("refusing the second member's data to the first member")
     token, me = launch.token.access_token, own_records.patient_id
     ident, family = _identifier(other_records.patient), _family(other_records.patient)
+    own_ident, own_family = _identifier(own_records.patient), _family(own_records.patient)
     if ident is None and family is None:
         could_not_check(f"Patient/{other_records.patient_id} has neither identifier nor family name to chain on")
-    probes: list[tuple[str, dict[str, str]]] = []
+    probes: list[tuple[str, Any, Any]] = []
     for path, ref in (("ExplanationOfBenefit", "patient"), ("Coverage", "beneficiary")):
-        if ident:
-            probes.append((path, {f"{ref}.identifier": ident}))
-        if family:
-            probes.append((path, {f"{ref}.name": family}))
-    probes.append(("ExplanationOfBenefit", {"patient:Patient._id": other_records.patient_id}))
-    for path, params in probes:
-        _probe(http, target, token, path, params, {me})
+        if ident and own_ident:
+            probes.append((path, {f"{ref}.identifier": ident}, {f"{ref}.identifier": own_ident}))
+        if family and own_family and family != own_family:
+            probes.append((path, {f"{ref}.name": family}, {f"{ref}.name": own_family}))
+    probes.append(("ExplanationOfBenefit", {"patient:Patient._id": other_records.patient_id},
+                   {"patient:Patient._id": me}))
+    judged, not_offered = _judge_shapes(http, target, token, probes, {me})
+    if not judged:
+        not_applicable(f"the target offers no chained search the member's own data answers ({'; '.join(not_offered)})"
+                       ": no chained search naming another member can be judged")
 
 
 @pytest.mark.requirement("FHIR-SEC-07", "SMART-FHIR-05")
@@ -192,7 +243,7 @@ def test_other_member_everything_refused(http: RecordingClient, target: Target, 
     path = f"Patient/{other_records.patient_id}/$everything"
     own = control(http, target.fhir_base_url, path, other_launch.token.access_token,
                   who=f"Patient/{other_records.patient_id}'s own token")
-    if not own.ok and 400 <= own.reply.status < 500:
+    if not own.ok and 400 <= own.reply.status < 500 and own.reply.status != 401:
         not_applicable(f"the second member's own token gets {own.problem} from {path}: $everything is not offered")
     if not own.ok:
         could_not_check(f"no positive control for $everything: {own.label} answered {own.problem}")

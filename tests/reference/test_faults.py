@@ -342,6 +342,20 @@ def _(L: Launcher) -> None:
     assert "fhirUser" not in _id_claims(L)
 
 
+@probe("authorize-refusals-as-503")
+def _(L: Launcher) -> None:
+    response = _authorize(L, L.authorize_params(state="s", challenge="c" * 43, client_id="nobody"))
+    assert response.status_code == 503  # where the clean server shows its error page (400)
+
+
+@probe("gateway-blocks-after-refusal")
+def _(L: Launcher) -> None:
+    token = L.launch().tokens["access_token"]
+    assert L.fhir("/Patient/pat-alice", token).status_code == 200
+    assert _get(L, L.srv.fhir_base_url + "/Patient/pat-alice").status_code == 401  # a refusal trips the gateway
+    assert L.fhir("/Patient/pat-alice", token).status_code == 401  # from then on the valid token is refused too
+
+
 @probe("fhiruser-other-origin")
 def _(L: Launcher) -> None:
     assert not str(_id_claims(L)["fhirUser"]).startswith(L.srv.fhir_base_url)

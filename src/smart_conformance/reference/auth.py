@@ -65,6 +65,8 @@ def _redirect(uri: str, params: dict[str, str], *, fragment: bool = False) -> Re
 
 def _error_redirect(ctx: Context, uri: str, error: str, description: str, state: str | None, *,
                     fragment: bool = False) -> RedirectResponse:
+    if ctx.faults.active(Fault.AUTHORIZE_ERRORS_NONSTANDARD):
+        error = "user_cancelled" if error == "access_denied" else "request_rejected"
     params = {"error": error, "error_description": description}
     if state is not None and not ctx.faults.active(Fault.STATE_NOT_ECHOED_ON_ERROR):
         params["state"] = state
@@ -105,6 +107,23 @@ def _same_base(a: str, b: str) -> bool:
 # --- authorize -----------------------------------------------------------------------------------------------
 async def authorize(request: Request) -> Response:
     ctx = ctx_of(request)
+    response = await _authorize(ctx, request)
+    if ctx.faults.active(Fault.AUTHORIZE_REFUSALS_AS_503) and _is_refusal(response):
+        return PlainTextResponse("503 Service Temporarily Unavailable", status_code=503,
+                                 headers={"Cache-Control": "no-store", "Retry-After": "1"})
+    return response
+
+
+def _is_refusal(response: Response) -> bool:
+    """An error page, or a redirect carrying an OAuth error."""
+    if 400 <= response.status_code < 500:
+        return True
+    location = response.headers.get("location", "")
+    return 300 <= response.status_code < 400 and ("error=" in location.split("?", 1)[-1]
+                                                    or "error=" in location.split("#", 1)[-1])
+
+
+async def _authorize(ctx: Context, request: Request) -> Response:
     if request.method == "POST" and ctx.faults.active(Fault.AUTHORIZE_POST_UNSUPPORTED):
         return JSONResponse({"error": "invalid_request", "error_description": "use GET"}, status_code=405,
                             headers={"Allow": "GET"})

@@ -34,6 +34,7 @@ class Context:
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     access_token_ttl: int = ACCESS_TOKEN_TTL
     variants: ActiveVariants = field(default_factory=ActiveVariants)
+    gateway_blocked: bool = False  # the gateway-blocks-after-refusal fault, once tripped
     auth_origin: str = ""  # the authorization server's origin when it has its own listener (split deployment)
 
     @property

@@ -17,6 +17,7 @@ from smart_conformance.reference.data import SUPPORTED_TYPES
 from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.variants import (
     CLIENT_SECRET_POST_ONLY,
+    INCLUDES_NOT_SUPPORTED,
     SMART_V1_DISCOVERY_ONLY,
 )
 
@@ -194,10 +195,11 @@ def capability_statement(ctx: Context) -> dict[str, Any]:
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "searchParam": [{"name": n, "type": t} for n, t in _SEARCH_PARAMS[rtype]]
                            + [{"name": "_count", "type": "number"}],
-            "searchInclude": sorted(f"{src}:{param}" for src, param in INCLUDES if src == rtype),
-            "searchRevInclude": sorted(f"{src}:{param}" for src, param in INCLUDES
-                                       if INCLUDES[(src, param)][1] == rtype),
         }
+        if not ctx.variants.active(INCLUDES_NOT_SUPPORTED):
+            entry["searchInclude"] = sorted(f"{src}:{param}" for src, param in INCLUDES if src == rtype)
+            entry["searchRevInclude"] = sorted(f"{src}:{param}" for src, param in INCLUDES
+                                               if INCLUDES[(src, param)][1] == rtype)
         if rtype == "Patient":
             entry["operation"] = [{"name": "everything",
                                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},

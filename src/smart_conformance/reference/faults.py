@@ -29,6 +29,7 @@ class Needs(StrEnum):
     AUTHENTICATED_REVOCATION = "an authenticated revocation that revokes (the control of the unauthenticated one)"
     CLIENT_ACCEPTED_CHAIN = "a certificate chain clients accept"
     FHIR_USER_ON_BASE = "a fhirUser under the FHIR base (the only place the harness sends the member's token)"
+    AUTHORIZE_DECISION = "an authorization endpoint that decides on a bad request (an error page or redirect, not a 5xx)"
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,15 @@ class Fault(StrEnum):
         "next hop.")
     AUTHORIZE_JUNK_500 = _f("authorize-junk-500", "consent", ("FHIR-SEC-13", "FHIR-SEC-03"),
         "the authorize endpoint crashes on a parameter over 4 KB: HTTP 500 with a Python traceback.")
+    AUTHORIZE_ERRORS_NONSTANDARD = _f("authorize-errors-nonstandard", "launch", ("RFC6749-02", "SMART-AUTHZ-08"),
+        "every authorization error redirect carries a vendor code (error=request_rejected; a Deny gives "
+        "error=user_cancelled) instead of RFC 6749 §4.1.2.1's (access_denied, invalid_request...): the refusals "
+        "themselves are made, only worded wrong.")
+    AUTHORIZE_REFUSALS_AS_503 = _f("authorize-refusals-as-503", "launch", ("RFC6749-01", "RFC6749-02"),
+        "wherever the authorization endpoint would refuse a request (unknown client, unregistered redirect_uri, a "
+        "missing or plain PKCE challenge, any error redirect) a gateway answers HTTP 503 instead, before the server "
+        "decides: no launch negative at authorize can be judged (a harness reading any status >= 400 as a refusal "
+        "would pass them all).", takes_away=(Needs.AUTHORIZE_DECISION,))
     SESSION_COOKIE_UNPROTECTED = _f("session-cookie-unprotected", "consent",
         ("ASVS-SESS-01", "ASVS-SESS-02", "ASVS-SESS-03"),
         "the sign-in's browser-binding cookie is set without Secure, HttpOnly or SameSite.")
@@ -324,6 +334,11 @@ class Fault(StrEnum):
     TOKENLESS_PATIENT_READ = _f("tokenless-patient-read", "fhir-auth", ("SMART-FHIR-01",),
         "a read of Patient/{id} without any Authorization header is served, as if a gateway's default user had "
         "asked (searches, operations and bad tokens are refused as usual).")
+    GATEWAY_BLOCKS_AFTER_REFUSAL = _f("gateway-blocks-after-refusal", "fhir-auth", ("SMART-FHIR-01",),
+        "once the FHIR API has refused one request (401), a gateway in front of it answers 401 to every later request "
+        "from anyone, valid tokens included, for the rest of the run (as a WAF blocks a caller): a positive control "
+        "taken minutes before no longer shows that the server, not the gateway, refused a later probe. Shown by "
+        "tests/test_fault_matrix.py::test_gateway_blocking_mid_run_is_could_not_check.")
     WWW_AUTHENTICATE_MISSING = _f("www-authenticate-missing", "fhir-auth", ("RFC6750-03",),
         "401 answers from the FHIR API carry no WWW-Authenticate header.")
     OPERATIONS_TOKEN_UNVERIFIED = _f("operations-token-unverified", "fhir-auth", ("SMART-FHIR-01",),

@@ -287,10 +287,15 @@ async def endpoint(request: Request) -> Response:
     from smart_conformance.reference import fhir_search  # it imports this module
 
     ctx = ctx_of(request)
+    blocking = ctx.faults.active(Fault.GATEWAY_BLOCKS_AFTER_REFUSAL)
+    if blocking and ctx.gateway_blocked:
+        return unauthorized(ctx, "blocked by the gateway", error=None)
     try:
         response = await _dispatch(ctx, request)
     except Refused as refused:
         response = refused.response
+    if blocking and response.status_code == 401:
+        ctx.gateway_blocked = True
     return fhir_search.as_html(ctx, request, response)
 
 

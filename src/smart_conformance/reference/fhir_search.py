@@ -43,7 +43,12 @@ from smart_conformance.reference.fhir import (
     fhir_json,
     outcome,
 )
-from smart_conformance.reference.variants import FORMAT_HTML_RENDERED, OPAQUE_PAGE_CURSORS, PAGED_BY_DEFAULT
+from smart_conformance.reference.variants import (
+    FORMAT_HTML_RENDERED,
+    INCLUDES_NOT_SUPPORTED,
+    OPAQUE_PAGE_CURSORS,
+    PAGED_BY_DEFAULT,
+)
 
 JSON_FORMATS = ("json", "application/json", "application/fhir+json", "application/json+fhir")
 HTML_FORMATS = ("html", "text/html")  # http.html: "In addition, the values html and text/html are allowed"
@@ -278,6 +283,9 @@ def _matches_ref(resource: Resource, path: str | None, value: str) -> bool:
 
 def _parse_includes(ctx: Context, values: list[str], rtype: str, *, reverse: bool) -> list[tuple[str, str]]:
     out = []
+    if values and ctx.variants.active(INCLUDES_NOT_SUPPORTED):
+        kind = "_revinclude" if reverse else "_include"
+        raise Refused(outcome(ctx, 400, "not-supported", f"{kind} is not supported by this server"))
     for value in values:
         src, _, param = value.partition(":")
         param = param.split(":", 1)[0]

@@ -66,6 +66,8 @@ FORMAT_HTML_RENDERED = "format-html-rendered"
 # --- issue 22: search paging (reference/fhir_search.py) ---
 PAGED_BY_DEFAULT = "paged-by-default"
 OPAQUE_PAGE_CURSORS = "opaque-page-cursors"
+# --- issue 21: a legitimate server that offers no _include/_revinclude (reference/fhir_search.py) ---
+INCLUDES_NOT_SUPPORTED = "includes-not-supported"
 # --- issue 19: the CMS-0057 payer APIs, Provider Access and Payer-to-Payer (reference/pdex.py) ---
 OPTED_OUT_AS_NON_MATCHED = "opted-out-as-non-matched"
 RETRY_AFTER_HTTP_DATE = "retry-after-http-date"
@@ -241,6 +243,14 @@ _CATALOG: tuple[Variant, ...] = (
             "'SHALL NOT return more resources in a single page than requested' and 'may return less', and the "
             "client follows the Bundle's next links for the rest.",
             "https://hl7.org/fhir/R4/http.html#paging"),
+    Variant(INCLUDES_NOT_SUPPORTED, "The FHIR API offers no _include or _revinclude: every search carrying one is "
+            "answered 400 OperationOutcome (not-supported), and the CapabilityStatement lists no searchInclude or "
+            "searchRevInclude.",
+            "FHIR R4 search.html (Including other resources): servers are not required to support _include and "
+            "_revinclude, and say which they support in CapabilityStatement.rest.resource.searchInclude / "
+            "searchRevInclude; a server that does not support a parameter it is asked to process may return an "
+            "error (search.html, Handling errors).",
+            "https://hl7.org/fhir/R4/search.html#include"),
     Variant(OPAQUE_PAGE_CURSORS, "Page links (next, previous, and self after the first page) are opaque server-side "
             "cursors in HAPI's style (ExplanationOfBenefit?_getpages=<random id>&_getpagesoffset=N): they carry no "
             "search parameter and no patient id; the server keeps the search bound to the client and patient of the "
