@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"smart-conformance: configuration error: {exc}", file=sys.stderr)
             return EXIT_USAGE
     if args.baseline:
-        from smart_conformance.report import baseline
+        from smart_conformance import baseline
 
         try:
             baseline.load(args.baseline)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smart_conformance import baseline as baseline_mod
 from smart_conformance import redact, requirements
-from smart_conformance.report import baseline as baseline_mod
 from smart_conformance.report import titles
 from smart_conformance.results import RunResults
 

@@ -109,6 +109,6 @@ class SarifWriter:
     destination = "reports"
 
     def write(self, run: RunResults, out: Path) -> None:
-        from smart_conformance.report import baseline
+        from smart_conformance import baseline
 
         write(out, baseline.apply(run.rows(), run.baseline)[0])

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import __version__, redact, requirements
-from smart_conformance.report import baseline as baseline_mod
+from smart_conformance import __version__, redact, requirements, root_causes
+from smart_conformance import baseline as baseline_mod
 from smart_conformance.report import checklist
 from smart_conformance.report.attestations import AttestationError, Attestations
 from smart_conformance.report.attestations import load as load_attestations
@@ -31,13 +31,9 @@ Results = Sequence[CheckResult | Mapping[str, Any]]
 
 
 def exit_code(results: list[dict[str, Any]], *, strict: bool, unmet_baseline: int = 0) -> int:
-    """Baselined (``expected``) failures do not count; a baseline entry that did not fail (stale) does."""
-    counts = Counter(r["outcome"] for r in results if not r.get("expected"))
-    if counts["failed"] or (strict and counts["warning"]) or unmet_baseline:
-        return EXIT_FAILED
-    if counts["broken"]:
-        return EXIT_BROKEN
-    return EXIT_OK
+    """From rows marked by ``baseline.apply``: the rule of ``root_causes.exit_status`` (a SHALL finding no baseline
+    accepts, or strict any, or a stale entry → 1; a check that could not check → 3; else 0)."""
+    return root_causes.exit_status_of_rows(results, strict=strict, unmet_baseline=unmet_baseline)
 
 
 def build(results: Results, *, strict: bool, baseline: baseline_mod.Baseline | None = None,
