@@ -25,7 +25,7 @@ from smart_conformance import requirements
 
 # --- the observed cause of one finding --------------------------------------------------------------------------------
 
-_URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>()\[\]{}`,;]+")
+_URL = re.compile(r"\b(?:https?|wss?)://(?:[^\s'\"<>()\[\]{}`,;]|<port>|<id>|<v>)+")
 _HOST_PORT = re.compile(r"\b((?:\d{1,3}\.){3}\d{1,3}|localhost|\[[0-9a-fA-F:]+\]):\d{2,5}\b")
 _TMP_PATH = re.compile(r"(?:/tmp|/var/folders|/private/var/folders)/[^\s'\"()]*")
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
@@ -36,16 +36,17 @@ _HTTP_DATE = re.compile(r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} \w{3} \d{4}
 _OPAQUE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}(?![\w-])")
 _HEX = re.compile(r"\b[a-z]{0,4}(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)?\s?(?:ms|s|sec|seconds?|minutes?|min|hours?|h|days?)\b")
-_NUMBERED_ID = re.compile(r"\b(?:[A-Za-z][A-Za-z0-9]*[-_])+\d+\b")  # pa-ann-eob-1, member_42, P2P-2001
+# pa-ann-eob-1, member_42, P2P-2001 (not a charset, digest or RFC name)
+_NUMBERED_ID = re.compile(r"\b(?!(?i:utf|iso|sha|rfc|tls|ssl|http|x509)[-_])(?:[A-Za-z][A-Za-z0-9]*[-_])+\d+\b")
 # a standalone integer; one of 100-599 is kept, as it is most likely an HTTP status (the thing that tells causes apart)
-_INTEGER = re.compile(r"(?<![\w.<*])\d+(?![\w.])")
+_INTEGER = re.compile(r"(?<![\w.<*§-])(?<!RFC )\d+(?![\w.])")
 _SPACE = re.compile(r"\s+")
 _MASK = re.compile(r"\*{3,}")
 
 
 def _url(match: re.Match[str]) -> str:
     try:
-        parts = urlsplit(match.group(0))
+        parts = urlsplit(match.group(0).replace(":<port>", ":1"))
         host = parts.hostname or ""
     except ValueError:
         return match.group(0)
@@ -60,9 +61,14 @@ def _segment(segment: str) -> str:
     """A path segment that is an id (a digit in it, or long and opaque) is a placeholder; words stay."""
     if not segment or segment.startswith(("$", ".")):
         return segment
-    if any(c.isdigit() for c in segment) or (len(segment) >= 16 and not segment.isalpha()):
+    digits = any(c.isdigit() for c in segment)
+    opaque = len(segment) >= 16 and not _WORDS.fullmatch(segment)  # job ids, session keys (a name is words)
+    if segment.isdigit() or opaque or (digits and (_NUMBERED_ID.fullmatch(segment) or _HEX.fullmatch(segment))):
         return "<id>"
     return segment
+
+
+_WORDS = re.compile(r"[A-Za-z]+|[a-z]+(?:[-_.][a-z]+)*")
 
 
 def _integer(match: re.Match[str]) -> str:
@@ -74,7 +80,13 @@ def normalise(actual: str) -> str:
     """The observed cause in ``actual``: incidental values replaced by placeholders, so that one behaviour seen by
     several probes is one cause, while different statuses and error codes stay different causes. Idempotent."""
     text = _MASK.sub("***", actual)
-    text = _URL.sub(_url, text)
+    urls: list[str] = []  # normalised apart, and kept out of the rules for free text below
+
+    def keep(match: re.Match[str]) -> str:
+        urls.append(_url(match))
+        return "\x00" + "".join(chr(ord("a") + int(d)) for d in str(len(urls) - 1)) + "\x00"  # letters: no rule
+
+    text = _URL.sub(keep, text)
     text = _TMP_PATH.sub("<tmp>", text)
     text = _HOST_PORT.sub(lambda m: f"{m.group(1)}:<port>", text)
     text = _HTTP_DATE.sub("<time>", text)
@@ -86,6 +98,7 @@ def normalise(actual: str) -> str:
     text = _DURATION.sub("<duration>", text)
     text = _NUMBERED_ID.sub("<id>", text)
     text = _INTEGER.sub(_integer, text)
+    text = re.sub("\x00([a-j]+)\x00", lambda m: urls[int("".join(str(ord(c) - ord("a")) for c in m.group(1)))], text)
     return _SPACE.sub(" ", text).strip()
 
 
