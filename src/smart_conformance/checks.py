@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from smart_conformance import redact, requirements
+from smart_conformance import redact, requirements, root_causes
 from smart_conformance.http import Exchange, current_evidence
 
 _cited: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("smart_conformance_cited", default=())
@@ -40,7 +40,9 @@ def citing(*ids: str) -> Iterator[None]:
 class Finding:
     """One broken expectation as data: what it breaks (ids and their strongest level), expected / actual, evidence.
 
-    The level is the requirement's, carried as a field: reports read it from here, never from the message text."""
+    The level is the requirement's, carried as a field: reports read it from here, never from the message text.
+    ``cause``: a short stable key for what the server did, set by a check that knows it (e.g. ``"403 invalid_code"``);
+    without it the root cause is the normalised ``actual`` (``root_causes.py``)."""
 
     requirements: tuple[str, ...]
     level: str
@@ -49,28 +51,38 @@ class Finding:
     detail: str = ""
     evidence: str = ""  # the exchange's one-line summary
     curl: str = ""
+    cause: str = ""
 
     @property
     def warning(self) -> bool:
         return self.level in requirements.WARNING_LEVELS
 
+    @property
+    def root_cause(self) -> str:
+        """What this finding is one sighting of: requirement ids, level and observed cause (``root_causes.line``)."""
+        return root_causes.line(self.requirements, self.level, root_causes.cause_of(self))
+
     def as_dict(self) -> dict[str, Any]:
-        return {"requirements": list(self.requirements), "level": self.level, "expected": self.expected,
-                "actual": self.actual, "detail": self.detail, "evidence": self.evidence, "curl": self.curl}
+        out = {"requirements": list(self.requirements), "level": self.level, "expected": self.expected,
+               "actual": self.actual, "detail": self.detail, "evidence": self.evidence, "curl": self.curl}
+        if self.cause:
+            out["cause"] = self.cause
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Finding:
         return cls(requirements=tuple(raw.get("requirements") or ()), level=str(raw.get("level") or "SHALL"),
                    expected=str(raw.get("expected", "")), actual=str(raw.get("actual", "")),
                    detail=str(raw.get("detail") or ""), evidence=str(raw.get("evidence") or ""),
-                   curl=str(raw.get("curl") or ""))
+                   curl=str(raw.get("curl") or ""), cause=str(raw.get("cause") or ""))
 
 
 class ConformanceFailure(AssertionError):
     """The target broke a requirement. The text holds everything a reader needs to reproduce and fix it."""
 
     def __init__(self, *, expected: str, actual: str, requirement_ids: Sequence[str],
-                 exchange: Exchange | None = None, detail: str | None = None) -> None:
+                 exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> None:
+        self.cause = redact.text(cause.strip()) if cause else ""
         self.expected = expected
         self.actual = actual
         self.requirement_ids = tuple(requirement_ids)
@@ -88,7 +100,8 @@ class ConformanceFailure(AssertionError):
         return (Finding(requirements=self.requirement_ids, level=self.level, expected=redact.text(self.expected),
                         actual=redact.text(self.actual), detail=self.detail,
                         evidence=self.exchange.summary() if self.exchange is not None else "",
-                        curl=redact.text(self.exchange.to_curl()) if self.exchange is not None else ""),)
+                        curl=redact.text(self.exchange.to_curl()) if self.exchange is not None else "",
+                        cause=self.cause),)
 
     def _render(self, detail: str | None) -> str:
         tag = f"[{self.level}] " if self.warning else ""
@@ -97,6 +110,8 @@ class ConformanceFailure(AssertionError):
             lines.append(f"  Requirement: {req.id} — {req.text}")
         lines.append(f"  Expected: {redact.text(self.expected)}")
         lines.append(f"  Actual:   {redact.text(self.actual)}")
+        # the root cause this failure is one sighting of: Allure's categories match this line (report/allure_labels)
+        lines.append(f"  {root_causes.LINE_PREFIX}{self.findings[0].root_cause}")
         for req in self.requirements:
             lines.append(f"  Spec:     {req.url}")
         if detail:
@@ -128,6 +143,7 @@ class ConformanceFailures(ConformanceFailure):
         self.actual = "; ".join(f.actual for f in self.failures)
         self.exchange = next((f.exchange for f in self.failures if f.exchange is not None), None)
         self.detail = ""
+        self.cause = ""  # each item has its own
         AssertionError.__init__(self, self._render_group())
 
     @property
@@ -153,17 +169,18 @@ class Expectations:
         self.failures: list[ConformanceFailure] = []
 
     def expect(self, ok: bool, *, expected: str, actual: Any, requirement: str | Sequence[str] | None = None,
-               exchange: Exchange | None = None, detail: str | None = None) -> bool:
+               exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> bool:
         """Record a failure unless ``ok``; returns ``ok`` so a dependent follow-up can be skipped."""
         if not ok:
             self.fail(expected=expected, actual=describe(actual), requirement=requirement, exchange=exchange,
-                      detail=detail)
+                      detail=detail, cause=cause)
         return ok
 
     def fail(self, *, expected: str, actual: str, requirement: str | Sequence[str] | None = None,
-             exchange: Exchange | None = None, detail: str | None = None) -> None:
+             exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> None:
         try:
-            fail(expected=expected, actual=actual, requirement=requirement, exchange=exchange, detail=detail)
+            fail(expected=expected, actual=actual, requirement=requirement, exchange=exchange, detail=detail,
+                 cause=cause)
         except ConformanceFailure as failure:
             self.failures.append(failure)
 
@@ -228,19 +245,21 @@ def _resolve_ids(requirement: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def fail(*, expected: str, actual: str, requirement: str | Sequence[str] | None = None,
-         exchange: Exchange | None = None, detail: str | None = None) -> NoReturn:
-    """Fail the check. ``requirement`` narrows which of the test's cited ids this finding breaks."""
+         exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> NoReturn:
+    """Fail the check. ``requirement`` narrows which of the test's cited ids this finding breaks; ``cause``: a short
+    stable key for what the server did, when the check knows it (else the normalised ``actual`` is the cause)."""
     if exchange is None:
         evidence = current_evidence()
         exchange = evidence.last if evidence else None
     raise ConformanceFailure(expected=expected, actual=actual, requirement_ids=_resolve_ids(requirement),
-                             exchange=exchange, detail=detail)
+                             exchange=exchange, detail=detail, cause=cause)
 
 
 def expect(ok: bool, *, expected: str, actual: Any, requirement: str | Sequence[str] | None = None,
-           exchange: Exchange | None = None, detail: str | None = None) -> None:
+           exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> None:
     if not ok:
-        fail(expected=expected, actual=describe(actual), requirement=requirement, exchange=exchange, detail=detail)
+        fail(expected=expected, actual=describe(actual), requirement=requirement, exchange=exchange, detail=detail,
+             cause=cause)
 
 
 def could_not_check(reason: str) -> NoReturn:

@@ -91,8 +91,8 @@ def _evidence_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="the environment variable holding the password of an encrypted KEY.pem")
     bundle.add_argument("--output", "-o", required=True, metavar="FILE.zip", help="the bundle to write")
     bundle.add_argument("--target", action="append", default=[], metavar="FILE_OR_DIR",
-                        help="the target YAML file(s) the run used (as given to run --target; not needed for the "
-                             "embedded reference server)")
+                        help="the target YAML file(s) the run used (default: those its summary.json records; "
+                             "give them when they have moved since the run)")
     verify = sub.add_parser("verify", help="check an evidence bundle's signature and every file's hash",
                             description="Exit 0 only if the manifest's signature verifies with PUB.pem, every file's "
                                         "SHA-256 matches and the bundle holds exactly the manifest's files; 1 naming "
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"smart-conformance: configuration error: {exc}", file=sys.stderr)
             return EXIT_USAGE
     if args.baseline:
-        from smart_conformance.report import baseline
+        from smart_conformance import baseline
 
         try:
             baseline.load(args.baseline)

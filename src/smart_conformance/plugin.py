@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import pytest
 
-from smart_conformance import checks, distribution, paths, refusals, requirements
+from smart_conformance import checks, distribution, paths, refusals, requirements, results
 from smart_conformance.config import ConfigError, Target, load_target, load_targets
 from smart_conformance.http import (
     Evidence,
@@ -52,7 +52,7 @@ class RunState:
     stack: ExitStack = field(default_factory=ExitStack)
     reference_env: dict[str, str] | None = None
     reachability: dict[str, str | None] = field(default_factory=dict)
-    baseline: Any = None  # report.baseline.Baseline when --smart-baseline is given
+    baseline: Any = None  # baseline.Baseline when --smart-baseline is given
     shard: tuple[int, int] | None = None  # --shard i/n: this CI job runs only its share of the targets
 
 
@@ -117,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                         "--list-variants") from None
     baseline_file = config.getoption("smart_baseline", default=None)
     if baseline_file:
-        from smart_conformance.report import baseline
+        from smart_conformance import baseline
 
         try:
             state.baseline = baseline.load(baseline_file)
@@ -129,9 +129,43 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.stash[_STATE_KEY] = state
-    from smart_conformance import results
+    # typed results and the exit status: results.py; it is handed what it needs from here (writers depend on results,
+    # never the reverse)
+    results.register(config, results.SessionHooks(identify=_identify, run=run_results, write=_write_reports,
+                                                  console=_console))
 
-    results.register(config)  # typed results, report writers and the exit status: results.py
+
+def _identify(item: pytest.Item) -> results.CheckIdentity | None:
+    if not _is_suite_item(item):
+        return None
+    return results.CheckIdentity(target=_target_param(item), area=area_of(item), check=check_name(item),
+                                 cited=cited_ids(item))
+
+
+def run_results(config: pytest.Config, collected: tuple[results.CheckResult, ...]) -> results.RunResults:
+    """The run as the report writers and the exit status see it: the results and what was run."""
+    state = _state(config)
+    names = target_names(config)
+    urls = {n: state.targets[n].fhir_base_url for n in names if n in state.targets}
+    files = {n: str(state.targets[n].source) for n in names if n in state.targets}
+    return results.RunResults(results=collected, strict=bool(config.getoption("smart_strict")),
+                              baseline=state.baseline, attestations=attestation_files(config),
+                              targets={n: urls.get(n, "") for n in names}, embedded=state.embedded,
+                              faults=state.faults, variants=state.variants, target_files=files)
+
+
+def _write_reports(config: pytest.Config, run: results.RunResults) -> None:
+    from smart_conformance.report.writers import write_reports
+
+    alluredir = config.getoption("--alluredir", default=None)
+    reports = config.getoption("--smart-reports")
+    write_reports(run, reports=Path(reports) if reports else None, allure=Path(alluredir) if alluredir else None)
+
+
+def _console(run: results.RunResults) -> str:
+    from smart_conformance.report import summary
+
+    return summary.render_console(run)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -8,24 +8,28 @@ broken is a field (``level``, and per item in ``findings``), never read back fro
 Flow: ``pytest_runtest_makereport`` (on the process that ran the test) turns the exception into a CheckResult and puts
 its JSON form on the report (``report.smart_result``: the one way a result crosses from an xdist worker);
 ``pytest_runtest_logreport`` (on the controller) collects it, typed, in ``config.stash[RESULTS]``;
-``pytest_sessionfinish`` hands one :class:`RunResults` to every registered report writer (``report/writers.py``) and
-sets the session's exit status (:class:`ExitCode`), which is what ``smart-conformance run`` returns.
+``pytest_sessionfinish`` hands one :class:`RunResults` to the report writers and sets the session's exit status
+(:class:`ExitCode`, computed from the run's root causes: ``root_causes.py``), which is what ``smart-conformance run``
+returns.
+
+Writers depend on results, never the reverse: this module imports neither ``report/`` nor the plugin. The plugin
+hands the hooks what they need from it (:class:`SessionHooks`: which test is a check and of what, the run's state,
+the writers and the console summary) when it registers them; ``tests/unit/test_import_direction.py`` keeps it so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from smart_conformance import checks, redact
-
-if TYPE_CHECKING:
-    from smart_conformance.report.baseline import Baseline
+from smart_conformance import baseline as baseline_mod
+from smart_conformance import checks, redact, root_causes
+from smart_conformance.baseline import Baseline
 
 
 class Outcome(StrEnum):
@@ -110,17 +114,26 @@ class RunResults:
     targets: Mapping[str, str] = field(default_factory=dict)  # per target name, its FHIR base URL when known
     embedded: bool = False  # the embedded reference server was the target
     faults: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+    target_files: Mapping[str, str] = field(default_factory=dict)  # per target name, the file it was read from
 
     def rows(self) -> list[dict[str, Any]]:
         return rows(self.results)
 
+    def marked(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows marked by the baseline (what it accepts) and its unmet entries (``baseline.apply``)."""
+        return baseline_mod.apply(self.rows(), self.baseline)
+
+    def root_causes(self) -> dict[str, list[root_causes.RootCause]]:
+        """Per target, its findings grouped by root cause, most severe first, baselined ones marked."""
+        return root_causes.group(self.marked()[0])
+
     @property
     def exit_code(self) -> ExitCode:
-        from smart_conformance.report import baseline as baseline_mod
-        from smart_conformance.report import summary
-
-        marked, unmet = baseline_mod.apply(self.rows(), self.baseline)
-        return ExitCode(summary.exit_code(marked, strict=self.strict, unmet_baseline=len(unmet)))
+        """From the root causes no baseline accepts: 1 for a SHALL one (any, strict) or a stale entry; 3 for a
+        check that could not check; else 0."""
+        marked, unmet = self.marked()
+        return ExitCode(root_causes.exit_status_of_rows(marked, strict=self.strict, unmet_baseline=len(unmet)))
 
 
 def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> Outcome:
@@ -134,13 +147,33 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> Outcome:
     return Outcome.BROKEN  # a plain assert is the harness's own invariant: its failure never blames the target
 
 
-def result_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> CheckResult:
-    """The check's result from pytest's report of its setup or call phase; sets the report's text to match."""
-    from smart_conformance import plugin
+@dataclass(frozen=True)
+class CheckIdentity:
+    """Which check a test item is, as the plugin knows it."""
 
+    target: str
+    area: str
+    check: str
+    cited: tuple[str, ...]  # the requirement ids it cites
+
+
+@dataclass(frozen=True)
+class SessionHooks:
+    """What the result hooks need from the plugin, handed to :func:`register` (so that this module imports neither
+    the plugin nor the report writers)."""
+
+    identify: Callable[[pytest.Item], CheckIdentity | None]  # None: not a suite check
+    run: Callable[[pytest.Config, tuple[CheckResult, ...]], RunResults]  # the run, with the plugin's state
+    write: Callable[[pytest.Config, RunResults], None]  # every report writer whose folder was given
+    console: Callable[[RunResults], str]  # the console summary
+
+
+def result_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
+              identity: CheckIdentity) -> CheckResult:
+    """The check's result from pytest's report of its setup or call phase; sets the report's text to match."""
     outcome = Outcome.SKIPPED if report.skipped else classify(call.excinfo)
     message, level, findings = "", "", ()
-    cited = plugin.cited_ids(item)
+    cited = identity.cited
     violated = cited
     if call.excinfo is not None:
         exc = call.excinfo.value
@@ -157,8 +190,7 @@ def result_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
                 level, findings = exc.level, exc.findings
     obj = getattr(item, "obj", None)
     doc = (obj.__doc__ or "").strip().splitlines()[0] if obj is not None and obj.__doc__ else ""
-    return CheckResult(target=plugin._target_param(item), area=plugin.area_of(item), check=plugin.check_name(item),
-                       nodeid=item.nodeid, outcome=outcome, requirements=cited, violated=violated, level=level,
+    return CheckResult(target=identity.target, area=identity.area, check=identity.check, nodeid=item.nodeid, outcome=outcome, requirements=cited, violated=violated, level=level,
                        message=message, doc=doc, findings=findings)
 
 
@@ -168,10 +200,10 @@ def result_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
 RESULTS = pytest.StashKey[list[CheckResult]]()
 
 
-def register(config: pytest.Config) -> None:
+def register(config: pytest.Config, hooks: SessionHooks) -> None:
     """Collect this session's results in ``config.stash[RESULTS]`` (called from plugin.pytest_configure)."""
     if not config.pluginmanager.has_plugin("smart_conformance.results"):
-        config.pluginmanager.register(ResultCollector(config), "smart_conformance.results")
+        config.pluginmanager.register(ResultCollector(config, hooks), "smart_conformance.results")
 
 
 def collected(config: pytest.Config) -> list[CheckResult]:
@@ -182,8 +214,9 @@ def collected(config: pytest.Config) -> list[CheckResult]:
 class ResultCollector:
     """The result and reporting hooks of one session (a pluggy plugin object, so no module-level state)."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, hooks: SessionHooks) -> None:
         self.config = config
+        self.hooks = hooks
         self.other_failures = 0  # failed reports of tests that are not suite checks, in the same session
         config.stash[RESULTS] = []
 
@@ -191,13 +224,12 @@ class ResultCollector:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
-        from smart_conformance import plugin
-
-        if not plugin._is_suite_item(item):
+        identity = self.hooks.identify(item)
+        if identity is None:
             return
         report.smart_check = True  # type: ignore[attr-defined]
         if call.when == "call" or (call.when == "setup" and report.outcome != "passed"):
-            result = result_of(item, call, report)
+            result = result_of(item, call, report, identity)
             report.smart_result = result.as_dict()  # type: ignore[attr-defined]  # crosses from xdist workers
             _junit_outcome(item, report, result)
 
@@ -213,12 +245,8 @@ class ResultCollector:
         """Every registered report writer gets the run; the session's exit status becomes the run's ExitCode."""
         if hasattr(self.config, "workerinput"):
             return
-        run = run_results(self.config)
-        from smart_conformance.report.writers import write_reports
-
-        alluredir = self.config.getoption("--alluredir", default=None)
-        reports = self.config.getoption("--smart-reports")
-        write_reports(run, reports=Path(reports) if reports else None, allure=Path(alluredir) if alluredir else None)
+        run = self.hooks.run(self.config, tuple(collected(self.config)))
+        self.hooks.write(self.config, run)
         if run.results and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             code = run.exit_code
             if code == ExitCode.OK and self.other_failures:
@@ -228,21 +256,8 @@ class ResultCollector:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput") or not collected(self.config):
             return
-        from smart_conformance.report import summary
-
         terminalreporter.write_sep("=", "smart-payer-conformance")
-        terminalreporter.write_line(summary.render_console(run_results(self.config)))
-
-
-def run_results(config: pytest.Config) -> RunResults:
-    from smart_conformance import plugin
-
-    state = plugin._state(config)
-    names = plugin.target_names(config)
-    urls = {n: state.targets[n].fhir_base_url for n in names if n in state.targets}
-    return RunResults(results=tuple(collected(config)), strict=bool(config.getoption("smart_strict")),
-                      baseline=state.baseline, attestations=plugin.attestation_files(config),
-                      targets={n: urls.get(n, "") for n in names}, embedded=state.embedded, faults=state.faults)
+        terminalreporter.write_line(self.hooks.console(self.hooks.run(self.config, tuple(collected(self.config)))))
 
 
 def _junit_outcome(item: pytest.Item, report: pytest.TestReport, result: CheckResult) -> None:

@@ -379,6 +379,40 @@ def test_target_files_are_masked_and_only_the_runs_are_bundled(tmp_path: Path,
     assert run_cli(capsys, "verify", str(out), "--public-key", str(public))[0] == 0
 
 
+def test_the_target_file_summary_json_records_is_bundled_without_target(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """summary.json records what was run (its ``run`` section); --target is then only an override."""
+    reports = make_reports(tmp_path, embedded=False, target="acme")
+    (tmp_path / "acme.yaml").write_text(TARGET, encoding="utf-8")
+    summary = json.loads((reports / "summary.json").read_text())
+    summary["run"] = {"embedded_reference": False, "targets": {"acme": {"source": str(tmp_path / "acme.yaml")}}}
+    (reports / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    private, public = write_key(tmp_path, "ed25519")
+    out = tmp_path / "evidence.zip"
+    code, _, err = run_cli(capsys, "bundle", "--reports", str(reports), "--key", str(private), "--output", str(out))
+    assert code == 0, err
+    masked = read(out, "targets/acme.yaml").decode()
+    assert SECRET not in masked and f"as the run read it: {tmp_path / 'acme.yaml'}" in masked
+    assert run_cli(capsys, "verify", str(out), "--public-key", str(public))[0] == 0
+    (tmp_path / "acme.yaml").unlink()
+    code, _, err = run_cli(capsys, "bundle", "--reports", str(reports), "--key", str(private), "--output", str(out))
+    assert code == 2 and "not there any more" in err and "--target" in err
+
+
+def test_summary_json_records_what_was_run(tmp_path: Path) -> None:
+    from smart_conformance.report import summary as summary_mod
+    from smart_conformance.results import RunResults
+
+    embedded = RunResults(results=(), targets={"reference": ""}, embedded=True, faults=("pkce-plain",),
+                          variants=("smart-v1-discovery-only",))
+    assert summary_mod.what_was_run(embedded)["targets"] == {"reference": {
+        "source": "embedded reference", "faults": ["pkce-plain"], "variants": ["smart-v1-discovery-only"]}}
+    files = RunResults(results=(), targets={"acme": ""}, target_files={"acme": "targets/acme.yaml"})
+    recorded = summary_mod.what_was_run(files)
+    assert recorded["embedded_reference"] is False
+    assert recorded["targets"]["acme"]["source"] == str((Path("targets") / "acme.yaml").resolve())
+
+
 def test_embedded_runs_bundle_the_packaged_reference_target(signed: tuple[Path, Path, Path]) -> None:
     out, _, _ = signed
     masked = read(out, "targets/reference.yaml").decode()

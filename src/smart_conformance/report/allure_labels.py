@@ -20,11 +20,12 @@ import platform
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import allure
 import pytest
 
-from smart_conformance import __version__, redact, requirements
+from smart_conformance import __version__, redact, requirements, root_causes
 from smart_conformance.checks import Finding
 from smart_conformance.http import Evidence
 from smart_conformance.report import titles
@@ -150,6 +151,44 @@ HTML_CATEGORIES = [
 ]
 
 
+def _escape(text: str) -> str:
+    """A literal in a regular expression that Java (Allure 2) and JavaScript (Allure 3) read alike."""
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
+
+
+def root_cause_categories(run: RunResults) -> list[dict[str, Any]]:
+    """One category per root cause of the run, most severe first: it matches the ``Root cause:`` line every failure
+    message carries (``checks.ConformanceFailure``), so the checks that saw one cause are one entry of Allure's
+    Categories tab. A check that saw several causes is filed under the first (Allure gives a result one category)."""
+    causes: dict[str, root_causes.RootCause] = {}
+    counts: dict[str, int] = {}
+    for found in run.root_causes().values():
+        for cause in found:
+            causes.setdefault(cause.key, cause)
+            counts[cause.key] = counts.get(cause.key, 0) + len(cause.seen)
+    ordered = sorted(causes.values(), key=lambda c: (requirements.LEVEL_RANK.get(c.level, 9), -counts[c.key], c.key))
+    out = []
+    for cause in ordered:
+        key = redact.text(cause.key)
+        out.append({"name": f"{cause.level} · {key}"[:300],
+                    "matchedStatuses": ["failed", "passed"] if cause.warning else ["failed"],
+                    "messageRegex": rf"(?s).*\n\s*{root_causes.LINE_PREFIX}{_escape(key)}(\n.*)?"})
+    return out
+
+
+def html_root_cause_categories(categories: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The root-cause categories of a categories.json in Allure 3's form (its regular expressions are JavaScript's
+    and search the message: no inline flag, no anchoring to the whole text)."""
+    out = []
+    mine = (c for c in categories if root_causes.LINE_PREFIX in str(c.get("messageRegex", "")))
+    for n, category in enumerate(mine):
+        pattern = str(category["messageRegex"]).removeprefix("(?s).*").removesuffix("(\\n.*)?") + "(\\n|$)"
+        out.append({"id": f"root-cause-{n}", "name": category["name"],
+                    "matchers": {"statuses": category.get("matchedStatuses", ["failed"]), "message": pattern},
+                    "groupByMessage": False, "expand": False})
+    return out
+
+
 def write_run_files(alluredir: Path, run: RunResults) -> None:
     """environment.properties, executor.json and categories.json: once per run, from the controller."""
     alluredir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +213,8 @@ def write_run_files(alluredir: Path, run: RunResults) -> None:
         "reportName": "SMART payer conformance",
     }
     (alluredir / "executor.json").write_text(json.dumps(executor, indent=2), encoding="utf-8")
-    (alluredir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2), encoding="utf-8")
+    categories = root_cause_categories(run) + CATEGORIES
+    (alluredir / "categories.json").write_text(json.dumps(categories, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 class AllureRunFilesWriter:

@@ -213,14 +213,26 @@ def read_summary(reports: Path) -> dict[str, Any]:
 
 
 def run_environment(reports: Path) -> dict[str, str]:
-    """allure-results/environment.properties: the one record of whether the embedded reference server was the target
-    (summary.json does not say, and no report names the target files given to ``run --target``)."""
+    """allure-results/environment.properties: whether the embedded reference server was the target, for a summary.json
+    written before it recorded what was run (its ``run`` section, :func:`recorded_run`)."""
     file = reports / "allure-results" / "environment.properties"
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
     except OSError:
         return {}
     return {k.strip(): v.strip() for k, sep, v in (line.partition("=") for line in lines) if sep}
+
+
+def recorded_run(reports: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What was run, as summary.json records it (``run``: per target its file, or the embedded reference with its
+    faults and variants); from environment.properties for an older summary (no target files then)."""
+    run = summary.get("run")
+    if isinstance(run, dict) and isinstance(run.get("targets"), dict):
+        return run
+    env = run_environment(reports)
+    faults = [f for f in env.get("reference.faults", "").split(",") if f and f != "none"]
+    return {"embedded_reference": env.get("embedded.reference") == "true", "faults": faults, "variants": [],
+            "targets": {}}
 
 
 @dataclass(frozen=True)
@@ -251,16 +263,25 @@ def run_targets(reports: Path, summary: Mapping[str, Any], given: Sequence[Path]
     """The target files of the run, one per target of summary.json, and the given files no target of the run
     names (a shard's run checks some of a folder's targets). An embedded run's file is the package's own."""
     names = list(summary["targets"])
-    if run_environment(reports).get("embedded.reference") == "true":
+    run = recorded_run(reports, summary)
+    if run.get("embedded_reference"):
         if given:
             raise BundleError("--target", f"the run in {reports} checked the embedded reference server, whose target "
                               "file comes with the harness", "drop --target")
         source = paths.reference_target()
         doc = _load_target_yaml(source)
         return [TargetFile(name, source, doc, embedded=True) for name in names], []
-    if not given:
-        raise BundleError(reports, f"the run checked {', '.join(names) or 'no target'} from target files the reports "
-                          "do not record", "name them with --target FILE_OR_DIR (the files given to run --target)")
+    if not given:  # the files summary.json records; --target overrides them (a run whose files have moved)
+        recorded = {n: str((run["targets"].get(n) or {}).get("source") or "") for n in names}
+        unknown = [n for n, file in recorded.items() if not file]
+        if unknown:
+            raise BundleError(reports, f"the run checked {', '.join(unknown)} from target files the reports do not "
+                              "record", "name them with --target FILE_OR_DIR (the files given to run --target)")
+        moved = [file for file in dict.fromkeys(recorded.values()) if not Path(file).is_file()]
+        if moved:
+            raise BundleError(moved[0], "the target file summary.json records is not there any more",
+                              "name the run's target files with --target FILE_OR_DIR")
+        given = [Path(file) for file in dict.fromkeys(recorded.values())]
     try:
         files = target_files(given)
     except ConfigError as exc:
@@ -469,11 +490,12 @@ def build(reports: Path, key: SigningKey, output: Path, *, targets: Sequence[Pat
 def _manifest(summary: Mapping[str, Any], reports: Path, files: Mapping[str, str], algo: str,
               signer: str) -> bytes:
     """The signed document: every file's SHA-256, the signer's key, and the run it is evidence of."""
-    env = run_environment(reports)
+    recorded = recorded_run(reports, summary)
     run = {"generated_at": summary.get("generated_at"), "harness_version": summary.get("version"),
            "strict": summary.get("strict"), "exit_code": summary.get("exit_code"),
-           "embedded_reference": env.get("embedded.reference") == "true",
-           "reference_faults": [f for f in env.get("reference.faults", "").split(",") if f and f != "none"],
+           "embedded_reference": bool(recorded.get("embedded_reference")),
+           "reference_faults": list(recorded.get("faults") or []),
+           "reference_variants": list(recorded.get("variants") or []),
            "targets": {name: (section or {}).get("verdict", "") for name, section in summary["targets"].items()}}
     doc = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
            "created_by": f"{DISTRIBUTION} {__version__}", "run": run,

@@ -1,7 +1,7 @@
 """The findings page of the Allure report: per target, the things to fix, each with the checks that saw it.
 
 The Allure tree lists checks; a payer's QA lead asks "what do we fix?". This page answers with findings: one per
-requirement, level and observed cause (the same expected and actual text), most severe first, each naming the checks
+requirement, level and observed cause (``root_causes.py``, as every report groups them), most severe first, each naming the checks
 (in words) that saw it and the evidence line. Checks that could not check are listed after them. It is a global
 attachment of the Allure results (``*-globals.json``), so the report's overview reaches it and it counts as no test.
 
@@ -15,18 +15,15 @@ import html
 import json
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import redact, requirements
-from smart_conformance.report import baseline as baseline_mod
+from smart_conformance import redact, requirements, root_causes
 from smart_conformance.report import titles
 from smart_conformance.results import RunResults
 
 TITLE = "Findings"
-_RANK = {"SHALL": 0, "SHALL NOT": 0, "SHOULD": 1, "SHOULD NOT": 1, "MAY": 2}
 
 
 @dataclass
@@ -81,50 +78,27 @@ def title_of(row: dict[str, Any]) -> str:
     return titles.check_title(str(row.get("doc") or "").strip(), str(row["check"]), case, target)
 
 
-def _items(row: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    items = row.get("findings") or []
-    if items:
-        yield from items
-        return
-    lines = str(row.get("message") or "").splitlines()  # a result written without its items: its message stands in
-    yield {"requirements": row.get("violated") or row.get("requirements") or [], "level": row.get("level") or "SHALL",
-           "expected": next((ln[len("Expected:"):].strip() for ln in lines if ln.startswith("Expected:")), ""),
-           "actual": next((ln[len("Actual:"):].strip() for ln in lines if ln.startswith("Actual:")),
-                          lines[0] if lines else "")}
-
-
 def collect(run: RunResults) -> list[TargetFindings]:
-    """Per target (sorted), its findings grouped by requirement, level and observed cause, most severe first."""
-    rows, _ = baseline_mod.apply(run.rows(), run.baseline)
+    """Per target (sorted), its findings: the run's root causes (``root_causes.py``), most severe first."""
+    rows, _ = run.marked()
+    grouped = root_causes.group(rows)
+    by_nodeid = {str(r["nodeid"]): r for r in rows}
     out = []
     for target in sorted({str(r["target"]) for r in rows} | set(run.targets)):
-        mine = sorted((r for r in rows if r["target"] == target), key=lambda r: str(r["nodeid"]))
-        grouped: dict[tuple[Any, ...], Finding] = {}
-        known: dict[tuple[Any, ...], list[str]] = {}
-        for row in (r for r in mine if r["outcome"] in ("failed", "warning")):
-            for item in _items(row):
-                level = str(item.get("level") or "SHALL")
-                key = (level, tuple(item.get("requirements") or ()), str(item.get("expected", "")),
-                       str(item.get("actual", "")))
-                found = grouped.setdefault(key, Finding(level=level, requirements=key[1],
-                                                        expected=redact.text(key[2]), actual=redact.text(key[3]),
-                                                        detail=redact.text(str(item.get("detail") or "")),
-                                                        curl=redact.text(str(item.get("curl") or ""))))
-                title = title_of(row)
+        findings = []
+        for cause in grouped.get(target, []):
+            found = Finding(level=cause.level, requirements=cause.requirements, expected=redact.text(cause.expected),
+                            actual=redact.text(cause.actual), detail=redact.text(cause.detail),
+                            curl=redact.text(cause.curl), expected_by_baseline=cause.baseline_reason,
+                            evidence=[redact.text(e) for e in cause.evidences])
+            for seen in cause.seen:
+                title = title_of(by_nodeid.get(seen.nodeid) or {"target": target, "nodeid": seen.nodeid,
+                                                                "check": seen.check, "doc": seen.doc})
                 if title not in found.checks:
                     found.checks.append(title)
-                    found.check_names.append(str(row["check"]))
-                evidence = redact.text(str(item.get("evidence") or ""))
-                if evidence and evidence not in found.evidence:
-                    found.evidence.append(evidence)
-                known.setdefault(key, []).append(str(row.get("baseline_reason") or "") if row.get("expected")
-                                                 else "")
-        for key, found in grouped.items():
-            reasons = known.get(key, [])
-            if reasons and all(reasons):
-                found.expected_by_baseline = reasons[0]
-        findings = sorted(grouped.values(), key=lambda f: (_RANK.get(f.level, 3), -len(f.checks), f.requirements,
-                                                           f.expected))
+                    found.check_names.append(seen.check)
+            findings.append(found)
+        mine = sorted((r for r in rows if r["target"] == target), key=lambda r: str(r["nodeid"]))
         broken = [(title_of(r), redact.text(str(r.get("message") or "").removeprefix("could not check: ")
                                             .splitlines()[0] if r.get("message") else ""))
                   for r in mine if r["outcome"] == "broken"]

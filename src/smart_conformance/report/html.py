@@ -23,10 +23,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from smart_conformance import paths
 from smart_conformance.report import presentation
-from smart_conformance.report.allure_labels import HTML_CATEGORIES
+from smart_conformance.report.allure_labels import HTML_CATEGORIES, html_root_cause_categories
 
 ENV = "SMART_CONFORMANCE_ALLURE"
 REPORT_NAME = "SMART payer conformance"
@@ -90,6 +91,15 @@ def find_allure(cwd: Path | None = None) -> AllureCli:
     raise AllureUnavailable(INSTALL_HINT)
 
 
+def _root_cause_categories(results: Path) -> list[dict[str, Any]]:
+    """The run's root causes as Allure 3 categories, from the categories.json the run wrote (one per root cause)."""
+    try:
+        written = json.loads((results / "categories.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return html_root_cause_categories(written) if isinstance(written, list) else []
+
+
 def build(reports: Path, *, single_file: bool = False, cli: AllureCli | None = None) -> Path:
     """Generate ``reports/html/index.html`` from ``reports/allure-results``; returns the index path.
 
@@ -116,7 +126,8 @@ def build(reports: Path, *, single_file: bool = False, cli: AllureCli | None = N
         else:
             shutil.rmtree(out, ignore_errors=True)
             config = Path(tmp) / "allurerc.json"  # categories that can match labels (a warning's tag)
-            config.write_text(json.dumps({"categories": HTML_CATEGORIES}, indent=2), encoding="utf-8")
+            categories = _root_cause_categories(results) + HTML_CATEGORIES
+            config.write_text(json.dumps({"categories": categories}, indent=2, ensure_ascii=False), encoding="utf-8")
             cmd = [cli.path, "awesome", str(shown), "--output", str(out), "--report-name", REPORT_NAME,
                    "--config", str(config), "--group-by", presentation.GROUP_BY]
             if single_file:  # bounded: every history point would add a copy of every result's status to the file

@@ -3,9 +3,10 @@
 Shards split *targets*, never a target's checks: every check of a target runs in one job, against one sign-in per
 worker, and its summary section is complete in that job's ``summary.json``. So the merged report is the union of the
 shards' target sections, and the merged exit status is recomputed from them with the rule a single run applies
-(``summary.exit_code``): a SHALL failure (or, strict, a SHOULD finding) or a stale baseline entry → 1, else anything
-that could not be checked → 3, else 0. A shard folder without ``summary.json`` (its job did not finish) leaves its
-targets unchecked: the merged exit status is then at least 3, and the report says which folder it was.
+(``root_causes.exit_status``): a SHALL finding (or, strict, a SHOULD one) no baseline accepts, or a stale baseline
+entry → 1, else anything that could not be checked → 3, else 0. A shard folder without ``summary.json`` (its job did
+not finish) leaves its targets unchecked: the merged exit status is then at least 3, and the report says which folder
+it was.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import __version__
+from smart_conformance import __version__, root_causes
 from smart_conformance.report import summary as summary_mod
 
 
@@ -79,6 +80,9 @@ def merge_summaries(docs: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, An
         out["baseline"] = {"file": baselines[0].get("file", ""), "entries": baselines[0].get("entries", 0),
                            "expected_failures": sum(int(b.get("expected_failures") or 0) for b in baselines),
                            "unmet": unmet}
+    runs = [doc["run"] for _, doc in docs if isinstance(doc.get("run"), dict)]
+    if runs:  # what each shard ran: its targets' files (or the embedded reference)
+        out["run"] = {**runs[0], "targets": {n: t for r in runs for n, t in (r.get("targets") or {}).items()}}
     previous = sorted({doc["previous_run"] for _, doc in docs if doc.get("previous_run")})
     if previous:
         out["previous_run"] = previous[-1]
@@ -86,12 +90,21 @@ def merge_summaries(docs: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, An
 
 
 def exit_code(doc: dict[str, Any]) -> int:
-    """The exit status a single run with these target sections would give (``summary.exit_code``'s rule): the
-    findings of each target are its failed, warning and broken checks, each marked ``expected`` when baselined."""
-    rows = [{"outcome": f["outcome"], "expected": bool(f.get("expected"))}
-            for section in doc["targets"].values() for f in section.get("findings") or []]
-    unmet = sum(len(section.get("baseline_unmet") or []) for section in doc["targets"].values())
-    return summary_mod.exit_code(rows, strict=bool(doc.get("strict")), unmet_baseline=unmet)
+    """The exit status a single run with these target sections would give (``root_causes.exit_status``'s rule): each
+    target's findings are its root causes, each marked ``expected`` when the baseline accepts it (a summary written
+    before root causes were kept: its failed and warning checks stand in), plus its checks that could not check."""
+    remaining: list[str] = []
+    broken = unmet = 0
+    for section in doc["targets"].values():
+        checks = section.get("findings") or []
+        causes = section.get("root_causes")
+        if causes is None:
+            causes = [{"level": "SHALL" if f["outcome"] == "failed" else "SHOULD", "expected": f.get("expected")}
+                      for f in checks if f["outcome"] in ("failed", "warning")]
+        remaining += [str(c.get("level") or "SHALL") for c in causes if not c.get("expected")]
+        broken += sum(1 for f in checks if f["outcome"] == "broken" and not f.get("expected"))
+        unmet += len(section.get("baseline_unmet") or [])
+    return root_causes.exit_status(remaining, broken=broken, strict=bool(doc.get("strict")), unmet_baseline=unmet)
 
 
 def merge(folders: Sequence[Path], output: Path) -> Merged:

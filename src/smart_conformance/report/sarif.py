@@ -1,9 +1,12 @@
 """SARIF 2.1.0 (``reports/results.sarif``) for code-scanning dashboards (e.g. GitHub's upload-sarif action).
 
-Rules: every requirement a check cited in this run. Results: one per violated requirement per failing check per
-target (SHALL → ``error``, SHOULD/MAY → ``warning``); the location is the suite file of the check plus a logical
-location ``target/check``. Baselined (expected) failures carry a SARIF suppression, so dashboards show them as
-accepted rather than new. Could-not-check outcomes are not findings about the target and are left out.
+Rules: every requirement a check cited in this run. Results: one per root cause per target (``root_causes.py``: the
+same requirement, level and observed cause, whichever checks saw it; SHALL → ``error``, SHOULD/MAY → ``warning``),
+under the strongest requirement it breaks (all of them in ``properties.requirements``); the location is the suite
+file of the first check that saw it plus a logical location ``target/check``, every check that saw it is a related
+location and listed in ``properties.checks``. A root cause the baseline accepts carries a SARIF suppression, so
+dashboards show it as accepted rather than new. Could-not-check outcomes are not findings about the target and are
+left out.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import __version__, paths, redact, requirements
+from smart_conformance import __version__, paths, redact, requirements, root_causes
 from smart_conformance.results import CheckResult, RunResults, rows
 
 SARIF_VERSION = "2.1.0"
@@ -22,24 +25,25 @@ TOOL_NAME = "smart-payer-conformance"
 INFO_URI = "https://hl7.org/fhir/smart-app-launch/"
 
 
-def _level(req: requirements.Requirement | None, outcome: str) -> str:
-    if outcome == "warning" or (req is not None and req.is_warning_level):
+def _level(req: requirements.Requirement | None, cause: root_causes.RootCause) -> str:
+    if cause.warning or (req is not None and req.is_warning_level):
         return "warning"
     return "error"
 
 
-def _message(r: dict[str, Any], req: requirements.Requirement | None) -> str:
-    lines = [ln.strip() for ln in redact.text(r.get("message", "")).splitlines() if ln.strip()]
-    detail = [next((ln for ln in lines if ln.startswith(p)), "") for p in ("Expected:", "Actual:")]
-    item = next((i for i in r.get("findings") or () if req is not None and req.id in (i.get("requirements") or ())),
-                None)  # a grouped failure: the expectation that broke this requirement
-    if item is not None:
-        detail = [f"Expected: {redact.text(item.get('expected', ''))}", f"Actual:   {redact.text(item.get('actual', ''))}"]
-    head = f"[{r['target']}] {r['check']}" + (f": {r['doc']}" if r.get("doc") else "")
-    body = [d for d in detail if d] or lines[:1]
+def _message(cause: root_causes.RootCause, req: requirements.Requirement | None) -> str:
+    names = list(dict.fromkeys(s.check for s in cause.seen))
+    head = (f"[{cause.target}] {cause.cause} (seen by {len(names)} check{'' if len(names) == 1 else 's'}: "
+            f"{', '.join(names)})")
+    body = [f"Expected: {cause.expected}", f"Actual:   {cause.actual}"]
     if req is not None:
         body.append(f"Requirement: {req.id} ({req.level}) — {req.text}")
-    return "\n".join([head, *body])
+    return redact.text("\n".join([head, *body]))
+
+
+def _location(nodeid: str, target: str, check: str) -> dict[str, Any]:
+    return {"physicalLocation": {"artifactLocation": {"uri": _uri(nodeid), "uriBaseId": "SUITES"}},
+            "logicalLocations": [{"name": check, "fullyQualifiedName": f"{target}/{check}", "kind": "function"}]}
 
 
 def _uri(nodeid: str) -> str:
@@ -61,27 +65,30 @@ def build(results: Sequence[CheckResult | Mapping[str, Any]],
              for i in checked]
     index = {rule["id"]: n for n, rule in enumerate(rules)}
     out: list[dict[str, Any]] = []
-    for r in sorted(results, key=lambda r: (r["target"], r["nodeid"])):
-        if r["outcome"] not in ("failed", "warning"):
-            continue
-        ids = [i for i in (r.get("violated") or r.get("requirements") or []) if i in index]
-        for rid in ids:
+    for target, causes in root_causes.group(results).items():
+        for cause in causes:
+            ids = [i for i in cause.requirements if i in index]
+            if not ids:
+                continue
+            rid = min(ids, key=lambda i: requirements.LEVEL_RANK.get(known[i].level, 9))  # the strongest it breaks
             req = known[rid]
+            first = cause.seen[0]
             result: dict[str, Any] = {
-                "ruleId": rid, "ruleIndex": index[rid], "level": _level(req, r["outcome"]),
-                "message": {"text": _message(r, req)},
-                "locations": [{
-                    "physicalLocation": {"artifactLocation": {"uri": _uri(r["nodeid"]), "uriBaseId": "SUITES"}},
-                    "logicalLocations": [{"name": r["check"], "fullyQualifiedName": f"{r['target']}/{r['check']}",
-                                          "kind": "function"}],
-                }],
-                "partialFingerprints": {"smartConformance/v1": f"{r['target']}/{r['nodeid']}/{rid}"},
-                "properties": {"target": r["target"], "area": r["area"], "check": r["check"],
-                               "nodeid": r["nodeid"], "outcome": r["outcome"]},
+                "ruleId": rid, "ruleIndex": index[rid], "level": _level(req, cause),
+                "message": {"text": _message(cause, req)},
+                "locations": [_location(first.nodeid, target, first.check)],
+                "relatedLocations": [dict(_location(s.nodeid, target, s.check), id=n)
+                                     for n, s in enumerate(cause.seen)],
+                "partialFingerprints": {"smartConformance/v2": redact.text(f"{target}/{cause.key}")},
+                "properties": {"target": target, "area": next((r["area"] for r in results
+                                                               if r["nodeid"] == first.nodeid), ""),
+                               "check": first.check, "nodeid": first.nodeid, "outcome": first.outcome,
+                               "rootCause": redact.text(cause.key), "requirements": list(cause.requirements),
+                               "checks": cause.nodeids, "checkNames": [s.check for s in cause.seen]},
             }
-            if r.get("expected"):
+            if cause.baselined:
                 result["suppressions"] = [{"kind": "external", "status": "accepted",
-                                           "justification": r.get("baseline_reason", "baselined")}]
+                                           "justification": cause.baseline_reason}]
             out.append(result)
     return {
         "$schema": SARIF_SCHEMA, "version": SARIF_VERSION,
@@ -109,6 +116,6 @@ class SarifWriter:
     destination = "reports"
 
     def write(self, run: RunResults, out: Path) -> None:
-        from smart_conformance.report import baseline
+        from smart_conformance import baseline
 
         write(out, baseline.apply(run.rows(), run.baseline)[0])

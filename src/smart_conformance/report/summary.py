@@ -1,9 +1,13 @@
-"""summary.json and summary.md: the verdict per target, by area and outcome, each failure with its requirement.
+"""summary.json and summary.md: the findings to fix, then the verdict per target, by area and outcome.
 
-Built from the run's typed results (``results.CheckResult``, read here in their JSON form, already redacted). A
-finding carries the level of what it broke and, for a check with several failed expectations, every item with its
-own requirement ids and evidence. summary.json only ever gains fields (``report/merge.py`` and older readers rely on
-its shape); ``exit_code`` is written for humans and merging, the exit status itself is set by the plugin.
+Built from the run's typed results (``results.CheckResult``, read here in their JSON form, already redacted).
+summary.md opens with ``## Findings``: per target, "N findings (x SHALL, y SHOULD)" and the root causes
+(``root_causes.py``: same requirement, level and observed cause = one finding, with the checks that saw it), most
+severe first. summary.json carries them per target as ``root_causes`` (with ``finding_counts``); its ``findings`` stay
+what they were, one entry per check that did not pass (``report/merge.py`` and older readers rely on that shape: the
+file only ever gains fields). ``run`` records what was run (per target, its file or the embedded reference, faults
+and variants), which ``smart-conformance bundle`` reads. ``exit_code`` is written for humans and merging; the exit
+status itself is set by the plugin from ``RunResults.exit_code``, with the same rule.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import __version__, redact, requirements
-from smart_conformance.report import baseline as baseline_mod
+from smart_conformance import __version__, redact, requirements, root_causes
+from smart_conformance import baseline as baseline_mod
 from smart_conformance.report import checklist
 from smart_conformance.report.attestations import AttestationError, Attestations
 from smart_conformance.report.attestations import load as load_attestations
@@ -31,21 +35,19 @@ Results = Sequence[CheckResult | Mapping[str, Any]]
 
 
 def exit_code(results: list[dict[str, Any]], *, strict: bool, unmet_baseline: int = 0) -> int:
-    """Baselined (``expected``) failures do not count; a baseline entry that did not fail (stale) does."""
-    counts = Counter(r["outcome"] for r in results if not r.get("expected"))
-    if counts["failed"] or (strict and counts["warning"]) or unmet_baseline:
-        return EXIT_FAILED
-    if counts["broken"]:
-        return EXIT_BROKEN
-    return EXIT_OK
+    """From rows marked by ``baseline.apply``: the rule of ``root_causes.exit_status`` (a SHALL finding no baseline
+    accepts, or strict any, or a stale entry → 1; a check that could not check → 3; else 0)."""
+    return root_causes.exit_status_of_rows(results, strict=strict, unmet_baseline=unmet_baseline)
 
 
 def build(results: Results, *, strict: bool, baseline: baseline_mod.Baseline | None = None,
           attestations: Mapping[str, Attestations | str | None] | None = None,
-          previous: dict[str, Any] | None = None) -> dict[str, Any]:
+          previous: dict[str, Any] | None = None, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The summary document. ``baseline``: known failures; ``attestations``: per target, its loaded attestations (or
-    the error text when its file could not be used); ``previous``: the last run's summary.json, for what changed."""
+    the error text when its file could not be used); ``previous``: the last run's summary.json, for what changed;
+    ``run``: what was run (:func:`what_was_run`)."""
     results, unmet = baseline_mod.apply(as_rows(results), baseline)
+    grouped = root_causes.group(results)
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_target[r["target"]].append(r)
@@ -76,8 +78,13 @@ def build(results: Results, *, strict: bool, baseline: baseline_mod.Baseline | N
         totals = Counter(r["outcome"] for r in rows)
         known_failures = Counter(r["outcome"] for r in rows if r.get("expected"))
         target_unmet = [u for u in unmet if u["target"] == name]
+        causes = grouped.get(name, [])
+        shall, should = root_causes.counts(causes)
         targets[name] = {
             "verdict": _verdict(totals, strict, known_failures, len(target_unmet)),
+            "finding_counts": {"findings": len(causes), "SHALL": shall, "SHOULD": should,
+                               "expected": sum(1 for c in causes if c.baselined)},
+            "root_causes": [_root_cause(c, catalog) for c in causes],
             "totals": {o: totals.get(o, 0) for o in OUTCOMES} | {"expected": sum(known_failures.values())},
             "areas": {a: {o: c.get(o, 0) for o in OUTCOMES} for a, c in sorted(areas.items())},
             "findings": findings,
@@ -100,7 +107,38 @@ def build(results: Results, *, strict: bool, baseline: baseline_mod.Baseline | N
                            "expected_failures": sum(1 for r in results if r.get("expected")), "unmet": unmet}
     if previous is not None:
         doc["previous_run"] = previous.get("generated_at", "")
+    if run is not None:
+        doc["run"] = dict(run)
     return doc
+
+
+def what_was_run(run: RunResults) -> dict[str, Any]:
+    """Per target, where it came from: its target file, or the embedded reference with the faults and variants that
+    were on (so ``smart-conformance bundle`` finds the target YAML without being told). No secret: paths and names."""
+    if run.embedded:
+        per_target = {name: {"source": EMBEDDED_REFERENCE, "faults": list(run.faults), "variants": list(run.variants)}
+                      for name in run.targets}
+        return {"embedded_reference": True, "faults": list(run.faults), "variants": list(run.variants),
+                "targets": per_target}
+    return {"embedded_reference": False,
+            "targets": {name: {"source": str(Path(file).resolve())} for name, file in run.target_files.items()}}
+
+
+EMBEDDED_REFERENCE = "embedded reference"
+
+
+def _root_cause(cause: root_causes.RootCause, catalog: Mapping[str, requirements.Requirement]) -> dict[str, Any]:
+    """One finding to fix, as summary.json holds it (texts redacted again: they come straight from the checks)."""
+    out = cause.as_dict()
+    for key in ("cause", "key", "expected_text", "actual", "evidence", "curl", "detail"):
+        if key in out:
+            out[key] = redact.text(str(out[key]))
+    if "expectations" in out:
+        out["expectations"] = [redact.text(e) for e in out["expectations"]]
+    out["requirement_links"] = [{"id": i, "level": catalog[i].level, "url": catalog[i].url, "text": catalog[i].text}
+                                for i in cause.requirements if i in catalog]
+    out["titles"] = [s.doc for s in cause.seen]
+    return out
 
 
 FAILING = ("failed", "warning", "broken")
@@ -154,6 +192,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     out = ["# SMART payer conformance summary", "",
            (f"Generated {doc['generated_at']} by smart-payer-conformance {doc['version']}"
             f"{' (strict: SHOULD findings fail)' if doc['strict'] else ''}."), ""]
+    out += render_findings(doc)
     for name, t in doc["targets"].items():
         tot = t["totals"]
         out += [f"## Target `{name}`: {t['verdict']}", "",
@@ -181,7 +220,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
                            "Remove it from the baseline file.")
             out.append("")
         if t["findings"]:
-            out += ["### Findings", ""]
+            out += ["### Checks that did not pass", ""]
             for f in t["findings"]:
                 label = {"failed": "FAILED", "warning": f"WARNING ({f.get('level') or 'SHOULD'})",
                          "broken": "COULD NOT CHECK"}[f["outcome"]]
@@ -211,9 +250,58 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _finding_counts(t: Mapping[str, Any]) -> dict[str, int]:
+    """A target section's counts of root causes (a summary written before they were kept: from its check entries)."""
+    counts = t.get("finding_counts")
+    if isinstance(counts, dict):
+        return counts
+    rows = [f for f in t.get("findings") or () if f.get("outcome") in ("failed", "warning")]
+    shall = sum(1 for f in rows if f["outcome"] == "failed")
+    return {"findings": len(rows), "SHALL": shall, "SHOULD": len(rows) - shall,
+            "expected": sum(1 for f in rows if f.get("expected"))}
+
+
+def headline(t: Mapping[str, Any]) -> str:
+    c = _finding_counts(t)
+    n = c["findings"]
+    text = f"{n} finding{'' if n == 1 else 's'} ({c['SHALL']} SHALL, {c['SHOULD']} SHOULD)"
+    return text + (f", {c['expected']} of them accepted by the baseline" if c.get("expected") else "")
+
+
+def render_findings(doc: Mapping[str, Any]) -> list[str]:
+    """summary.md's opening: per target, the findings to fix (root causes), most severe first, each with its
+    requirement(s), what was expected and observed, and the checks that saw it."""
+    out = ["## Findings", ""]
+    several = len(doc["targets"]) > 1
+    for name, t in doc["targets"].items():
+        causes = t.get("root_causes")
+        if several:
+            out += [f"### `{name}`: {headline(t)}", ""]
+        else:
+            out += [f"{headline(t)} for target `{name}`" + (", most severe first:" if causes else "."), ""]
+        if causes is None:
+            out += ["(This summary predates root causes: see the checks that did not pass below.)", ""]
+            continue
+        for n, c in enumerate(causes, 1):
+            links = {r["id"]: r for r in c.get("requirement_links") or ()}
+            reqs = ", ".join(f"[{i}]({links[i]['url']})" if i in links else i for i in c["requirements"]) or "uncited"
+            known = f" EXPECTED (baseline: {c['baseline_reason']})" if c.get("expected") else ""
+            out.append(f"{n}. **{c['level']}**{known} {reqs}: {c['cause']}  ")
+            out.append(f"   Expected: {c['expected_text']} · Observed: {c['actual']}  ")
+            more = len(c.get("expectations") or ()) - 1
+            if more > 0:
+                out.append(f"   (and {more} other expectation{'' if more == 1 else 's'} broken the same way)  ")
+            names = c.get("check_names") or c["checks"]
+            out.append(f"   Seen by {len(names)} check{'' if len(names) == 1 else 's'}: "
+                       + ", ".join(f"`{x}`" for x in dict.fromkeys(names)))
+        out.append("")
+    return out
+
+
 def render_console(results: RunResults | Results, *, strict: bool = False,
                    baseline: baseline_mod.Baseline | None = None) -> str:
-    """The console summary (pytest's terminal summary): one line per target, one per finding."""
+    """The console summary (pytest's terminal summary): per target its verdict, the findings count and the top of
+    the list to fix, then one line per check that did not pass."""
     if isinstance(results, RunResults):
         results, strict, baseline = results.results, results.strict, results.baseline
     doc = build(results, strict=strict, baseline=baseline)
@@ -222,6 +310,17 @@ def render_console(results: RunResults | Results, *, strict: bool = False,
         tot = t["totals"]
         lines.append(f"target {name}: {t['verdict']} — {tot['passed']} passed, {tot['failed']} failed, "
                      f"{tot['warning']} warnings, {tot['broken']} could not check, {tot['skipped']} not applicable")
+        causes = t["root_causes"]
+        lines.append(f"  {headline(t)}" + (":" if causes else ""))
+        for n, c in enumerate(causes[:CONSOLE_TOP], 1):
+            seen = len(c["checks"])
+            tag = "EXPECTED " if c.get("expected") else ""
+            lines.append(f"   {n}. {tag}{c['level']} {', '.join(c['requirements']) or 'uncited'}: {c['cause'][:140]} "
+                         f"({seen} check{'' if seen == 1 else 's'})")
+        if len(causes) > CONSOLE_TOP:
+            lines.append(f"   … and {len(causes) - CONSOLE_TOP} more (summary.md)")
+        if t["findings"]:
+            lines.append("  checks:")
         for f in t["findings"]:
             ids = ",".join(r["id"] for r in f["requirements"])
             first = f["message"].strip().splitlines()[0] if f["message"].strip() else ""
@@ -235,6 +334,7 @@ def render_console(results: RunResults | Results, *, strict: bool = False,
     return "\n".join(lines)
 
 
+CONSOLE_TOP = 10  # root causes listed in the console; summary.md has them all
 PREVIOUS = "previous-summary.json"
 
 
@@ -270,7 +370,7 @@ def write_summary(run: RunResults, folder: Path) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     previous = read_previous(folder)
     doc = build(run.results, strict=run.strict, baseline=run.baseline,
-                attestations=load_attestations_for(run.attestations), previous=previous)
+                attestations=load_attestations_for(run.attestations), previous=previous, run=what_was_run(run))
     (folder / "summary.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
     (folder / "summary.md").write_text(render_markdown(doc), encoding="utf-8")
     return doc
