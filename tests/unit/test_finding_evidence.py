@@ -99,3 +99,20 @@ def test_the_judged_exchange_wins_and_travels_on_its_response() -> None:
     assert finding.evidence == "GET https://fhir.example/Patient/other -> 401 Unauthorized"
     assert finding.curl.startswith("curl -i -X GET") and "Reproduce with" in str(caught.value)
     assert exchange_of(httpx.Response(200)) is None and exchange_of(None) is None
+
+
+def test_a_launchs_seen_line_shows_where_the_browser_went_but_no_code_or_secret() -> None:
+    from tests.unit.test_launch_outcome import browser, result, spec
+
+    redact.register_secret("member-typed-secret-value")
+    redirect = "http://127.0.0.1:8765/callback?code=the-very-code-4711&state=s"
+    launch = result(spec(), browser(redirected=True, redirect_url=redact.url(redirect),
+                                    params={"code": "the-very-code-4711", "state": "s"}, expect_redirect=True),
+                    token_status=400)
+    launch.authorization_url = "https://as.example/authorize?client_id=app&code_challenge=x&state=s"
+    launch.why = "the page said member-typed-secret-value"
+    seen = launch.seen
+    assert seen.startswith("browser GET https://as.example/authorize?client_id=app")
+    assert "redirected to http://127.0.0.1:8765/callback?code=***&state=s" in seen
+    assert "the-very-code-4711" not in seen and "member-typed-secret-value" not in seen
+    assert launch.token_exchange is None  # a response no recording client returned has no exchange to show
