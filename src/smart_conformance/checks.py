@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import pytest
 
 from smart_conformance import redact, requirements, root_causes
-from smart_conformance.http import Exchange, current_evidence
+from smart_conformance.http import Exchange
 
 _cited: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("smart_conformance_cited", default=())
 
@@ -49,8 +49,8 @@ class Finding:
     expected: str
     actual: str
     detail: str = ""
-    evidence: str = ""  # the exchange's one-line summary
-    curl: str = ""
+    evidence: str = ""  # the judged exchange's one-line summary, else what was seen without HTTP (``seen``)
+    curl: str = ""  # only from the judged exchange: never a request the check did not judge
     cause: str = ""
 
     @property
@@ -81,12 +81,14 @@ class ConformanceFailure(AssertionError):
     """The target broke a requirement. The text holds everything a reader needs to reproduce and fix it."""
 
     def __init__(self, *, expected: str, actual: str, requirement_ids: Sequence[str],
-                 exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> None:
+                 exchange: Exchange | None = None, detail: str | None = None, seen: str | None = None,
+                 cause: str | None = None) -> None:
         self.cause = redact.text(cause.strip()) if cause else ""
         self.expected = expected
         self.actual = actual
         self.requirement_ids = tuple(requirement_ids)
         self.exchange = exchange
+        self.seen = redact.text(seen) if seen else ""
         self.requirements = requirements.lookup(self.requirement_ids)
         top = requirements.strongest(self.requirements)
         self.level = top.level if top else "SHALL"
@@ -99,7 +101,7 @@ class ConformanceFailure(AssertionError):
         """This failure as data (one item; a grouped failure has several)."""
         return (Finding(requirements=self.requirement_ids, level=self.level, expected=redact.text(self.expected),
                         actual=redact.text(self.actual), detail=self.detail,
-                        evidence=self.exchange.summary() if self.exchange is not None else "",
+                        evidence=self.exchange.summary() if self.exchange is not None else self.seen,
                         curl=redact.text(self.exchange.to_curl()) if self.exchange is not None else "",
                         cause=self.cause),)
 
@@ -120,6 +122,8 @@ class ConformanceFailure(AssertionError):
             lines.append(f"  Evidence: {self.exchange.summary()}")
             lines.append("  Reproduce with:")
             lines.append(f"    {self.exchange.to_curl()}")
+        elif self.seen:
+            lines.append(f"  Evidence: {self.seen}")
         return "\n".join(lines)
 
 
@@ -142,6 +146,7 @@ class ConformanceFailures(ConformanceFailure):
         self.expected = "; ".join(f.expected for f in self.failures)
         self.actual = "; ".join(f.actual for f in self.failures)
         self.exchange = next((f.exchange for f in self.failures if f.exchange is not None), None)
+        self.seen = next((f.seen for f in self.failures if f.seen), "")
         self.detail = ""
         self.cause = ""  # each item has its own
         AssertionError.__init__(self, self._render_group())
@@ -169,18 +174,20 @@ class Expectations:
         self.failures: list[ConformanceFailure] = []
 
     def expect(self, ok: bool, *, expected: str, actual: Any, requirement: str | Sequence[str] | None = None,
-               exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> bool:
+               exchange: Exchange | None = None, detail: str | None = None, seen: str | None = None,
+               cause: str | None = None) -> bool:
         """Record a failure unless ``ok``; returns ``ok`` so a dependent follow-up can be skipped."""
         if not ok:
             self.fail(expected=expected, actual=describe(actual), requirement=requirement, exchange=exchange,
-                      detail=detail, cause=cause)
+                      detail=detail, seen=seen, cause=cause)
         return ok
 
     def fail(self, *, expected: str, actual: str, requirement: str | Sequence[str] | None = None,
-             exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> None:
+             exchange: Exchange | None = None, detail: str | None = None, seen: str | None = None,
+             cause: str | None = None) -> None:
         try:
             fail(expected=expected, actual=actual, requirement=requirement, exchange=exchange, detail=detail,
-                 cause=cause)
+                 seen=seen, cause=cause)
         except ConformanceFailure as failure:
             self.failures.append(failure)
 
@@ -245,21 +252,26 @@ def _resolve_ids(requirement: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def fail(*, expected: str, actual: str, requirement: str | Sequence[str] | None = None,
-         exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> NoReturn:
+         exchange: Exchange | None = None, detail: str | None = None, seen: str | None = None,
+         cause: str | None = None) -> NoReturn:
     """Fail the check. ``requirement`` narrows which of the test's cited ids this finding breaks; ``cause``: a short
-    stable key for what the server did, when the check knows it (else the normalised ``actual`` is the cause)."""
-    if exchange is None:
-        evidence = current_evidence()
-        exchange = evidence.last if evidence else None
+    stable key for what the server did, when the check knows it (else the normalised ``actual`` is the cause).
+
+    The evidence is what the check judged, named by the check: ``exchange`` (the request and answer; the finding's
+    curl reproduces it), else ``seen``, one line on evidence that is no HTTP exchange (a browser flow, a TLS scan, a
+    cookie a page set, claims in an id_token), redacted here. Never the test's last exchange: that is often a control
+    read, and a finding that shows (and gives a curl for) a request it did not judge misleads whoever reproduces it.
+    """
     raise ConformanceFailure(expected=expected, actual=actual, requirement_ids=_resolve_ids(requirement),
-                             exchange=exchange, detail=detail, cause=cause)
+                             exchange=exchange, detail=detail, seen=seen, cause=cause)
 
 
 def expect(ok: bool, *, expected: str, actual: Any, requirement: str | Sequence[str] | None = None,
-           exchange: Exchange | None = None, detail: str | None = None, cause: str | None = None) -> None:
+           exchange: Exchange | None = None, detail: str | None = None, seen: str | None = None,
+           cause: str | None = None) -> None:
     if not ok:
         fail(expected=expected, actual=describe(actual), requirement=requirement, exchange=exchange, detail=detail,
-             cause=cause)
+             seen=seen, cause=cause)
 
 
 def could_not_check(reason: str) -> NoReturn:

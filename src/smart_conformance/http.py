@@ -320,15 +320,24 @@ class RecordingClient(httpx.Client):
             seq=next(_SEQUENCE),
         )
         self.log.append(exchange)
+        response.extensions = {**response.extensions, _EXCHANGE_KEY: exchange}  # its own evidence: see exchange_of
         evidence = _current.get()
         if evidence is not None:
             evidence.exchanges.append(exchange)
 
     def exchange_for(self, response: httpx.Response) -> Exchange | None:
-        """The recorded exchange of a response this client returned (matched by URL and status, newest first)."""
-        wanted = redact.url(str(response.request.url))
-        for exchange in reversed(self.log):
-            if exchange.url == wanted and exchange.status == response.status_code \
-                    and exchange.method == response.request.method:
-                return exchange
+        """The recorded exchange of a response this client returned (kept for its callers; :func:`exchange_of`)."""
+        return exchange_of(response)
+
+
+_EXCHANGE_KEY = "smart_conformance_exchange"
+
+
+def exchange_of(response: httpx.Response | None) -> Exchange | None:
+    """The exchange a :class:`RecordingClient` recorded for this very response, or None (no response, or one no
+    recording client returned). Read off the response itself, so two requests to the same URL with the same status
+    are never confused, as matching the log by URL would."""
+    if response is None:
         return None
+    found = response.extensions.get(_EXCHANGE_KEY)
+    return found if isinstance(found, Exchange) else None

@@ -147,7 +147,7 @@ def test_bulk_manifest_complete(export_job: Export) -> None:
             problems.append(f"output item without type/url: {describe(item)}")
     expect(not problems, expected="a manifest with transactionTime, request, requiresAccessToken (boolean), "
                                   "output [{type, url}] and error []",
-           actual="; ".join(problems), detail=export_job.log())
+           actual="; ".join(problems), detail=export_job.log(), exchange=export_job.manifest_exchange)
 
 
 @pytest.mark.requirement("BULK-05")
@@ -183,7 +183,8 @@ def test_bulk_output_within_scope_and_type(bulk_session: BackendSession, bulk_to
     scope = bulk_session.scopes
     outside = sorted({o.get("type") for o in _outputs(manifest) if not _permitted(scope, str(o.get("type")))})
     expect(not outside, expected=f"only types within the token's scopes ({scope})",
-           actual=f"output of {', '.join(map(str, outside))}", detail=export_job.log())
+           actual=f"output of {', '.join(map(str, outside))}", detail=export_job.log(),
+           exchange=export_job.manifest_exchange)
     wanted = [t for t in (bulk_settings.resource_types or ()) if _permitted(scope, t)] or \
         [str(o.get("type")) for o in _outputs(manifest)]
     if not wanted:
@@ -194,7 +195,7 @@ def test_bulk_output_within_scope_and_type(bulk_session: BackendSession, bulk_to
     narrowed_manifest = _manifest(narrowed)
     types = sorted({str(o.get("type")) for o in _outputs(narrowed_manifest)})
     expect(set(types) <= {only}, expected=f"_type={only}: output of {only} only", actual=f"output types {types}",
-           detail=narrowed.log())
+           detail=narrowed.log(), exchange=narrowed.manifest_exchange)
     for item in _outputs(narrowed_manifest):
         response = _get_file(bulk_session, item["url"], bulk_token if _requires_token(narrowed_manifest) else None)
         # Lines that do not parse are test_bulk_ndjson_parses's finding; here only the types of those that do count.
@@ -328,7 +329,8 @@ def test_patient_export_where_advertised(bulk_session: BackendSession, bulk_toke
     with expectations() as check:
         outside = sorted({str(o.get("type")) for o in _outputs(manifest) if not _permitted(scope, str(o.get("type")))})
         check.expect(not outside, expected=f"Patient/$export output only of types within the token's scopes ({scope})",
-                     actual=f"output of {', '.join(outside)}", requirement="BULK-06", detail=done.log())
+                     actual=f"output of {', '.join(outside)}", requirement="BULK-06", detail=done.log(),
+                     exchange=done.manifest_exchange)
         for item in _outputs(manifest):
             response = _get_file(bulk_session, item["url"], bulk_token if _requires_token(manifest) else None)
             seen = ({_line_type(line) for line in ndjson_lines(response.text)} - {None}

@@ -57,7 +57,7 @@ def test_server_clock_in_sync(http: RecordingClient, target: Target, launch: Lau
         iat = claims.get("iat")
         if isinstance(iat, (int, float)):
             expect(iat <= time.time() + TOLERANCE_S, expected=f"id_token iat no later than now (+{TOLERANCE_S} s)",
-                   actual=f"iat {iat} ({_ago(iat - time.time())})")
+                   actual=f"iat {iat} ({_ago(iat - time.time())})", exchange=launch.token_exchange)
     endpoint = smart_config.get("introspection_endpoint")
     if isinstance(endpoint, str):
         response = introspect(http, endpoint, token=launch.token.access_token, client=credentials(target.client))

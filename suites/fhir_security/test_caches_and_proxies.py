@@ -66,7 +66,8 @@ def test_member_data_not_cached(http: RecordingClient, target: Target, launch: L
         for document in pages:
             found = cacheable(document.headers.get("cache-control"))
             check.expect(found is None, expected=f"the page {document.url}: Cache-Control no-store (or private)",
-                         actual=f"HTTP {document.status}: {found}")
+                         actual=f"HTTP {document.status}: {found}",
+                         seen=f"the browser loaded {document.url} (HTTP {document.status}) on the member's launch")
 
 
 # --- RFC 7239 §8.1 / ASVS V14.5.4: a caller's forwarding headers do not move the server's own URLs ------------------

@@ -61,7 +61,8 @@ def test_sign_in_pages_not_frameable(launcher: Launcher) -> None:
                expected="X-Frame-Options DENY/SAMEORIGIN or Content-Security-Policy frame-ancestors",
                actual=f"{document.url}: X-Frame-Options {document.headers.get('x-frame-options', '(absent)')}, "
                       f"CSP {document.headers.get('content-security-policy', '(absent)')}",
-               requirement=("OAUTHBCP-04", "HTTP-HYG-02"))
+               requirement=("OAUTHBCP-04", "HTTP-HYG-02"),
+               seen=f"the browser loaded {document.url} (HTTP {document.status}) on the member's launch")
 
 
 def _password_step(steps: list[Step]) -> int:
@@ -166,15 +167,16 @@ def test_member_page_cookies_protected(launcher: Launcher, target: Target) -> No
     with expectations() as check:  # each attribute of each cookie is its own finding
         for cookie in kept:
             seen, attrs = _set_cookie(cookie), cookie.attributes
+            where = f"the browser received {seen} on the member's launch"
             check.expect("secure" in attrs, expected=f"cookie {cookie.name}: Secure", actual=seen,
-                         requirement="ASVS-SESS-01")
+                         requirement="ASVS-SESS-01", seen=where)
             if not (SCRIPT_READABLE.search(cookie.name) or cookie.name in readable):
                 check.expect("httponly" in attrs, expected=f"cookie {cookie.name}: HttpOnly (no script reads it)",
-                             actual=seen, requirement="ASVS-SESS-02")
+                             actual=seen, requirement="ASVS-SESS-02", seen=where)
             same_site = attrs.get("samesite", "").lower()
             check.expect(same_site in ("strict", "lax") or (same_site == "none" and "secure" in attrs),
                          expected=f"cookie {cookie.name}: SameSite=Strict or Lax (None only with Secure)",
-                         actual=seen, requirement="ASVS-SESS-03")
+                         actual=seen, requirement="ASVS-SESS-03", seen=where)
 
 
 # --- RFC 9700 §4.2.4, ASVS V14.4.3 and V14.4.6: Referrer-Policy and Content-Security-Policy ----------------------------
@@ -217,11 +219,11 @@ def test_sign_in_pages_limit_referrer_and_scripts(launcher: Launcher, target: Ta
                          expected=f"{url}: a Referrer-Policy that sends no path or query to other sites "
                                   f"({', '.join(sorted(PRIVATE_REFERRERS))})",
                          actual=f"HTTP {status}, Referrer-Policy: {value or '(absent)'}",
-                         requirement="ASVS-REFERRER-01", exchange=exchange)
+                         requirement="ASVS-REFERRER-01", exchange=exchange, seen=f"the browser loaded {url}")
             check.expect(bool(headers.get("content-security-policy", "").strip()),
                          expected=f"{url}: a Content-Security-Policy header",
                          actual=f"HTTP {status}, no Content-Security-Policy", requirement="ASVS-CSP-01",
-                         exchange=exchange)
+                         exchange=exchange, seen=f"the browser loaded {url}")
 
 
 # --- RFC 9700 §4.12: no 307 after the sign-in post ----------------------------------------------------------------------
@@ -240,4 +242,5 @@ def test_sign_in_post_not_redirected_with_307(launcher: Launcher) -> None:
     with expectations() as check:
         for hop in posts:
             check.expect(hop.status not in (307, 308), expected=f"the POST to {hop.url} redirected with 302 or 303",
-                         actual=f"HTTP {hop.status}: the browser re-sends the posted form, password included")
+                         actual=f"HTTP {hop.status}: the browser re-sends the posted form, password included",
+                         seen=f"the browser's POST to {hop.url} answered HTTP {hop.status} on the member's launch")

@@ -48,7 +48,7 @@ def test_unknown_client_not_redirected(launcher: Launcher) -> None:
     result = launcher.launch(request_overrides={"client_id": "smart-conformance-unknown-client"},
                              tolerant=True, exchange=False)
     expect(not result.browser.redirected, expected="an error shown by the authorization server, no redirect",
-           actual=_where(result))
+           actual=_where(result), seen=result.seen)
     _refused(result)
 
 
@@ -64,7 +64,7 @@ def test_unregistered_redirect_uri_not_redirected(launcher: Launcher, target: Ta
                "extra-query": registered + ("&" if "?" in registered else "?") + "next=https://attacker.example"}[variant]
     result = launcher.launch(redirect_uri=altered, tolerant=True, exchange=False)
     expect(not result.browser.redirected, expected=f"no redirect to the unregistered {altered}",
-           actual=_where(result))
+           actual=_where(result), seen=result.seen)
     _refused(result)
 
 
@@ -81,7 +81,8 @@ def test_wrong_aud_refused(launcher: Launcher, target: Target, http: RecordingCl
     if result.outcome is not LaunchOutcome.TOKENS:
         could_not_check(f"the launch was {result.outcome}: {result.why}")
     expect(result.token is not None, expected=f"no token for aud={overrides['aud']!r}",
-           actual=f"the token endpoint answered HTTP 200 ({result.why})", requirement="SMART-AUTHZ-05")
+           actual=f"the token endpoint answered HTTP 200 ({result.why})", requirement="SMART-AUTHZ-05",
+           exchange=result.token_exchange, seen=result.seen)
     assert result.token is not None
     url = f"{target.fhir_base_url}/Patient/{target.member.patient_id}"
     reply = call(http, "GET", url, token=result.token.access_token)
@@ -108,7 +109,7 @@ def test_wrong_password_refused(launcher: Launcher, target: Target) -> None:
     values = {**target.member.values("member"), "member.password": "smart-conformance-wrong-password"}
     result = launcher.launch(values=values, tolerant=True, exchange=False)
     expect(not result.code and not result.outcome.authorized, expected="the sign-in refused (no code issued)",
-           actual=_where(result))
+           actual=_where(result), seen=result.seen)
     _refused(result)
 
 
@@ -121,13 +122,13 @@ def test_implicit_grant_refused(launcher: Launcher) -> None:
     params = result.browser.params
     leaked = [k for k in ("access_token", "id_token") if params.get(k)]
     expect(not leaked, expected="an error (unsupported_response_type) and no token in the redirect",
-           actual=f"the redirect carried {', '.join(leaked)}")
+           actual=f"the redirect carried {', '.join(leaked)}", seen=result.seen)
     expect(not (result.browser.redirected and result.code), expected="no code for response_type=token",
-           actual="the redirect carried a code")
+           actual="the redirect carried a code", seen=result.seen)
     # The query and the fragment are both read (RFC 6749 §4.2.2.1 puts implicit errors in the fragment).
     expect(not result.browser.redirected or bool(result.browser.error),
            expected="an error page, or a redirect with error=unsupported_response_type (query or fragment)",
-           actual=f"a redirect without an error parameter ({result.browser.redirect_url})")
+           actual=f"a redirect without an error parameter ({result.browser.redirect_url})", seen=result.seen)
     _refused(result)
 
 
@@ -139,7 +140,8 @@ def test_pkce_challenge_required(launcher: Launcher) -> None:
     result = launcher.launch(pkce=False, tolerant=True)
     expect(result.outcome is not LaunchOutcome.TOKENS,
            expected="refusal at authorize (invalid_request) or at the token endpoint",
-           actual=f"a token was issued without PKCE ({describe(result.token.scopes) if result.token else result.why})")
+           actual=f"a token was issued without PKCE ({describe(result.token.scopes) if result.token else result.why})",
+           exchange=result.token_exchange, seen=result.seen)
     _refused(result)
 
 
@@ -155,5 +157,6 @@ def test_pkce_plain_refused(launcher: Launcher, method: str) -> None:
         result = launcher.launch(pkce="plain", request_overrides={"code_challenge_method": None},
                                  tolerant=True)
     expect(result.outcome is not LaunchOutcome.TOKENS, expected="refusal of the plain PKCE method",
-           actual=f"a token was issued for a plain PKCE challenge ({result.why})")
+           actual=f"a token was issued for a plain PKCE challenge ({result.why})",
+           exchange=result.token_exchange, seen=result.seen)
     _refused(result)

@@ -39,7 +39,7 @@ def test_standalone_launch_succeeds(launcher: Launcher) -> None:
     result = launcher.shared(require_token=False)
     expect(not result.problems, expected="redirect to redirect_uri with code and the same state, then HTTP 200 "
                                          "with a token from the token endpoint",
-           actual="; ".join(result.problems))
+           actual="; ".join(result.problems), exchange=result.token_exchange, seen=result.seen)
 
 
 @pytest.mark.requirement("PDEX-SEC-03", "SMART-AUTHZ-10")
@@ -52,7 +52,7 @@ def test_consent_shown_before_code(launcher: Launcher, target: Target) -> None:
         not_applicable("the target's recipe has no consent steps (login.consent.approve)")
     skipped = [s for s in result.browser.steps_skipped if "redirect already captured" in s]
     expect(not skipped, expected="the consent page shown (the recipe's approve steps run) before the redirect",
-           actual=f"the code arrived before these steps could run: {skipped}")
+           actual=f"the code arrived before these steps could run: {skipped}", seen=result.seen)
 
 
 @pytest.mark.requirement("SMART-AUTHZ-01")
@@ -64,7 +64,8 @@ def test_authorize_by_post(launcher: Launcher, smart_config: dict[str, Any]) -> 
     result = launcher.launch(use_post=True)
     expect(result.token is not None and not result.problems, expected="a code and then a token after a POST "
                                                                         "authorization request",
-           actual="; ".join(result.problems) or f"no token ({result.outcome}: {result.why})")
+           actual="; ".join(result.problems) or f"no token ({result.outcome}: {result.why})",
+           exchange=result.token_exchange, seen=result.seen)
 
 
 @pytest.mark.requirement("SMART-AUTHZ-04", "RFC6749-02")
@@ -73,9 +74,10 @@ def test_state_returned_unchanged(launcher: Launcher) -> None:
     """state comes back byte-for-byte on success, special characters included."""
     result = launcher.launch(state=SPECIAL_STATE, exchange=False)
     if not result.browser.redirected or not result.code:
-        fail(expected="a successful redirect to check state on", actual="; ".join(result.problems))
+        fail(expected="a successful redirect to check state on", actual="; ".join(result.problems),
+             seen=result.seen)
     expect(result.returned_state == SPECIAL_STATE, expected=f"state {SPECIAL_STATE!r}",
-           actual=f"state {result.returned_state!r}")
+           actual=f"state {result.returned_state!r}", seen=result.seen)
 
 
 @pytest.mark.requirement("SMART-AUTHZ-08", "PDEX-SEC-03")
@@ -86,10 +88,11 @@ def test_deny_returns_access_denied(denied_launch: LaunchResult) -> None:
     test_authorize_error_responses."""
     b = denied_launch.browser
     expect(b.redirected, expected="a redirect to the app's redirect_uri with an error",
-           actual=f"no redirect; the browser stayed on {b.page_url} ({b.title!r})")
+           actual=f"no redirect; the browser stayed on {b.page_url} ({b.title!r})", seen=denied_launch.seen)
     expect(not denied_launch.code and bool(b.error),
            expected="an error (access_denied) and no code", actual=f"error={b.error!r}, code "
-                                                                 f"{'present' if denied_launch.code else 'absent'}")
+                                                                 f"{'present' if denied_launch.code else 'absent'}",
+           seen=denied_launch.seen)
 
 
 @pytest.mark.requirement("SMART-AUTHZ-04", "RFC6749-02")
@@ -98,9 +101,10 @@ def test_state_returned_on_error(denied_launch: LaunchResult) -> None:
     """state comes back byte-for-byte on an error redirect too."""
     b = denied_launch.browser
     if not b.redirected:
-        fail(expected="an error redirect carrying state", actual=f"no redirect; stopped on {b.page_url}")
+        fail(expected="an error redirect carrying state", actual=f"no redirect; stopped on {b.page_url}",
+             seen=denied_launch.seen)
     expect(b.state == SPECIAL_STATE, expected=f"state {SPECIAL_STATE!r} on the error redirect",
-           actual=f"state {b.state!r}")
+           actual=f"state {b.state!r}", seen=denied_launch.seen)
 
 
 def _iss_parameter_advertised(request: pytest.FixtureRequest, smart_config: dict[str, Any]) -> str | None:
@@ -141,7 +145,7 @@ def test_authorization_response_names_issuer(launcher: Launcher, smart_config: d
         could_not_check(f"the member's launch never came back with a code to judge: {why}")
     iss = control.browser.params.get("iss")
     expect(iss == issuer, expected=f"iss {issuer!r} in the authorization response (RFC 9207 §2)",
-           actual=f"iss {iss!r}" if iss is not None else "no iss parameter")
+           actual=f"iss {iss!r}" if iss is not None else "no iss parameter", seen=control.seen)
 
 
 def untick_plan(full: str) -> tuple[str, str]:
@@ -194,17 +198,19 @@ def test_unticked_scope_withheld_and_enforced(launcher: Launcher, target: Target
         steps = steps[:at] + extra + steps[at:]
     result = launcher.launch(scope=scope, steps=steps)
     if result.token is None:
-        fail(expected="a token for the remaining scopes", actual="; ".join(result.problems))
+        fail(expected="a token for the remaining scopes", actual="; ".join(result.problems),
+             exchange=result.token_exchange, seen=result.seen)
     granted = scope_set(result.token.scope)
     expect(not _grants_coverage(granted), expected=f"granted scope without {withheld!r}",
-           actual=f"scope = {result.token.scope!r}", requirement="SMART-AUTHZ-09")
+           actual=f"scope = {result.token.scope!r}", requirement="SMART-AUTHZ-09", exchange=result.token_exchange)
     offline_unticked = offline and not any("offline_access" in s and "not present" in s
                                            for s in result.browser.steps_skipped)
     if offline_unticked:
         expect("offline_access" not in granted and not result.token.refresh_token,
                expected="no offline_access and no refresh_token after the member unticked offline_access",
                actual=f"scope = {result.token.scope!r}, refresh_token "
-                      f"{'present' if result.token.refresh_token else 'absent'}", requirement="SMART-AUTHZ-09")
+                      f"{'present' if result.token.refresh_token else 'absent'}", requirement="SMART-AUTHZ-09",
+               exchange=result.token_exchange)
     search = f"{target.fhir_base_url}/Coverage"
     params = {"patient": target.member.patient_id}
     reply = call(http, "GET", search, params=params, token=result.token.access_token)

@@ -104,6 +104,7 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
     params: dict[str, str] | None = {"patient": member_data.patient_id, "_count": "1"}
     seen: list[str] = []
     total: Any = None
+    first: Any = None
     for page in range(MAX_PAGES):
         reply = call(http, "GET", url or "", token=launch.token.access_token, params=params)
         found = _matches(reply, "ExplanationOfBenefit", f"page {page + 1} of the member's claims", "FHIR-HTTP-03")
@@ -113,6 +114,7 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
         expect(len(found) <= 1, expected="at most 1 match per page with _count=1", actual=f"{len(found)} matches",
                requirement="FHIR-HTTP-03", exchange=reply.exchange)
         if page == 0:
+            first = reply.exchange  # the search the pages come from: the evidence of what they hold together
             total = reply.json().get("total")
             if next_link(reply.json()) is None:
                 fail(expected="a next link on the first page (_count=1, several matches)", actual="no next link",
@@ -127,16 +129,16 @@ def test_search_paging_consistent(http: RecordingClient, target: Target, launch:
                actual=url, requirement="FHIR-HTTP-03", exchange=reply.exchange)
     else:
         fail(expected=f"the last page within {MAX_PAGES} pages", actual="next links kept coming",
-             requirement="FHIR-HTTP-03")
+             requirement="FHIR-HTTP-03", exchange=reply.exchange)
     dupes = sorted({i for i in seen if seen.count(i) > 1})
     expect(not dupes, expected="each claim on exactly one page", actual=f"repeated: {', '.join(dupes)}",
-           requirement="FHIR-HTTP-03")
+           requirement="FHIR-HTTP-03", exchange=first)
     same = set(seen) == unpaged if unpaged is not None else len(set(seen)) == claims
     expect(same and (total is None or total == len(seen)),
            expected=f"the pages hold the member's whole result ({claims} claims over every page of their default "
                     f"search{'' if unpaged is not None else ', by its total'}; total {total})",
            actual=f"{len(seen)} claims over the pages: {', '.join(sorted(set(seen))[:8])}",
-           requirement="FHIR-HTTP-03")
+           requirement="FHIR-HTTP-03", exchange=first)
 
 
 @pytest.mark.requirement("SAFETY-10")

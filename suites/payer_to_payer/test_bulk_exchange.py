@@ -170,4 +170,4 @@ def test_export_covers_five_years(p2p_session: BackendSession, p2p_token: str, p
         evidence.notes.append(f"claims older than five years in the export (allowed, §pdex-130): {', '.join(older)}")
     expect(payer_to_payer.five_year_record in held,
            expected=f"{payer_to_payer.five_year_record} (within the five-year window) in the export",
-           actual=f"{len(held)} resources without it", detail=p2p_export.log())
+           actual=f"{len(held)} resources without it", detail=p2p_export.log(), exchange=p2p_export.manifest_exchange)

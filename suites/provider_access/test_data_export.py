@@ -149,7 +149,8 @@ def test_export_types_within_scope_and_type(pa_session: BackendSession, pa_token
         outside = sorted({r.get("resourceType") for f in files for r in f.resources
                           if not _permitted(scope, str(r.get("resourceType")))})
         check.expect(not outside, expected=f"only types within the token's scopes ({scope})",
-                     actual=f"resources of {outside}", detail=matched_export.log())
+                     actual=f"resources of {outside}", detail=matched_export.log(),
+                     exchange=matched_export.manifest_exchange)
         held = sorted({f.type for f in files if f.resources and _permitted(scope, f.type)})
         if not held:
             not_applicable("the MatchedMembers export holds no resources to narrow by _type")
@@ -159,7 +160,7 @@ def test_export_types_within_scope_and_type(pa_session: BackendSession, pa_token
         narrowed = bulk.read_export(pa_session.http, job, pa_token, f"the export with _type={only}")
         seen = sorted({str(r.get("resourceType")) for f in narrowed for r in f.resources})
         check.expect(set(seen) <= {only}, expected=f"_type={only}: only {only} resources",
-                     actual=f"resource types {seen}", detail=job.log())
+                     actual=f"resource types {seen}", detail=job.log(), exchange=job.manifest_exchange)
 
 
 @pytest.mark.requirement("PDEX-PA-12")

@@ -81,8 +81,10 @@ class Tally:
                 notes.append("not checked: " + "; ".join(self.unknown))
             if self.reproduce:
                 notes.append("reproduce with: " + " ; ".join(self.reproduce))
+            scanned = ", ".join(dict.fromkeys(scan.endpoint.display for scan in self.offending))
             fail(expected=expected, actual="; ".join(self.offences), requirement=requirement,
-                 exchange=exchange, detail=" | ".join(notes) or None)
+                 exchange=exchange, detail=" | ".join(notes) or None,
+                 seen=f"TLS scan of {scanned}" if scanned else None)
         if self.unknown:
             could_not_check("; ".join(self.unknown))
 
@@ -438,7 +440,8 @@ def test_tls_plain_http_not_served(request: pytest.FixtureRequest, target: Targe
     base = urlsplit(target.fhir_base_url)
     if base.scheme != "https":
         fail(expected="an https:// FHIR base URL", actual=f"the FHIR base is {target.fhir_base_url}",
-             requirement=("FHIR-SEC-01", "USCORE-SEC-01"))
+             requirement=("FHIR-SEC-01", "USCORE-SEC-01"),
+             seen=f"fhir_base_url {target.fhir_base_url} in {target.source}")
     tls_scans: dict[Endpoint, TlsScan] = request.getfixturevalue("tls_scans")  # after the scheme check: see above
     endpoint = tls.endpoints_from_urls([target.fhir_base_url])[0]
     if not tls_scans[endpoint].reachable:
@@ -447,6 +450,7 @@ def test_tls_plain_http_not_served(request: pytest.FixtureRequest, target: Targe
                         "a refused plain-http connection would say nothing")
     result = tls.probe_plain_http(endpoint.host, target.tls.plain_http_port, f"{base.path.rstrip('/')}/metadata")
     hint = f"reproduce with: curl -si {result.url}"
+    seen = f"plain http GET {result.url} -> HTTP {result.status_code}"
     # Data in clear text breaks US Core's SHALL; the rest of what can go wrong here is SHOULD-level.
     data_breach = ("FHIR-SEC-01", "TLS-06", "TLS-09", "USCORE-SEC-01")
     if result.status == "error":
@@ -455,17 +459,17 @@ def test_tls_plain_http_not_served(request: pytest.FixtureRequest, target: Targe
         fail(expected=f"{result.url} refused, or redirected to https without data",
              actual=f"HTTP {result.status_code} over plain http"
                     f"{': ' + describe(result.body_snippet, 200) if result.data_served else ' (empty body)'}",
-             requirement=data_breach if result.data_served else ("FHIR-SEC-01", "TLS-09"), detail=hint)
+             requirement=data_breach if result.data_served else ("FHIR-SEC-01", "TLS-09"), detail=hint, seen=seen)
     if result.status == "redirect_elsewhere":
         fail(expected=f"{result.url} redirected to https://{endpoint.host}...",
              actual=f"HTTP {result.status_code} Location: {result.location or '(none)'}",
-             requirement=("FHIR-SEC-01", "TLS-09"), detail=hint)
+             requirement=("FHIR-SEC-01", "TLS-09"), detail=hint, seen=seen)
     if result.status == "redirect_to_https" and '"resourceType"' in result.body_snippet:
         fail(expected="a redirect to https without a body of data",
              actual=f"HTTP {result.status_code} to {result.location} carrying {describe(result.body_snippet, 200)}",
-             requirement=data_breach, detail=hint)
+             requirement=data_breach, detail=hint, seen=seen)
     sts = tls.hsts_from_headers(result.headers)
     if sts is not None:
         fail(expected="no Strict-Transport-Security header over plain http (RFC 6797 §7.2)",
              actual=f"HTTP {result.status_code} over plain http with Strict-Transport-Security: {sts.raw}",
-             requirement="TLS-09", detail=hint)
+             requirement="TLS-09", detail=hint, seen=seen)

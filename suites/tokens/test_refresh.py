@@ -65,7 +65,8 @@ def test_refresh_token_issued(launch: LaunchResult, smart_config: dict[str, Any]
     advertised = "permission-offline" in (smart_config.get("capabilities") or [])
     expect(bool(launch.token.refresh_token), expected="a refresh_token alongside offline_access",
            actual="no refresh_token in the token response",
-           requirement=("SMART-REFRESH-01", "SMART-CAP-02") if advertised else "SMART-REFRESH-01")
+           requirement=("SMART-REFRESH-01", "SMART-CAP-02") if advertised else "SMART-REFRESH-01",
+           exchange=launch.token_exchange)
 
 
 @pytest.mark.requirement("SMART-REFRESH-02", "SMART-TOKEN-06")

@@ -41,7 +41,7 @@ from smart_conformance.fhir import (
     tampered_signature,
     unsigned_jwt,
 )
-from smart_conformance.http import RecordingClient, current_evidence
+from smart_conformance.http import RecordingClient, current_evidence, exchange_of
 from smart_conformance.launcher import Launcher, credentials
 from smart_conformance.oauth import issued_tokens, oauth_error
 from smart_conformance.reference.variants import ONLY_REFRESH_TOKENS_REVOCABLE
@@ -221,9 +221,9 @@ def test_revoked_access_token_refused(launcher: Launcher, http: RecordingClient,
                          actual=f"HTTP {reply.status} {reply.resource_type or ''}".strip(), requirement="RFC7009-01",
                          exchange=reply.exchange)
     if isinstance(smart_config.get("introspection_endpoint"), str):
-        _, body = _introspect(http, smart_config, target, watched.token)
+        introspected, body = _introspect(http, smart_config, target, watched.token)
         expect(isinstance(body, dict) and body.get("active") is False, expected="active: false for a revoked token",
-               actual=describe(body), requirement="RFC7009-01")
+               actual=describe(body), requirement="RFC7009-01", exchange=exchange_of(introspected))
 
 
 @pytest.mark.requirement("RFC7009-01", "RFC7009-02", "RFC7009-04")

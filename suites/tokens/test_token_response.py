@@ -190,4 +190,5 @@ def test_codes_and_tokens_unguessable(launcher: Launcher, launch: LaunchResult) 
             bits = _most_bits(value)
             check.expect(bits >= MIN_BITS, expected=f"the {what}: room for at least {MIN_BITS} bits of randomness",
                          actual=f"{len(value)} characters can hold at most {bits:.0f} bits",
-                         exchange=_exchange(launcher.http, launch) if what != "authorization code" else None)
+                         exchange=_exchange(launcher.http, launch) if what != "authorization code" else None,
+                         seen=control.seen if control is not None else None)  # the code: the redirect carried it

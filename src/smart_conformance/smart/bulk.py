@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from smart_conformance.http import RecordingClient
+from smart_conformance.http import Exchange, RecordingClient, exchange_of
 
 MAX_SINGLE_WAIT = 10.0
 DEFAULT_WAIT = 1.0
@@ -56,6 +56,12 @@ class Export:
         except ValueError:
             return None
         return body if isinstance(body, dict) else None
+
+    @property
+    def manifest_exchange(self) -> Exchange | None:
+        """The last status request and its answer (the manifest, when the job finished): the evidence of a check on
+        the manifest or on what it lists."""
+        return exchange_of(self.final)
 
     def log(self) -> str:
         """The polling history, for the evidence."""

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import httpx
 
+from smart_conformance import redact
 from smart_conformance.browser import (
     AuthorizationResult,
     BrowserSession,
     Screenshot,
     Step,
 )
+from smart_conformance.http import Exchange, exchange_of
 from smart_conformance.oauth import not_a_decision
 from smart_conformance.smart.authorize import AuthorizationRequest, new_nonce, new_state
 from smart_conformance.smart.pkce import Pkce, new_pkce
@@ -120,6 +122,27 @@ class LaunchResult:
     token_seconds: float | None = None
     outcome: LaunchOutcome = LaunchOutcome.INCONCLUSIVE
     why: str = ""
+
+    @property
+    def token_exchange(self) -> Exchange | None:
+        """The token request and its answer as recorded: the evidence of a check on the token response or on claims
+        inside its id_token (None when the launch never reached the token endpoint)."""
+        return exchange_of(self.token_response)
+
+    @property
+    def seen(self) -> str:
+        """The browser part in one redacted line, the evidence of a check on how the authorization went: the request
+        (the URL to open in a browser to reproduce it), where the browser ended (the redirect, or the page and its
+        status) and the outcome. Never a code, a token or a secret: every part passes through redact."""
+        b = self.browser
+        method = "POST" if self.spec.use_post else "GET"
+        if b.redirected:
+            end = f"redirected to {redact.url(b.redirect_url or '')}"
+        else:
+            status = f"HTTP {b.status} " if b.status is not None else ""
+            end = f"stopped on {status}{redact.url(b.document_url or b.page_url)}"
+        return redact.text(f"browser {method} {redact.url(self.authorization_url)} → {end} ({self.outcome}: "
+                           f"{self.why})")
 
     @property
     def screenshots(self) -> list[Screenshot]:
