@@ -72,7 +72,9 @@ class Floor:
         self.keys = {env["SMART_REFERENCE_BACKEND_CLIENT_ID"]: (env["SMART_REFERENCE_BACKEND_KEY_FILE"],
                                                                  env["SMART_REFERENCE_BACKEND_KID"]),
                      env["SMART_REFERENCE_OTHER_BACKEND_CLIENT_ID"]: (env["SMART_REFERENCE_OTHER_BACKEND_KEY_FILE"],
-                                                                       env["SMART_REFERENCE_OTHER_BACKEND_KID"])}
+                                                                       env["SMART_REFERENCE_OTHER_BACKEND_KID"]),
+                     env["SMART_REFERENCE_P2P_CLIENT_ID"]: (env["SMART_REFERENCE_P2P_KEY_FILE"],
+                                                            env["SMART_REFERENCE_P2P_KID"])}
         self.stats = {"launches": 0, "http": 0, "status_same": 0, "status_differs": [], "tls_scans": 0,
                       "chromium_starts": 0, "launch_seconds": [], "seconds": {"browser": 0.0, "http": 0.0, "tls_scan": 0.0,
                                                         "chromium_start": 0.0, "python_handshakes": 0.0}}

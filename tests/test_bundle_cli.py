@@ -86,7 +86,8 @@ def test_a_real_runs_bundle_verifies_and_holds_no_secret(tmp_path: Path) -> None
     for i, secret in enumerate(sorted(secrets)):
         for form in encodings(secret):
             needles.setdefault(form, f"secret #{i} ({len(secret)} chars)")
-    for variable in ("SMART_REFERENCE_BACKEND_KEY_FILE", "SMART_REFERENCE_OTHER_BACKEND_KEY_FILE"):
+    for variable in ("SMART_REFERENCE_BACKEND_KEY_FILE", "SMART_REFERENCE_OTHER_BACKEND_KEY_FILE",
+                     "SMART_REFERENCE_P2P_KEY_FILE"):
         for fragment in pem_fragments(Path(env[variable]).read_text()):
             needles.setdefault(fragment, f"a line of {Path(env[variable]).name}")
     for fragment in pem_fragments(private.read_text()):  # the signing key itself

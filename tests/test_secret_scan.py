@@ -160,7 +160,8 @@ def test_no_secret_of_the_run_anywhere_in_its_output(tmp_path: Path) -> None:
             needles.setdefault(form, f"secret #{i} ({len(secret)} chars)")
         if secret.count(".") == 2 and secret.startswith("eyJ"):
             needles.setdefault(secret.rsplit(".", 1)[1], f"signature of JWT #{i}")
-    for other in ("SMART_REFERENCE_OTHER_BACKEND_KEY_FILE", "SMART_REFERENCE_BACKEND_KEY_FILE"):
+    for other in ("SMART_REFERENCE_OTHER_BACKEND_KEY_FILE", "SMART_REFERENCE_BACKEND_KEY_FILE",
+                  "SMART_REFERENCE_P2P_KEY_FILE"):
         for fragment in pem_fragments(Path(env[other]).read_text()):
             needles.setdefault(fragment, f"a line of {Path(env[other]).name}")
     assert key_file.read_text().strip() in secrets, "the backend private key should have been registered"

@@ -142,6 +142,13 @@ class PayerToPayer:
     unacceptable_policy: str | None = None
     five_year_record: str | None = None
     max_wait_s: float = 60.0
+    # How the new payer retrieves a matched member's data: "bulk-export" ($bulk-member-match, $davinci-data-export)
+    # and/or "queries" (FHIR reads and searches after a single-member $member-match). Absent: bulk-export only.
+    retrieval: tuple[str, ...] = ("bulk-export",)
+    query_searches: tuple[str, ...] = ()  # the searches the query form offers, "{patient}" = the member's id
+
+    def offers(self, form: str) -> bool:
+        return form in self.retrieval
 
 
 @dataclass(frozen=True)
@@ -517,7 +524,9 @@ def _payer_to_payer(raw: Mapping[str, Any] | None, file: Path) -> PayerToPayer |
         members=_payer_members(raw["members"]), wrong_scopes=raw.get("wrong_scopes") or None,
         other_payer=dict(raw["other_payer"]) if raw.get("other_payer") else None,
         unacceptable_policy=raw.get("unacceptable_policy") or None,
-        five_year_record=raw.get("five_year_record") or None, max_wait_s=float(raw.get("max_wait_s", 60)))
+        five_year_record=raw.get("five_year_record") or None, max_wait_s=float(raw.get("max_wait_s", 60)),
+        retrieval=tuple(raw.get("retrieval") or ("bulk-export",)),
+        query_searches=tuple(str(q) for q in raw.get("query_searches") or ()))
 
 
 def _discovery_url(raw: Mapping[str, Any], file: Path) -> str | None:

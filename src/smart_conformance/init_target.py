@@ -438,8 +438,11 @@ def _payer_api_lines(found: frozenset[str]) -> list[str]:
         "# payer_to_payer:", *client,
         "#   requesting_payer: {system: http://example.org/payer-ids, value: MY-PAYER-ID}   # the Consent recipient",
         "#   consent_policy: http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular",
+        "#   retrieval: [bulk-export]             # add queries if a matched member's data can be read and searched",
+        '#   query_searches: ["ExplanationOfBenefit?patient={patient}", "Coverage?beneficiary={patient}"]  # queries',
         "#   members:",
         "#     consenting: " + _MEMBER % ("SMART_TARGET_P2P_CONSENTING_ID", "SMART_TARGET_P2P_CONSENTING_SUB"),
+        "#     not_consenting: " + _MEMBER % ("SMART_TARGET_P2P_NOT_CONSENTING_ID", "SMART_TARGET_P2P_NOT_CONSENTING_SUB"),
     ]
 
 

@@ -20,6 +20,10 @@ NO_SECTION = "no payer_to_payer section configured (add it to the target file: t
              "client, its identifier, the Consent policy and the former members by role)"
 
 
+NO_BULK = "the target's payer_to_payer.retrieval does not list bulk-export: no $bulk-member-match and Payer-to-Payer " \
+          "$davinci-data-export to check (single-member exchange only)"
+
+
 @pytest.fixture(scope="session")
 def payer_to_payer(target: Target) -> PayerToPayer:
     """First of every Payer-to-Payer check: a target without the section is not applicable, never a failure."""
@@ -80,6 +84,8 @@ def valid_match(member_match: Callable[..., pdex.MatchCall], p2p_session: Backen
 def bulk_match(payer_to_payer: PayerToPayer, p2p_session: BackendSession, target: Target) -> pdex.SubmittedMatch:
     """$bulk-member-match: the consenting member with a valid Consent, the not-consenting member (where configured)
     with an expired one, and a person the harness made up."""
+    if not payer_to_payer.offers("bulk-export"):
+        not_applicable(NO_BULK)
     submitted = {"consenting": payer_to_payer.members["consenting"], "unknown": pdex.UNKNOWN}
     if "not_consenting" in payer_to_payer.members:
         submitted["not_consenting"] = payer_to_payer.members["not_consenting"]

@@ -58,12 +58,14 @@ def _refused(call: pdex.MatchCall, what: str, requirement: str, session: Backend
 @proves(Fault.PDEX_OPERATIONS_NOT_ADVERTISED)
 @needs(Needs.CAPABILITY_STATEMENT)
 def test_payer_to_payer_operations_advertised(payer_to_payer: PayerToPayer, capability_statement: Document) -> None:
-    """The CapabilityStatement lists $member-match, $bulk-member-match and $davinci-data-export."""
+    """The CapabilityStatement lists $member-match, and $bulk-member-match and $davinci-data-export where the target
+    offers the bulk exchange (payer_to_payer.retrieval)."""
     if not capability_statement.ok:
         could_not_check(f"the CapabilityStatement could not be read (HTTP {capability_statement.status})")
     found = pdex.advertised_operations(capability_statement.json)
-    missing = [op for op in P2P_OPERATIONS if op not in found]
-    expect(not missing, expected=f"CapabilityStatement operations {', '.join(P2P_OPERATIONS)}",
+    wanted = P2P_OPERATIONS if payer_to_payer.offers("bulk-export") else P2P_OPERATIONS[:1]
+    missing = [op for op in wanted if op not in found]
+    expect(not missing, expected=f"CapabilityStatement operations {', '.join(wanted)}",
            actual=f"missing {', '.join(missing)}; listed: {', '.join(sorted(found - {''})) or 'none'}",
            exchange=capability_statement.exchange)
 

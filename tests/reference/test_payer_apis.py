@@ -53,12 +53,14 @@ def test_init_target_sections_validate_once_filled_in(tmp_path: Path) -> None:
     env = {name: "x" for name in ("SMART_TARGET_PA_ATTRIBUTED_ID", "SMART_TARGET_PA_ATTRIBUTED_SUB",
                                   "SMART_TARGET_PA_OPTED_OUT_ID", "SMART_TARGET_PA_OPTED_OUT_SUB",
                                   "SMART_TARGET_PA_NOT_ATTRIBUTED_ID", "SMART_TARGET_PA_NOT_ATTRIBUTED_SUB",
-                                  "SMART_TARGET_P2P_CONSENTING_ID", "SMART_TARGET_P2P_CONSENTING_SUB")}
+                                  "SMART_TARGET_P2P_CONSENTING_ID", "SMART_TARGET_P2P_CONSENTING_SUB",
+                                  "SMART_TARGET_P2P_NOT_CONSENTING_ID", "SMART_TARGET_P2P_NOT_CONSENTING_SUB")}
     with ReferenceServer() as srv:
         loaded = config.load_target(target, env={**srv.target_env(), **env})
     assert loaded.provider_access is not None and set(loaded.provider_access.members) == {
         "attributed", "opted_out", "not_attributed"}
     assert loaded.payer_to_payer is not None and loaded.payer_to_payer.requesting_payer["value"] == "MY-PAYER-ID"
+    assert loaded.payer_to_payer.retrieval == ("bulk-export",) and loaded.payer_to_payer.query_searches
 
 
 def test_reference_target_names_the_synthetic_members() -> None:

@@ -130,12 +130,14 @@ def test_shipped_targets_are_valid(tmp_path: Path) -> None:
         "SMART_REFERENCE_MEMBER_PASSWORD", "SMART_REFERENCE_OTHER_MEMBER_USERNAME",
         "SMART_REFERENCE_OTHER_MEMBER_PASSWORD", "SMART_REFERENCE_REP_USERNAME", "SMART_REFERENCE_REP_PASSWORD")}
     env.update(SMART_REFERENCE_FHIR_BASE_URL="https://127.0.0.1:1/fhir", SMART_REFERENCE_CA_BUNDLE=str(ca))
-    from smart_conformance.reference.backend import OTHER, load_backend
+    from smart_conformance.reference.backend import OTHER, P2P, load_backend
 
     keys = load_backend(tmp_path)  # the backend clients' key files, as the reference server writes them
     env.update(SMART_REFERENCE_BACKEND_CLIENT_ID="backend", SMART_REFERENCE_BACKEND_KEY_FILE=str(keys.key_files["RS384"]),
                SMART_REFERENCE_BACKEND_KID="kid", SMART_REFERENCE_OTHER_BACKEND_CLIENT_ID="other",
-               SMART_REFERENCE_OTHER_BACKEND_KEY_FILE=str(keys.key_files[OTHER]), SMART_REFERENCE_OTHER_BACKEND_KID="k")
+               SMART_REFERENCE_OTHER_BACKEND_KEY_FILE=str(keys.key_files[OTHER]), SMART_REFERENCE_OTHER_BACKEND_KID="k",
+               SMART_REFERENCE_P2P_CLIENT_ID="p2p", SMART_REFERENCE_P2P_KEY_FILE=str(keys.key_files[P2P]),
+               SMART_REFERENCE_P2P_KID="p")
     target = load_target(paths.reference_target(), env)
     assert target.name == "reference" and target.login is not None
     for template in (paths.fixtures_dir() / "targets").glob("example-*.yaml"):

@@ -1,9 +1,11 @@
 """SMART Backend Services on the reference server: a registered backend client and the client_credentials grant.
 
-Registration (what a payer's client onboarding records): one backend client, ``backend-bulk-client``, pre-authorized
+Registration (what a payer's client onboarding records): a backend client, ``backend-bulk-client``, pre-authorized
 for ``system/`` read access to Patient, Coverage, ExplanationOfBenefit and Organization (not Practitioner or
 RelatedPerson), with a JWK Set of two public keys: an RSA-2048 key for RS384 and a P-384 key for ES384. The private
-keys are the *client's*; the server generates them at start into its state directory (mode 0600, never committed) only
+keys are the *client's*; a second provider's client (``backend-other-client``) and the requesting payer of
+Payer-to-Payer (``backend-p2p-client``, whose FHIR reads are limited to the members it matched with consent) have
+one RSA key each. The server generates them at start into its state directory (mode 0600, never committed) only
 so that the harness can act as that client. ``target_env()`` hands their paths to ``fixtures/targets/reference.yaml``.
 
 Token endpoint policy (SMART App Launch 2.2 §Backend Services and §client-confidential-asymmetric, RFC 7523 §3):
@@ -57,7 +59,9 @@ from smart_conformance.reference.variants import (
 
 BACKEND_CLIENT_ID = "backend-bulk-client"
 OTHER_CLIENT_ID = "backend-other-client"
+P2P_CLIENT_ID = "backend-p2p-client"
 OTHER = "OTHER"  # key_files / kids entry of the other client's RS384 key
+P2P = "P2P"  # key_files / kids entry of the Payer-to-Payer client's RS384 key
 MEMBER = "MEMBER"  # key_files / kids entry of the member-facing client's RS384 key (member-client-private-key-jwt)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REGISTERED_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit", "Organization")
@@ -125,7 +129,8 @@ def load_backend(state_dir: Path) -> Backend:
 def _load(state_dir: Path) -> Backend:
     """Generate (first start) or reload the backend client's two key pairs in the state directory."""
     files = {"RS384": state_dir / "backend-client-rs384.pem", "ES384": state_dir / "backend-client-es384.pem",
-             OTHER: state_dir / "backend-other-client-rs384.pem", MEMBER: state_dir / "member-client-rs384.pem"}
+             OTHER: state_dir / "backend-other-client-rs384.pem", MEMBER: state_dir / "member-client-rs384.pem",
+             P2P: state_dir / "backend-p2p-client-rs384.pem"}
     keys: dict[str, Any] = {}
     for alg, path in files.items():
         if path.exists():
@@ -142,7 +147,10 @@ def _load(state_dir: Path) -> Backend:
     client = BackendClient(BACKEND_CLIENT_ID, jwks, scopes)
     # A second provider's backend client (same rights, its own key): the bulk suite's foreign client.
     other = BackendClient(OTHER_CLIENT_ID, {"keys": [_jwk(kids[OTHER], keys[OTHER])]}, scopes)
-    return Backend(clients={client.client_id: client, other.client_id: other}, key_files=files, kids=kids,
+    # The requesting payer of Payer-to-Payer (its own key): its system/ token reaches, at the FHIR API, only the
+    # members it matched with a Consent the payer honours (reference/pdex.py), not every member as the others do.
+    p2p = BackendClient(P2P_CLIENT_ID, {"keys": [_jwk(kids[P2P], keys[P2P])]}, scopes)
+    return Backend(clients={c.client_id: c for c in (client, other, p2p)}, key_files=files, kids=kids,
                    member_jwks={"keys": [_jwk(kids[MEMBER], keys[MEMBER])]})
 
 

@@ -30,6 +30,7 @@ class Needs(StrEnum):
     CLIENT_ACCEPTED_CHAIN = "a certificate chain clients accept"
     FHIR_USER_ON_BASE = "a fhirUser under the FHIR base (the only place the harness sends the member's token)"
     AUTHORIZE_DECISION = "an authorization endpoint that decides on a bad request (an error page or redirect, not a 5xx)"
+    P2P_QUERIES = "FHIR queries that serve the matched member to the requesting payer (the control of the refusals)"
 
 
 @dataclass(frozen=True)
@@ -647,6 +648,13 @@ class Fault(StrEnum):
     FIVE_YEAR_WINDOW_IGNORED = _f("five-year-window-ignored", "payer-to-payer", ("PDEX-P2P-09",),
         "Payer-to-Payer exports apply the one-year lookback of another API instead of the five-year window: claims "
         "older than a year are missing.")
+    P2P_QUERIES_REFUSED = _f("p2p-queries-refused", "payer-to-payer", ("PDEX-P2P-10",),
+        "the requesting payer's token gets no data by FHIR queries after a single-member $member-match: every read and "
+        "search of the matched member is refused (only the export path was built).", takes_away=(Needs.P2P_QUERIES,))
+    P2P_QUERY_CONSENT_NOT_CHECKED = _f("p2p-query-consent-not-checked", "payer-to-payer", ("PDEX-P2P-11",),
+        "FHIR queries by the requesting payer serve any member it matched on demographics, whether or not the Consent "
+        "was honoured (a $member-match with an expired Consent opens the member's data; consent is not re-checked "
+        "when the data is requested).")
 
 
 # A fault is its own record: ``FAULTS[name]`` is the member, with its area, breaks, summary, takes_away, runs_with.

@@ -17,6 +17,9 @@ Access policy (documented for target authors):
 - Chained parameters ``patient.identifier``/``patient.name`` (``beneficiary.`` on Coverage) are supported, inside the
   compartment like any other parameter.
 - Batch/transaction (POST to the base) is not offered: under read-only scopes it is refused (403) as a write.
+- The Payer-to-Payer client (``backend-p2p-client``) reads Patient, Coverage and ExplanationOfBenefit only of the
+  members it matched with an honoured Consent (``pdex.p2p_query``); a system/ token of any other backend client
+  reaches every member's records of its granted types.
 """
 
 from __future__ import annotations
@@ -318,6 +321,11 @@ async def _dispatch(ctx: Context, request: Request) -> Response:
                                    "total": len(every), "entry": every})
         return outcome(ctx, 400, "not-supported", "system-level interactions are not supported")
     rtype = parts[0]
+    if who.patient is None and method in ("GET", "HEAD") and _is_p2p_client(who):
+        from smart_conformance.reference import pdex  # the requesting payer's reach: its consented members (pdex.py)
+
+        if rtype in pdex.TYPES:
+            return pdex.p2p_query(ctx, request, who, parts)
     if parts == ["$export"] and method == "GET" and ctx.faults.active(Fault.SYSTEM_EXPORT_SERVED):
         from smart_conformance.reference import bulk  # the defect: an unadvertised export served (bulk imports us)
 
@@ -351,6 +359,12 @@ async def _dispatch(ctx: Context, request: Request) -> Response:
     if len(parts) == 3 and rtype == "Patient" and parts[2] == "$everything":
         return _everything(ctx, who, parts[1])
     return outcome(ctx, 404, "not-supported", "this interaction is not supported")
+
+
+def _is_p2p_client(who: Principal) -> bool:
+    from smart_conformance.reference.backend import P2P_CLIENT_ID
+
+    return who.client_id == P2P_CLIENT_ID
 
 
 async def _write(ctx: Context, request: Request, who: Principal, rtype: str, parts: list[str],

@@ -6,6 +6,8 @@ Policy (documented for target authors; synthetic members only, served by these r
   to it but opted out of Provider Access; ``pa-uma`` a member attributed to another provider (``backend-other-client``);
   ``p2p-carla`` a former member whose data a new payer asks for (claims 2 months, 4 years and 7 years old);
   ``p2p-dan`` another former member (the harness never has his consent).
+- Clients: ``backend-bulk-client`` is the provider (Provider Access); ``backend-p2p-client`` is the requesting payer
+  of Payer-to-Payer (``NEWPAYER-01`` in Consents), ``backend-other-client`` another payer and provider.
 - Matching: MemberPatient family + given name + birthDate + gender and CoverageToMatch subscriberId (or identifier)
   must all equal the member's record. No match or several: ``$member-match`` answers 422 with an OperationOutcome
   (code ``not-found``, the same text whatever the reason).
@@ -27,6 +29,13 @@ Policy (documented for target authors; synthetic members only, served by these r
   ``patient`` (references outside the Group are ignored). Opt-out and consent are re-checked when the export runs.
   Provider Access output has no financial elements (EOB total, payment, adjudication, benefitBalance); Payer-to-Payer
   output holds at least the five years before the request. Status and files reuse reference/bulk.py.
+- Single-member Payer-to-Payer by FHIR queries (PDex §Data Retrieval Methods, query each resource): the requesting
+  payer's system/ token reads and searches Patient, Coverage and ExplanationOfBenefit (``_id``, ``patient``,
+  ``beneficiary``, ``identifier``) of exactly the members it matched with a Consent the payer honoured
+  (``$member-match``, or MatchedMembers of ``$bulk-member-match``); the stored Consent is evaluated again on every
+  request, so one that has since ended opens nothing. Any other member: a read is 404 like an unknown id, a search
+  naming them is an empty searchset. Claims come without financial elements, as in the export. Under
+  ``p2p-queries-only`` (PDex STU 2.0 shape) ``$bulk-member-match`` is not offered (404, not advertised).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from starlette.responses import Response
 
 from smart_conformance.reference import bulk, fhir
 from smart_conformance.reference import scopes as scope_rules
+from smart_conformance.reference.backend import P2P_CLIENT_ID
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.variants import (
@@ -50,6 +60,7 @@ from smart_conformance.reference.variants import (
     MEMBER_MATCH_ASYNC,
     OPT_OUT_GROUP_VISIBLE,
     OPTED_OUT_AS_NON_MATCHED,
+    P2P_QUERIES_ONLY,
 )
 
 Resource = dict[str, Any]
@@ -57,7 +68,7 @@ Resource = dict[str, Any]
 PROVIDER = "backend-bulk-client"
 OTHER_PROVIDER = "backend-other-client"
 PAYER_SYSTEM = "http://example.org/fhir/sid/payer-id"
-PAYER_IDS = {PROVIDER: "NEWPAYER-01", OTHER_PROVIDER: "OTHERPAYER-02"}  # the payer each backend client acts for
+PAYER_IDS = {P2P_CLIENT_ID: "NEWPAYER-01", OTHER_PROVIDER: "OTHERPAYER-02"}  # the payer each backend client acts for
 THIS_PAYER = "OLDPAYER-00"
 HREX_CONSENT = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html"
 ACCEPTED_POLICIES = (f"{HREX_CONSENT}#regular",)
@@ -158,6 +169,8 @@ class MatchGroup:
 @dataclass
 class State:
     groups: dict[str, MatchGroup] = field(default_factory=dict)
+    # (client, member) -> the Consent a match honoured: what opens the member's data to that client's FHIR queries
+    consents: dict[tuple[str, str], Resource | None] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -168,6 +181,23 @@ _STATES_LOCK = threading.Lock()
 def _state(ctx: Context) -> State:
     with _STATES_LOCK:
         return _STATES.setdefault(id(ctx.store), State())
+
+
+def _remember_consent(ctx: Context, client_id: str, member_id: str, consent: Resource | None) -> None:
+    state = _state(ctx)
+    with state.lock:
+        state.consents[(client_id, member_id)] = consent
+
+
+def _consented_members(ctx: Context, client_id: str) -> set[str]:
+    """The members whose data the client's FHIR queries may see: matched by it with a Consent that is still one the
+    payer can honour (evaluated again now: consent is re-checked when data is requested, not only at match time)."""
+    state = _state(ctx)
+    with state.lock:
+        held = [(member, consent) for (client, member), consent in state.consents.items() if client == client_id]
+    if ctx.faults.active(Fault.P2P_QUERY_CONSENT_NOT_CHECKED):
+        return {member for member, _consent in held}  # the defect: access follows the match, consent never consulted
+    return {member for member, consent in held if _consent_ok(ctx, consent, client_id)}
 
 
 def _opted_out(ctx: Context, member_id: str) -> bool:
@@ -284,7 +314,7 @@ async def member_match(request: Request) -> Response:
                 return fhir.outcome(ctx, 403, "forbidden", "the token's scopes do not allow $member-match")
             client_id = who.client_id
         else:
-            client_id = PROVIDER  # the defect: an anonymous caller treated as a registered payer
+            client_id = P2P_CLIENT_ID  # the defect: an anonymous caller treated as a registered payer
         params = await _parameters(ctx, request)
     except fhir.Refused as refused:
         return refused.response
@@ -298,7 +328,10 @@ async def member_match(request: Request) -> Response:
         return _no_match(ctx)
     member = found[0]
     if not _consent_ok(ctx, given.get("Consent"), client_id):
+        if ctx.faults.active(Fault.P2P_QUERY_CONSENT_NOT_CHECKED):  # the defect: the match alone opens the data
+            _remember_consent(ctx, client_id, member.id, given.get("Consent"))
         return fhir.outcome(ctx, 422, "business-rule", "the consent request cannot be complied with")
+    _remember_consent(ctx, client_id, member.id, given.get("Consent"))
     identifier = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]},
                   "system": "http://example.org/fhir/sid/member-id", "value": member.subscriber_id}
     out = {"resourceType": "Parameters", "parameter": [{"name": "MemberIdentifier", "valueIdentifier": identifier},
@@ -331,8 +364,10 @@ def _category_group(ctx: Context, code: str, contained: list[Resource], members:
 async def _multi_match(request: Request, kind: str) -> Response:
     ctx = ctx_of(request)
     try:
+        if kind == "payer" and ctx.variants.active(P2P_QUERIES_ONLY):
+            return fhir.outcome(ctx, 404, "not-supported", "$bulk-member-match is not supported")
         if ctx.faults.active(Fault.PDEX_MATCH_WITHOUT_TOKEN) and not request.headers.get("authorization"):
-            client_id = PROVIDER  # the defect: an anonymous caller treated as the registered provider
+            client_id = PROVIDER if kind == "provider" else P2P_CLIENT_ID  # the defect: anonymous as registered
         else:
             client_id = _system_caller(ctx, request).client_id
         params = await _parameters(ctx, request)
@@ -362,8 +397,11 @@ async def _multi_match(request: Request, kind: str) -> Response:
             else:
                 buckets["matched"].append((submitted, f"Patient/{member.id}"))
         elif _consent_ok(ctx, parts.get("Consent"), client_id):
+            _remember_consent(ctx, client_id, member.id, parts.get("Consent"))
             buckets["matched"].append((submitted, f"Patient/{member.id}"))
         else:
+            if ctx.faults.active(Fault.P2P_QUERY_CONSENT_NOT_CHECKED):  # the defect: the match alone opens the data
+                _remember_consent(ctx, client_id, member.id, parts.get("Consent"))
             buckets["consentconstraint"].append((submitted, ref))
     if ctx.faults.active(Fault.MEMBER_MATCH_ECHOES_RECORD):  # the defect: the payer's own record goes back
         for submitted, ref in buckets["matched"]:
@@ -552,10 +590,62 @@ def advertise(ctx: Context, resources: list[Resource]) -> None:
     """The CapabilityStatement's Group and Patient operations for these APIs."""
     if ctx.faults.active(Fault.PDEX_OPERATIONS_NOT_ADVERTISED):
         return
+    group_ops = ["provider-member-match", "bulk-member-match", "davinci-data-export"]
+    if ctx.variants.active(P2P_QUERIES_ONLY):
+        group_ops.remove("bulk-member-match")
     resources.append({"type": "Group", "interaction": [{"code": "read"}, {"code": "search-type"}],
                       "searchParam": [{"name": "_id", "type": "token"}],
-                      "operation": [{"name": name, "definition": OPERATIONS[name]}
-                                    for name in ("provider-member-match", "bulk-member-match", "davinci-data-export")]})
+                      "operation": [{"name": name, "definition": OPERATIONS[name]} for name in group_ops]})
     for entry in resources:
         if entry.get("type") == "Patient":
             entry.setdefault("operation", []).append({"name": "member-match", "definition": OPERATIONS["member-match"]})
+
+
+# --- single-member Payer-to-Payer by FHIR queries -----------------------------------------------------------------
+_SEARCH_LINKS = {"Patient": (), "Coverage": ("beneficiary",), "ExplanationOfBenefit": ("patient",)}
+
+
+def _owner(resource: Resource) -> str:
+    if resource["resourceType"] == "Patient":
+        return str(resource["id"])
+    link = resource.get("beneficiary") or resource.get("patient") or {}
+    return str(link.get("reference", "")).rsplit("/", 1)[-1]
+
+
+def _matches(resource: Resource, name: str, values: list[str]) -> bool:
+    """One search parameter (comma = OR) against one of the member's resources."""
+    wanted = {v.strip() for v in values if v.strip()}
+    if name == "_id":
+        return str(resource["id"]) in wanted
+    if name in ("patient", "beneficiary"):
+        return _owner(resource) in {v.rsplit("/", 1)[-1] for v in wanted}
+    if name == "identifier" and resource["resourceType"] == "Patient":
+        held = {f"{i.get('system')}|{i.get('value')}" for i in resource.get("identifier") or []}
+        held |= {str(i.get("value")) for i in resource.get("identifier") or []}
+        return bool(held & wanted)
+    return True  # parameters this view does not filter on (_count, _format...) narrow nothing
+
+
+def p2p_query(ctx: Context, request: Request, who: fhir.Principal, parts: list[str]) -> Response:
+    """A read or search by the requesting payer's token: only the members it matched with an honoured Consent."""
+    if ctx.faults.active(Fault.P2P_QUERIES_REFUSED):  # the defect: only the export path knows the matched members
+        return fhir.outcome(ctx, 403, "forbidden", "this access token has no patient context")
+    rtype = parts[0]
+    if len(parts) > 2:
+        return fhir.outcome(ctx, 404, "not-supported", "this interaction is not supported")
+    fhir._require_scope(ctx, who, rtype, "r" if len(parts) == 2 else "s")
+    held = [r for member in sorted(_consented_members(ctx, who.client_id)) for r in _resources(MEMBERS[member])
+            if r["resourceType"] == rtype]
+    held = [_strip_financial(r) if rtype == "ExplanationOfBenefit" else r for r in held]
+    if len(parts) == 2:
+        found = next((r for r in held if r["id"] == parts[1]), None)
+        return fhir.fhir_json(ctx, found) if found is not None else fhir._not_found(ctx, rtype, parts[1])
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).extend(value.split(","))
+    names = {"_id", "identifier", *_SEARCH_LINKS[rtype]} | ({"patient"} if rtype == "Coverage" else set())
+    hits = [r for r in held if all(_matches(r, name, values) for name, values in params.items() if name in names)]
+    entries = [{"fullUrl": f"{ctx.fhir_base}/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+               for r in hits]
+    return fhir.fhir_json(ctx, {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
+                                "link": [{"relation": "self", "url": str(request.url)}], "entry": entries})

@@ -143,6 +143,8 @@ class ReferenceServer:
             MEMBER,
             OTHER,
             OTHER_CLIENT_ID,
+            P2P,
+            P2P_CLIENT_ID,
             load_backend,
         )
 
@@ -155,6 +157,9 @@ class ReferenceServer:
                     "SMART_REFERENCE_OTHER_BACKEND_CLIENT_ID": OTHER_CLIENT_ID,
                     "SMART_REFERENCE_OTHER_BACKEND_KEY_FILE": str(backend.key_files[OTHER]),
                     "SMART_REFERENCE_OTHER_BACKEND_KID": backend.kids[OTHER],
+                    "SMART_REFERENCE_P2P_CLIENT_ID": P2P_CLIENT_ID,  # the requesting payer of Payer-to-Payer
+                    "SMART_REFERENCE_P2P_KEY_FILE": str(backend.key_files[P2P]),
+                    "SMART_REFERENCE_P2P_KID": backend.kids[P2P],
                     "SMART_REFERENCE_BACKEND_JWKS_URL": f"{self.origin}/clients/{BACKEND_CLIENT_ID}/jwks.json",
                     # the member-facing client's key, used under the member-client-private-key-jwt variant
                     "SMART_REFERENCE_MEMBER_KEY_FILE": str(backend.key_files[MEMBER]),

@@ -74,6 +74,7 @@ RETRY_AFTER_HTTP_DATE = "retry-after-http-date"
 EXPORT_TYPE_DELTA_NEEDS_SINCE = "export-type-delta-needs-since"
 MEMBER_MATCH_ASYNC = "member-match-async"
 OPT_OUT_GROUP_VISIBLE = "opt-out-group-visible"
+P2P_QUERIES_ONLY = "p2p-queries-only"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -287,6 +288,15 @@ _CATALOG: tuple[Variant, ...] = (
             "members, and must then make sure the provider cannot download their data by a bulk export.",
             "https://hl7.org/fhir/us/davinci-pdex/provider-access-api.html#attribution-list",
             target_patch={"provider_access": {"attribution_group_ids": ["pa-attribution-bulk", "pa-opted-out-bulk"]}}),
+    Variant(P2P_QUERIES_ONLY, "Payer-to-Payer is single-member only: HRex $member-match with Consent, then FHIR reads "
+            "and searches of the matched member with the requesting payer's token; no $bulk-member-match (404, not "
+            "advertised) and so no Payer-to-Payer $davinci-data-export. The target declares retrieval: [queries].",
+            "PDex STU 2.0.0 Payer-to-Payer: exchange is for a single member, preceded by $member-match, by one of "
+            "three methods (query each resource, $everything, bulk export); bulk exchange for groups of members was "
+            "outside that version's scope (STU 2.1 added $bulk-member-match). PDex STU 2.1 single member §Data "
+            "Retrieval Methods keeps the query method.",
+            "https://hl7.org/fhir/us/davinci-pdex/STU2/payertopayerexchange.html",
+            target_patch={"payer_to_payer": {"retrieval": ["queries"]}}),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}

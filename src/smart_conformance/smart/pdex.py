@@ -282,6 +282,18 @@ class MatchCall:
         return None
 
 
+    @property
+    def member_reference(self) -> str | None:
+        """The Patient id of a MemberId reference (HRex STU 1.1 and later may return it beside MemberIdentifier)."""
+        body = self.json
+        for param in (body.get("parameter") or []) if isinstance(body, dict) else []:
+            if isinstance(param, dict) and param.get("name") == "MemberId":
+                reference = str((param.get("valueReference") or {}).get("reference", ""))
+                if "Patient/" in reference:
+                    return reference.rsplit("Patient/", 1)[1].split("/", 1)[0] or None
+        return None
+
+
 def require_control(valid: MatchCall, what: str) -> None:
     """A refusal counts only beside the valid request that matched (HTTP 200) in the same run."""
     from smart_conformance.checks import could_not_check
