@@ -1,8 +1,9 @@
 """Secrets never leave the harness: a real run, with failures, searched for every secret it held.
 
 One `smart-conformance run` of the launch, tokens and backend services suites (every kind of secret: client secrets,
-member passwords, the backend client's private key, and the access, refresh and id tokens, authorization codes and
-client assertions the run obtained) against a reference server with two faults on, so failure texts, curl commands,
+member passwords, the members' TOTP secrets, the backend client's private key, and the access, refresh and id tokens,
+authorization codes and client assertions the run obtained) against a reference server with two faults and the
+totp-mfa variant on (every sign-in types a one-time code from a secret read with {file: ...}), so failure texts, curl commands,
 screenshots and traces are written too. Every file under the reports folder (each member of a trace zip included),
 stdout and stderr are then searched for every one of those secrets, raw and in the encodings a leak takes (URL
 encoding, base64 as in a Basic header or a trace, JSON escaping, the PEM body lines of the key, a JWT's signature).
@@ -30,9 +31,12 @@ from urllib.parse import quote, quote_plus
 
 import jwt
 import pytest
+import yaml
 
 from smart_conformance import paths
+from smart_conformance.config import merge
 from smart_conformance.reference.server import ReferenceServer
+from smart_conformance.reference.variants import TOTP_MFA, ActiveVariants
 
 FAULTS = ("token-no-store-missing", "backend-refresh-token-issued")
 SUITES = ("launch", "tokens", "backend_services")
@@ -125,14 +129,25 @@ def run_secrets(log: Path, env: dict[str, str]) -> set[str]:
     """Every secret of the run: what the harness registered, plus the reference's own configuration secrets."""
     logged = {json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line}
     configured = {v for k, v in env.items() if k.endswith(("_SECRET", "_PASSWORD"))}
-    return logged | configured
+    totp = {Path(v).read_text(encoding="utf-8").strip() for k, v in env.items() if k.endswith("_TOTP_FILE")}
+    return logged | configured | totp
+
+
+def mfa_target(folder: Path) -> Path:
+    """The reference's target file as a payer with TOTP two-step verification writes it (the totp-mfa variant)."""
+    doc = yaml.safe_load(paths.reference_target().read_text(encoding="utf-8"))
+    doc.pop("attestations", None)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "reference-mfa.yaml"
+    out.write_text(yaml.safe_dump(merge(doc, ActiveVariants([TOTP_MFA]).target_patch()), sort_keys=False))
+    return out
 
 
 def test_no_secret_of_the_run_anywhere_in_its_output(tmp_path: Path) -> None:
     reports, log = tmp_path / "reports", tmp_path / "secrets.jsonl"
-    with ReferenceServer(faults=list(FAULTS), state_dir=tmp_path / "server") as server:
+    with ReferenceServer(faults=list(FAULTS), state_dir=tmp_path / "server", variants=[TOTP_MFA]) as server:
         env = server.target_env()
-        args = [sys.executable, "-m", "smart_conformance.cli", "run", "--target", str(paths.reference_target()),
+        args = [sys.executable, "-m", "smart_conformance.cli", "run", "--target", str(mfa_target(tmp_path / "t")),
                 "--reports", str(reports), *[a for s in SUITES for a in ("--suite", s)], "--", "--keep-traces"]
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
         proc = subprocess.run(args, check=False, capture_output=True, text=True, timeout=900,
@@ -165,6 +180,11 @@ def test_no_secret_of_the_run_anywhere_in_its_output(tmp_path: Path) -> None:
         for fragment in pem_fragments(Path(env[other]).read_text()):
             needles.setdefault(fragment, f"a line of {Path(env[other]).name}")
     assert key_file.read_text().strip() in secrets, "the backend private key should have been registered"
+    totp_secret = Path(env["SMART_REFERENCE_MEMBER_TOTP_FILE"]).read_text(encoding="utf-8").strip()
+    assert totp_secret in json.dumps([json.loads(line) for line in log.read_text().splitlines()]), \
+        "the member's TOTP secret should have been registered"
+    # The one-time codes typed are registered (and masked) too; at 6 digits they are too short to search for here
+    # without matching unrelated digits, as encodings() leaves out every form under 8 characters.
     search = Needles(needles)
 
     problems: list[str] = []

@@ -76,6 +76,9 @@ class Login:
     consent: Mapping[str, tuple[Mapping[str, Any], ...]]
     step_timeout_ms: int = 10_000
     script_readable_cookies: frozenset[str] = frozenset()  # cookies the page's script reads: HttpOnly not expected
+    lockout: Any = None  # the recipe's lockout marker (browser/recipe.py reads these three)
+    out_of_band_code: Any = None
+    rate_limit: Any = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +296,44 @@ def _check_secrets(raw: Any, file: Path, path: list[Any]) -> None:
             _check_secrets(value, file, [*path, i])
 
 
+def _totp_steps(login: Any) -> Iterable[tuple[str, dict[str, Any]]]:
+    """Every ``totp`` step of a login mapping, with its key path (``login.steps[3].totp``)."""
+    if not isinstance(login, dict):
+        return
+    lists = [("login.steps", login.get("steps"))]
+    lists += [(f"login.consent.{name}", steps) for name, steps in (login.get("consent") or {}).items()]
+    for where, steps in lists:
+        for i, step in enumerate(steps or ()):
+            if isinstance(step, dict) and isinstance(step.get("totp"), dict):
+                yield f"{where}[{i}].totp", step["totp"]
+
+
+def _check_totp_secrets(raw: Mapping[str, Any], file: Path) -> set[str]:
+    """A ``totp`` step's secret is ``${ENV}``, ``${member.totp_secret}`` or {file: path}, never written in the file.
+    Returns the key paths whose secret comes from the environment (wrapped as secrets once interpolated)."""
+    from smart_conformance.browser.recipe import totp_secret_source
+
+    from_env: set[str] = set()
+    for key, step in _totp_steps(raw.get("login")):
+        source = totp_secret_source(step.get("secret"))
+        if source == "literal":
+            raise ConfigError(file, f"{key}.secret", "a TOTP secret may not be written in the file",
+                              "use secret: ${SOME_ENV_VAR}, secret: {file: /path/to/secret}, or leave it out to use "
+                              "the member's totp_secret (members.<role>.totp_secret: ${SOME_ENV_VAR})")
+        if source == "placeholder" and _ENV.fullmatch(str(step["secret"]).strip()):
+            from_env.add(key)
+    return from_env
+
+
+def _read_totp_secrets(login: dict[str, Any], from_env: set[str], file: Path) -> None:
+    """Replace each ``totp`` step's ${ENV} or {file:} secret (interpolated by now) by the secret it names, marked as
+    read from outside the file (``redact.SecretValue``) and registered for scrubbing."""
+    for key, step in _totp_steps(login):
+        secret = step.get("secret")
+        if isinstance(secret, dict) or key in from_env:
+            step["secret"] = redact.SecretValue(_secret(secret, file, f"{key}.secret") or "")
+
+
 def _secret(value: Any, file: Path, key: str) -> str | None:
     if value is None:
         return None
@@ -392,6 +433,7 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
     if error is not None:
         raise _schema_error(file, error)
     _check_secrets(raw, file, [])
+    totp_from_env = _check_totp_secrets(raw, file)
     data = _interpolate(raw, file, [], env)
     if not re.match(r"^https?://[^/\s]+", data["fhir_base_url"]):
         raise ConfigError(file, "fhir_base_url", f"{data['fhir_base_url']!r} is not an absolute URL",
@@ -413,10 +455,13 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
     login_raw = data.get("login")
     login = None
     if login_raw:
+        _read_totp_secrets(login_raw, totp_from_env, file)
         consent = {k: tuple(v) for k, v in (login_raw.get("consent") or {}).items()}
         login = Login(steps=tuple(login_raw["steps"]), consent=consent,
                       step_timeout_ms=int(login_raw.get("step_timeout_ms", 10_000)),
-                      script_readable_cookies=frozenset(login_raw.get("script_readable_cookies") or ()))
+                      script_readable_cookies=frozenset(login_raw.get("script_readable_cookies") or ()),
+                      lockout=login_raw.get("lockout"), out_of_band_code=login_raw.get("out_of_band_code"),
+                      rate_limit=login_raw.get("rate_limit"))
     ig = data.get("ig") or {}
     carin = ig.get("carin_version", "STU2")
     statuses = tuple(ig.get("unauthorized_statuses") or ((401,) if carin == "STU1" else (401, 403, 404)))

@@ -17,6 +17,7 @@ from smart_conformance.browser import (
     BrowserSession,
     LoginStepError,
     RecipeError,
+    SignInBlocked,
     compose_steps,
     parse_recipe,
 )
@@ -76,6 +77,7 @@ class Launcher:
         except RecipeError as exc:
             raise CouldNotCheck(f"{target.source}: {exc}") from None
         self.target, self.http, self.browser = target, http, browser
+        browser.guards = self.recipe.guards  # lockout / out-of-band markers and the back-off budget
         self.config = smart_config
         self.artifacts = artifacts
         self.keep_traces = keep_traces
@@ -170,6 +172,8 @@ class Launcher:
             result = run_launch(spec, self.http, self.browser, folder, control=control,
                                 control_problem=control_problem)
         except LoginStepError as exc:
+            if isinstance(exc, SignInBlocked):  # the payer stopped the sign-in: name whose and why
+                exc.args = (f"member '{kwargs.get('member', 'primary')}' ({exc.kind}): {exc.args[0]}",)
             if evidence is not None and exc.screenshot:
                 evidence.files.append((f"login step {exc.index} failed", Path(exc.screenshot)))
             if evidence is not None and exc.trace:

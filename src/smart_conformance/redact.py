@@ -59,6 +59,16 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
 
+class SecretValue(str):
+    """A secret read from ``${ENV}`` or a file (a ``totp`` step's base32 secret): the type says it was not written
+    literally in a recipe, and messages show it as the mask. Registered like any other secret."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(MASK)
+
+
 def register_secret(*values: str | None) -> None:
     """Remember secret values so they are scrubbed wherever they show up later."""
     global _ordered

@@ -47,7 +47,7 @@ from smart_conformance.browser.recipe import (
                                                 parse_steps,
 )
 from smart_conformance.browser.session import BrowserSession
-from smart_conformance.browser.steps import LoginStepError
+from smart_conformance.browser.steps import LoginStepError, SignInBlocked
 from smart_conformance.redact import secret_values
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
                                                 "RemoteBrowser",
                                                 "Screenshot",
                                                 "SetCookie",
+                                                "SignInBlocked",
                                                 "Step",
                                                 "TlsMode",
                                                 "_response_params",

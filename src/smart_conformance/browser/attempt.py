@@ -43,19 +43,28 @@ from smart_conformance.browser.pages import (
     text_snippet,
 )
 from smart_conformance.browser.pinning import Pins, TlsMode, origin_of
-from smart_conformance.browser.recipe import Step
+from smart_conformance.browser.recipe import SignInGuards, Step
 from smart_conformance.browser.steps import (
     LoginStepError,
+    RateLimited,
+    SignInBlocked,
     is_timeout,
     not_found,
     reason,
+    retry_after_seconds,
     run_step,
+    seconds,
     settle,
     step_locator,
 )
 
 # Responses whose Set-Cookie headers are recorded: pages and the script fetches of a sign-in built by script.
 COOKIE_CARRIERS = ("document", "xhr", "fetch")
+# An optional step whose element is not there is skipped as soon as a later step's element shows, the redirect is
+# captured, or the page has loaded and the network stayed quiet this long (never by waiting out its timeout).
+OPTIONAL_QUIET_S = 1.0
+# How long a page must have been quiet before its text is read for a lockout / out-of-band marker.
+MARKER_QUIET_S = 1.0
 CAPTURED_PAGE = b"<!doctype html><title>redirect captured</title><p>smart-conformance captured the redirect.</p>"
 
 
@@ -85,6 +94,7 @@ class AuthorizationRequest:
     name: str
     negative: bool
     control_pages: Sequence[str | None]
+    guards: SignInGuards = field(default_factory=SignInGuards)
 
 
 @dataclass
@@ -178,6 +188,11 @@ class Attempt:
         self.redirected = False
         self.context: Any = None
         self.page: Any = None
+        self.retry_after: str | None = None  # the last document's Retry-After header
+        self.blocked = ""  # a lockout marker seen (on a negative launch, which still returns)
+        self._marker_key: tuple[int, float] | None = None
+        self._marker_seen: tuple[str, str] | None = None
+        self.optional_skips = 0  # optional steps decided absent without waiting out their timeout
 
     # the run -------------------------------------------------------------------------------------------------
 
@@ -192,6 +207,9 @@ class Attempt:
             if self.capture.url is None:
                 self._shoot("final")
             self.completed = True
+        except RateLimited:
+            self.retrying = True  # the session waits and runs the authorization again: no trace of this one
+            raise
         finally:
             self._finish()
         return self._result(time.perf_counter() - started)
@@ -242,7 +260,7 @@ class Attempt:
             if waited is not None:
                 problem, decided = waited
                 if step.optional and not decided:
-                    self._skip(step, "optional, not present")
+                    self._skip(step, f"optional, not present: {problem}")
                     continue
                 if self.req.negative or (decided and self.last_done == 0 and self.status is not None
                                          and self.status >= 400):
@@ -257,7 +275,7 @@ class Attempt:
         req = self.req
         here = page_key(safe_url(self.page))
         try:
-            run_step(self.page, step, req.values, req.timeout)
+            req.hidden.update(run_step(self.page, step, req.values, req.timeout))  # one-time codes typed
             self._done(number, step, here)
             settle(self.page)
         except Exception as exc:  # noqa: BLE001
@@ -281,6 +299,7 @@ class Attempt:
         steps, control = req.steps, req.control_pages
         last_page = control[len(steps) - 1] if req.negative and len(control) >= len(steps) and steps else None
         while self.capture.url is None and time.monotonic() < deadline and not self._refused_status():
+            self._check_marker(len(req.steps), None)
             if not req.expect_redirect and self._settled(req.settle_ms / 1000):
                 here = page_key(safe_url(self.page))
                 if not last_page or here != last_page:
@@ -351,6 +370,10 @@ class Attempt:
             self.hops.append(Hop(self.req.redact_url(page_key(response.url)), status, response.request.method))
         else:
             self.status, self.document_url = status, response.url
+            try:
+                self.retry_after = response.headers.get("retry-after")
+            except Exception:  # noqa: BLE001
+                self.retry_after = None
             if not self.capture.matches(response.url):
                 headers = response.headers
                 self.documents.append(PageDocument(self.req.redact_url(response.url), status,
@@ -392,7 +415,79 @@ class Attempt:
         return self._loaded() and self.net.quiet_for() >= quiet
 
     def _refused_status(self) -> bool:
+        self._check_rate_limit()
         return self.status is not None and self.status >= 400 and self.capture.url is None and self._loaded()
+
+    def _check_rate_limit(self) -> None:
+        """A 429 (or a 503 with Retry-After) on a sign-in page is never the server's answer: the session backs off."""
+        status = self.status
+        if self.capture.url is None and (status == 429 or (status == 503 and self.retry_after)):
+            raise RateLimited(status, retry_after_seconds(self.retry_after),
+                              self.req.redact_url(page_key(self.document_url or safe_url(self.page))))
+
+    def _marker(self) -> tuple[str, str] | None:
+        """A lockout or out-of-band marker on the settled page: (kind, what matched); read once per page state."""
+        key = (self.navigations, round(self.net.last, 3))
+        if key == self._marker_key:
+            return self._marker_seen
+        self._marker_key, self._marker_seen = key, None
+        guards = self.req.guards
+        try:
+            text = self.page.inner_text("body", timeout=1_000).lower()
+            for kind, marker in (("lockout", guards.lockout), ("out-of-band", guards.out_of_band)):
+                found = next((repr(t) for t in marker.texts if t in text), None) or next(
+                    (f"selector {s!r}" for s in marker.selectors if self.page.locator(s).count()), None)
+                if found:
+                    self._marker_seen = (kind, found)
+                    break
+        except Exception:  # noqa: BLE001 - navigating: read again when the page is quiet
+            self._marker_key = None
+        return self._marker_seen
+
+    def _check_marker(self, number: int, step: Step | None, quiet: float = MARKER_QUIET_S) -> str | None:
+        """Stop at once on a lockout or out-of-band page: a positive launch raises :class:`SignInBlocked`; a negative
+        one records a lockout (the session stops that member's later sign-ins) and returns why, to stop there."""
+        if not self._settled(quiet):
+            return None
+        seen = self._marker()
+        if seen is None:
+            return None
+        kind, found = seen
+        if kind == "lockout":
+            why = (f"the sign-in showed the recipe's lockout marker ({found}): the account is locked; no further "
+                   "sign-in of this member is tried in this run. Fix: unlock the test member (or wait out the "
+                   "lock) and check that the run's wrong-password check stays under the payer's lockout threshold")
+            self.blocked = why
+        else:
+            why = (f"the sign-in asks for a one-time code sent by email or SMS ({found}), which the harness cannot "
+                   "read. Fix: enrol a TOTP authenticator for the test member and give the recipe a 'totp' step "
+                   "(README: one-time codes)")
+        if self.req.negative:
+            return why
+        shot = self._shoot(f"blocked-{kind}", force=True)
+        label = f"{step.where}: {step.describe()}" if step is not None else "after the last step"
+        self.failure = SignInBlocked(kind, why, index=number, step=label, where=step.where if step else "login",
+                                     url=self.req.redact_url(safe_url(self.page)),
+                                     title=self.req.redact_text(safe_title(self.page)),
+                                     screenshot=shot.path if shot else None)
+        raise self.failure
+
+    def _absent(self, number: int) -> str | None:
+        """An optional step's element is not here and will not come: a later step's element is on the page, or the
+        page has settled without it."""
+        for later in self.req.steps[number:]:
+            locator, state = step_locator(self.page, later)
+            try:
+                if locator is not None and (locator.first.is_visible() if state == "visible"
+                                            else locator.count() > 0):
+                    return f"the element of {later.describe()} came first"
+            except Exception:  # noqa: BLE001, S110 - navigating
+                pass
+            if not later.optional:
+                break
+        if self._settled(OPTIONAL_QUIET_S):
+            return f"the page settled without it ({seconds(OPTIONAL_QUIET_S * 1000)} quiet)"
+        return None
 
     def _off_path(self, number: int) -> bool:
         """The page is not where the positive control ran this step (only known on a negative launch)."""
@@ -417,7 +512,16 @@ class Attempt:
             if self.capture.url is not None:
                 return "the redirect was captured", True
             if self._refused_status():
+                self._check_marker(number, step, quiet=0.0)  # a lockout page answered with an error status
                 return f"the server answered HTTP {self.status} without a redirect", True
+            stopped = self._check_marker(number, step)
+            if stopped is not None:
+                return stopped, self.blocked != ""
+            if step.optional:
+                absent = self._absent(number)
+                if absent is not None:
+                    self.optional_skips += 1
+                    return absent, False
             if self._off_path(number) and self._settled():
                 grace = grace or time.monotonic() + 1.0
                 if time.monotonic() >= grace:
@@ -549,6 +653,6 @@ class Attempt:
             seconds=seconds, status=self.status,
             document_url=req.redact_url(page_key(self.document_url)) if self.document_url else "",
             steps_done=self.last_done, stopped_at=self.stopped_at, stop_reason=self.stop_reason,
-            settled=self.is_settled, step_pages=self.step_pages, page_key=self.final_key,
+            settled=self.is_settled, step_pages=self.step_pages, page_key=self.final_key, blocked=self.blocked,
             response_in=response_location(self.located), documents=self.documents, forms=self.forms,
             cookies=self.cookies, hops=self.hops)

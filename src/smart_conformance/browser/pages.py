@@ -129,6 +129,7 @@ class AuthorizationResult:
     cookies: list[SetCookie] = field(default_factory=list)  # every Set-Cookie on the way (documents and fetches)
     hops: list[Hop] = field(default_factory=list)  # every main-frame redirect on the way, in order
     forms: tuple[PageForm, ...] = field(default=(), repr=False)  # the final page's forms (no redirect only)
+    blocked: str = ""  # a lockout marker seen on the way (a negative launch): why later sign-ins are stopped
 
     def _get(self, name: str) -> str | None:
         return self.params.get(name)

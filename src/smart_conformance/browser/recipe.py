@@ -10,9 +10,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from smart_conformance.redact import MASK
+from smart_conformance import redact
+from smart_conformance.redact import MASK, SecretValue
 
 DEFAULT_STEP_TIMEOUT_MS = 10_000
+# A 429 (or a Retry-After) on the sign-in pages is waited out at most this long in all, per authorization.
+DEFAULT_MAX_BACKOFF_S = 30.0
+TOTP_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
+# What hosted identity providers show when they stop a member signing in; matched case-insensitively in the page text.
+DEFAULT_LOCKOUT_TEXTS = ("account is locked", "account has been locked", "account locked", "too many attempts",
+                         "too many failed", "temporarily locked")
+# What a sign-in asking for a code sent by email or SMS shows; consulted only when a step cannot find its element.
+DEFAULT_OUT_OF_BAND_TEXTS = ("we sent a code", "we've sent a code", "we have sent a code", "code we sent",
+                             "sent to your email", "sent to your phone", "text message with a code",
+                             "check your email for a code", "enter the code sent")
 
 
 class RecipeError(ValueError):
@@ -25,9 +36,10 @@ class RecipeError(ValueError):
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _HOOK = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-ACTIONS = ("goto", "fill", "click", "check", "uncheck", "select", "press", "wait_for", "expect_text", "hook")
+ACTIONS = ("goto", "fill", "click", "check", "uncheck", "select", "press", "wait_for", "expect_text", "hook", "totp")
 MODIFIERS = ("timeout_ms", "optional")
-SELECTOR_ACTIONS = {"fill", "click", "check", "uncheck", "select", "press"}
+SELECTOR_ACTIONS = {"fill", "click", "check", "uncheck", "select", "press", "totp"}
+TOTP_KEYS = ("selector", "secret", "digits", "period", "algorithm", "submit")
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class Step:
     optional: bool = False
     where: str = "steps[?]"
     bound: Mapping[str, str] = field(default_factory=dict)
+    totp: TotpOptions | None = None  # the totp step's settings (its secret is ``value``)
 
     def describe(self) -> str:
         """Short, secret-free: the step as written (selectors and templates only, never a filled value)."""
@@ -59,8 +72,12 @@ class Step:
         """The step as it appears in the YAML, with any literal secret value masked."""
         hidden = {s for s in secrets if s}
         value = MASK if self.value is not None and self.value in hidden else self.value
+        if isinstance(self.value, SecretValue):
+            value = MASK  # read from ${ENV} or a file by the config loader: never shown
         if self.action in ("fill", "select"):
             body = f"{{selector: {self.target!r}, value: {value!r}}}"
+        elif self.action == "totp":
+            body = f"{{selector: {self.target!r}, secret: {value!r}}}"
         elif self.action == "press":
             body = f"{{selector: {self.target!r}, key: {value!r}}}"
         elif self.action == "wait_for":
@@ -86,8 +103,47 @@ class Step:
                 return merged[name]
             return _PLACEHOLDER.sub(one, text)
 
-        return replace(self, target=sub(self.target, self.action),
-                       value=None if self.value is None else sub(self.value, self.action))
+        if isinstance(self.value, SecretValue) or self.value is None:
+            value = self.value  # a secret read by the config loader: taken as it is, never templated
+        else:
+            value = sub(self.value, self.action)
+            if self.action == "totp":
+                value = SecretValue(value)
+                redact.register_secret(value)
+        return replace(self, target=sub(self.target, self.action), value=value)
+
+
+@dataclass(frozen=True)
+class TotpOptions:
+    """RFC 6238 parameters of a ``totp`` step (the common defaults: 6 digits, 30 s, SHA-1), and the button that
+    submits the code (``submit``): given, the step submits it itself and, if the code was refused because the period
+    rolled over meanwhile, types the next one once."""
+
+    digits: int = 6
+    period: int = 30
+    algorithm: str = "SHA1"
+    submit: str | None = None
+
+
+@dataclass(frozen=True)
+class PageMarker:
+    """How a page is recognised: any of ``texts`` (case-insensitive, in the page's text) or ``selectors``."""
+
+    texts: tuple[str, ...] = ()
+    selectors: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return ", ".join([*(repr(t) for t in self.texts), *(f"selector {s!r}" for s in self.selectors)]) or "(none)"
+
+
+@dataclass(frozen=True)
+class SignInGuards:
+    """What stops a sign-in rather than a step: a lockout page (every later sign-in of that member is stopped too), a
+    page asking for a code sent by email or SMS, and how long a 429 / Retry-After on the sign-in is waited out."""
+
+    lockout: PageMarker = PageMarker(DEFAULT_LOCKOUT_TEXTS)
+    out_of_band: PageMarker = PageMarker(DEFAULT_OUT_OF_BAND_TEXTS)
+    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S
 
 
 @dataclass(frozen=True)
@@ -97,6 +153,7 @@ class Recipe:
     steps: tuple[Step, ...]
     consent: Mapping[str, tuple[Step, ...]] = field(default_factory=dict)
     step_timeout_ms: int = DEFAULT_STEP_TIMEOUT_MS
+    guards: SignInGuards = field(default_factory=lambda: SignInGuards())
 
 
 def _require_str(value: Any, where: str, key: str, what: str, example: str) -> str:
@@ -154,6 +211,8 @@ def parse_step(raw: Any, where: str) -> Step:
             raise RecipeError(where, action, f"{target!r} is not 'module:function'",
                               "name an importable module and a function in it, e.g. 'my_hooks:answer_totp'")
         return Step(action, target, **common)
+    if action == "totp":
+        return _parse_totp(arg, where, common)
     if action in ("fill", "select"):
         example = f"'{action}: {{selector: \"#id\", value: \"...\"}}'"
         m = _require_mapping(arg, where, action, ("selector", "value"), example)
@@ -192,6 +251,99 @@ def parse_step(raw: Any, where: str) -> Step:
     return Step(action, _require_str(m[kind], where, f"wait_for.{kind}", "text", "'...'"), wait_kind=kind, **common)
 
 
+_TOTP_EXAMPLE = "'totp: {selector: \"#otp\", secret: \"${member.totp_secret}\"}'"
+_TOTP_FIX = ("give the secret as ${member.totp_secret} (members.<role>.totp_secret: ${SOME_ENV_VAR} or {file: path}), "
+             "or as secret: ${SOME_ENV_VAR} or secret: {file: /path/to/secret}; a secret written in the file ends up "
+             "in git")
+
+
+def totp_secret_source(value: Any) -> str:
+    """How a ``totp`` step's secret is given: "placeholder" (``${...}``, the whole value), "file" ({file: path}),
+    "read" (already read by the config loader), "default" (absent: ``${member.totp_secret}``), else "literal"."""
+    if value is None:
+        return "default"
+    if isinstance(value, SecretValue):
+        return "read"
+    if isinstance(value, Mapping) and set(value) == {"file"} and isinstance(value["file"], str) and value["file"]:
+        return "file"
+    if isinstance(value, str) and re.fullmatch(r"\$\{[^}]+\}", value.strip()):
+        return "placeholder"
+    return "literal"
+
+
+def _parse_totp(arg: Any, where: str, common: dict[str, Any]) -> Step:
+    m = _require_mapping(arg, where, "totp", ("selector",), _TOTP_EXAMPLE, optional=TOTP_KEYS[1:])
+    if "selector" not in m:
+        raise RecipeError(where, "totp.selector", "missing", "add 'selector: ...' (the one-time code's input)")
+    selector = _require_str(m["selector"], where, "totp.selector", "a selector", "'#otp'")
+    raw = m.get("secret")
+    source = totp_secret_source(raw)
+    if source == "literal":
+        raise RecipeError(where, "totp.secret", "a TOTP secret may not be written in the recipe", _TOTP_FIX)
+    if source == "file":
+        path = raw["file"]
+        try:
+            text = open(path, encoding="utf-8").read().strip()  # noqa: SIM115
+        except OSError as exc:
+            raise RecipeError(where, "totp.secret.file", f"cannot read {path} ({exc.strerror})",
+                              "point 'file' at a readable file holding only the base32 secret") from None
+        secret: str = SecretValue(text)
+        redact.register_secret(secret)
+    elif source == "default":
+        secret = "${member.totp_secret}"
+    else:
+        secret = raw if isinstance(raw, SecretValue) else str(raw).strip()
+    digits, period = m.get("digits", 6), m.get("period", 30)
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 6 <= digits <= 10:
+        raise RecipeError(where, "totp.digits", f"expected 6 to 10, got {digits!r}", "write e.g. 'digits: 6'")
+    if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= 300:
+        raise RecipeError(where, "totp.period", f"expected seconds between 1 and 300, got {period!r}",
+                          "write e.g. 'period: 30'")
+    algorithm = str(m.get("algorithm", "SHA1")).upper().replace("-", "")
+    if algorithm not in TOTP_ALGORITHMS:
+        raise RecipeError(where, "totp.algorithm", f"{m.get('algorithm')!r} is not supported",
+                          f"use one of {', '.join(TOTP_ALGORITHMS)} (RFC 6238 §1.2)")
+    submit = m.get("submit")
+    if submit is not None:
+        submit = _require_str(submit, where, "totp.submit", "a selector", "'button[type=submit]'")
+    return Step("totp", selector, value=secret, totp=TotpOptions(digits, period, algorithm, submit), **common)
+
+
+def _marker(raw: Any, key: str, default: PageMarker) -> PageMarker:
+    """``login.lockout`` / ``login.out_of_band_code``: {text: str | [str], selector: str | [str]}; texts given
+    replace the defaults, ``false`` switches the detection off."""
+    if raw is None:
+        return default
+    if raw is False:
+        return PageMarker()
+    example = f"'{key}: {{text: [\"account is locked\"], selector: \"#locked\"}}'"
+    m = _require_mapping(raw, "login", key, (), example, optional=("text", "selector"))
+    found: dict[str, tuple[str, ...]] = {}
+    for name in ("text", "selector"):
+        value = m.get(name, ())
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, Sequence) or not all(isinstance(i, str) and i.strip() for i in items):
+            raise RecipeError("login", f"{key}.{name}", f"expected text or a list of texts, got {value!r}",
+                              f"write it as {example}")
+        found[name] = tuple(i.strip() for i in items)
+    if not found["text"] and not found["selector"]:
+        raise RecipeError("login", key, "neither text nor selector given", f"write it as {example} (or false)")
+    return PageMarker(tuple(t.lower() for t in found["text"]), found["selector"])
+
+
+def parse_guards(login: Mapping[str, Any]) -> SignInGuards:
+    rate = login.get("rate_limit") or {}
+    m = _require_mapping(rate, "login", "rate_limit", (), "'rate_limit: {max_wait_s: 30}'", optional=("max_wait_s",))
+    wait = m.get("max_wait_s", DEFAULT_MAX_BACKOFF_S)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 600:
+        raise RecipeError("login", "rate_limit.max_wait_s", f"expected seconds between 0 and 600, got {wait!r}",
+                          "write e.g. 'max_wait_s: 30'")
+    return SignInGuards(lockout=_marker(login.get("lockout"), "lockout", SignInGuards.lockout),
+                        out_of_band=_marker(login.get("out_of_band_code"), "out_of_band_code",
+                                            SignInGuards.out_of_band),
+                        max_backoff_s=float(wait))
+
+
 def parse_steps(raw: Any, where: str = "steps") -> tuple[Step, ...]:
     if raw is None:
         return ()
@@ -201,16 +353,19 @@ def parse_steps(raw: Any, where: str = "steps") -> tuple[Step, ...]:
     return tuple(parse_step(item, f"{where}[{i}]") for i, item in enumerate(raw))
 
 
+LOGIN_KEYS = ("steps", "consent", "step_timeout_ms", "script_readable_cookies", "lockout", "out_of_band_code",
+              "rate_limit")
+
+
 def parse_recipe(login: Any) -> Recipe:
     """From the ``login`` mapping of a target (a dict, or the config loader's ``Login`` object)."""
     if isinstance(login, Recipe):
         return login
     if not isinstance(login, Mapping):
-        login = {"steps": getattr(login, "steps", None), "consent": getattr(login, "consent", None),
-                 "step_timeout_ms": getattr(login, "step_timeout_ms", None)}
-    unknown = [k for k in login if k not in ("steps", "consent", "step_timeout_ms")]
+        login = {key: getattr(login, key, None) for key in LOGIN_KEYS}
+    unknown = [k for k in login if k not in LOGIN_KEYS]
     if unknown:
-        raise RecipeError("login", str(unknown[0]), "unknown key", "use steps, consent, step_timeout_ms")
+        raise RecipeError("login", str(unknown[0]), "unknown key", f"use {', '.join(LOGIN_KEYS)}")
     consent_raw = login.get("consent") or {}
     if not isinstance(consent_raw, Mapping):
         raise RecipeError("login", "consent", "expected a mapping of scenario name to steps",
@@ -222,7 +377,7 @@ def parse_recipe(login: Any) -> Recipe:
     return Recipe(steps=parse_steps(login.get("steps"), "login.steps"),
                   consent={str(name): parse_steps(steps, f"login.consent.{name}")
                            for name, steps in consent_raw.items()},
-                  step_timeout_ms=timeout)
+                  step_timeout_ms=timeout, guards=parse_guards(login))
 
 
 Scenario = str | tuple[str, Sequence[str]]

@@ -4,6 +4,7 @@ or consent remembered by one launch leaks into the next. The session owns the br
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -27,10 +28,11 @@ from smart_conformance.browser.pages import AuthorizationResult
 from smart_conformance.browser.pinning import Pins, TlsMode
 from smart_conformance.browser.recipe import (
     DEFAULT_STEP_TIMEOUT_MS,
+    SignInGuards,
     Step,
     load_hook,
 )
-from smart_conformance.browser.steps import LoginStepError
+from smart_conformance.browser.steps import LoginStepError, RateLimited, SignInBlocked
 from smart_conformance.redact import secret_values
 
 
@@ -61,6 +63,11 @@ class BrowserSession:
         self._playwright: Any = None
         self._browser: Any = None
         self._launches = 0
+        # What stops a sign-in (lockout / out-of-band markers, the back-off budget): the launcher sets the recipe's.
+        self.guards = SignInGuards()
+        # Members whose account a lockout page was seen for (username → why): no further sign-in is tried for them.
+        self.locked_out: dict[str, str] = {}
+        self.backoffs: list[tuple[str, float]] = []  # (where, seconds waited) per 429 / Retry-After honoured
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -178,7 +185,11 @@ class BrowserSession:
         if self._browser is None:
             raise RuntimeError("BrowserSession is not started (use it as a context manager)")
         values = dict(values or {})
+        member = values.get("member.username", "")
+        if member and member in self.locked_out:
+            raise SignInBlocked("lockout", f"not signing in: {self.locked_out[member]}")
         resolved = [step.resolve(values) for step in steps]  # placeholder errors before any browsing
+        secrets = [*secrets, *(step.value for step in resolved if step.action == "totp")]
         for step in resolved:
             if step.action == "hook":
                 load_hook(step)
@@ -188,7 +199,39 @@ class BrowserSession:
             directory=directory, expect_redirect=expect_redirect, method=method, form=form, keep_trace=keep_trace,
             timeout=step_timeout_ms or self.step_timeout_ms, settle_ms=settle_ms, redact_url=redact_url,
             redact_text=redact_text, hidden=secret_values(values, secrets), name=name, negative=negative,
-            control_pages=list(control_pages or ()))
+            control_pages=list(control_pages or ()), guards=self.guards)
+        try:
+            result = self._authorize(request, url, directory, name)
+        except SignInBlocked as exc:
+            if exc.kind == "lockout" and member:
+                self.locked_out[member] = str(exc.reason)
+            raise
+        if result.blocked and member:
+            self.locked_out[member] = result.blocked
+        return result
+
+    def _authorize(self, request: AuthorizationRequest, url: str, directory: Path, name: str) -> AuthorizationResult:
+        """One authorization, run again after the back-off a 429 / Retry-After on the sign-in asked for (within the
+        recipe's budget, ``guards.max_backoff_s``; beyond it the launch is stopped, naming the limit)."""
+        waited = 0.0
+        while True:
+            try:
+                return self._attempts(request, url, directory, name)
+            except RateLimited as limited:
+                budget = self.guards.max_backoff_s
+                wait = limited.retry_after if limited.retry_after is not None else 1.0
+                if waited + wait > budget:
+                    raise SignInBlocked(
+                        "rate-limited", f"the sign-in answered HTTP {limited.status} at {limited.url} (Retry-After: "
+                        f"{limited.retry_after if limited.retry_after is not None else 'none'}) after {waited:g}s of "
+                        f"back-off; waiting {wait:g}s more would pass the recipe's budget of {budget:g}s "
+                        "(login.rate_limit.max_wait_s). Fix: run when the payer's sign-in is less busy, ask for a "
+                        "higher limit for the test member, or raise max_wait_s") from None
+                self.backoffs.append((limited.url, wait))
+                time.sleep(wait)  # the server said when to come back (RFC 9110 §10.2.3); the budget bounds it
+                waited += wait
+
+    def _attempts(self, request: AuthorizationRequest, url: str, directory: Path, name: str) -> AuthorizationResult:
         pinned = self._trust(url)
         mode: TlsMode = "spki-pin" if pinned and self.can_pin else "system-trust"
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from smart_conformance import redact
 from smart_conformance.browser.recipe import (
     ACTIONS,
     SELECTOR_ACTIONS,
@@ -33,10 +36,104 @@ class LoginStepError(RuntimeError):
         return super().__str__() + (f"; trace: {self.trace}" if self.trace else "")
 
 
-def run_step(page: Any, step: Step, values: Mapping[str, str], default_timeout: int) -> None:
-    """Do what one step says on the page (waits included), with Playwright's own errors."""
+class SignInBlocked(LoginStepError):
+    """The payer stopped the sign-in itself, not a step: ``kind`` is "lockout" (the member's account is locked: no
+    further sign-in of that member is tried), "out-of-band" (a code sent by email or SMS is asked for) or
+    "rate-limited" (429 / Retry-After beyond the recipe's back-off budget). The launch is could-not-check."""
+
+    def __init__(self, kind: str, reason: str, *, index: int = 0, step: str = "sign-in", where: str = "login",
+                 url: str = "", title: str = "", screenshot: Path | None = None) -> None:
+        self.kind = kind
+        super().__init__(index, step, where, url, title, reason, screenshot)
+        if not url:  # stopped before any page was opened (a member already locked out)
+            Exception.__init__(self, reason)
+
+
+class RateLimited(Exception):
+    """The sign-in answered 429 (or 503 with Retry-After): wait ``retry_after`` seconds (None: unsaid) and retry."""
+
+    def __init__(self, status: int, retry_after: float | None, url: str) -> None:
+        self.status, self.retry_after, self.url = status, retry_after, url
+        super().__init__(f"HTTP {status} at {url} (Retry-After: {retry_after if retry_after is not None else 'none'})")
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def _payer_totp() -> type:
+    """pyotp's TOTP, taking secrets down to 80 bits: the harness does not choose the secret, the payer's identity
+    provider did at enrolment, and 16-character (80-bit) secrets are still issued (pyotp's own floor is 112)."""
+    import pyotp
+
+    class PayerTotp(pyotp.TOTP):
+        min_secret_length_bits = 80
+
+    return PayerTotp
+
+
+def totp_code(step: Step, at: float | None = None) -> str:
+    """The RFC 6238 code of a ``totp`` step's (resolved) secret at ``at`` (now), computed by pyotp and registered as a
+    secret before it is typed. A secret that is not base32 is a recipe error that never shows the secret."""
+    options = step.totp
+    assert options is not None and step.value is not None
+    digest = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}[options.algorithm]
+    try:
+        code = _payer_totp()(step.value.replace(" ", "").upper(), digits=options.digits, digest=digest,
+                          interval=options.period).at(time.time() if at is None else at)
+    except Exception:  # noqa: BLE001 - binascii.Error and friends would quote the secret
+        raise RecipeError(step.where, "totp.secret", "the secret is not base32 (RFC 4648) of at least 80 bits",
+                          "give the secret shown (or encoded in the QR code's otpauth:// URI as 'secret=') when the "
+                          "test member's authenticator was enrolled") from None
+    redact.register_secret(code)
+    return code
+
+
+def run_totp(page: Any, step: Step, timeout: int) -> list[str]:
+    """Type the current code; with ``submit``, press it and, if the code came back refused after the period rolled
+    over, type the next period's code once (never more). Returns the codes typed (secrets, for the trace scrub)."""
+    options = step.totp
+    assert options is not None
+    locator = page.locator(step.target)
+    locator.wait_for(state="visible", timeout=timeout)
+    made = time.time()
+    codes = [totp_code(step, made)]
+    locator.fill(codes[0], timeout=timeout)
+    if options.submit is None:
+        return codes
+    page.locator(options.submit).click(timeout=timeout)
+    settle(page)
+    rolled = int(time.time() // options.period) != int(made // options.period)
+    try:
+        again = rolled and locator.is_visible()
+    except Exception:  # noqa: BLE001 - the page navigated on: the code was taken
+        again = False
+    if again:
+        codes.append(totp_code(step))
+        locator.fill(codes[-1], timeout=timeout)
+        page.locator(options.submit).click(timeout=timeout)
+    return codes
+
+
+def run_step(page: Any, step: Step, values: Mapping[str, str], default_timeout: int) -> list[str]:
+    """Do what one step says on the page (waits included), with Playwright's own errors. Returns the one-time
+    codes a ``totp`` step typed (nothing for the other steps)."""
     timeout = step.timeout_ms or default_timeout
     action = step.action
+    if action == "totp":
+        return run_totp(page, step, timeout)
     if action == "goto":
         page.goto(step.target, timeout=max(timeout, 1), wait_until="load")
     elif action in SELECTOR_ACTIONS:
@@ -68,6 +165,7 @@ def run_step(page: Any, step: Step, values: Mapping[str, str], default_timeout: 
         load_hook(step)(page, dict(values))
     else:  # parse_step admits nothing else
         raise RecipeError(step.where, action, "unknown action", "use one of: " + ", ".join(ACTIONS))
+    return []
 
 
 def step_locator(page: Any, step: Step) -> tuple[Any, str]:

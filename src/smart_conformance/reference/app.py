@@ -16,6 +16,7 @@ from smart_conformance.reference import (
     bulk,
     discovery,
     fhir,
+    idp,
     pdex,
     token_endpoint,
 )
@@ -91,6 +92,8 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
         Route("/auth/login", auth.login, methods=["GET", "POST"]),
         Route("/auth/login/continue", auth.login_continue, methods=["POST"]),  # the sign-in-307 fault's next hop
         Route("/auth/consent", auth.consent, methods=["GET", "POST"]),
+        Route("/auth/mfa", idp.mfa, methods=["GET", "POST"]),  # totp-mfa variant
+        Route("/auth/prompt", idp.prompt, methods=["GET", "POST"]),  # sign-in-prompts variant
         Route("/auth/token", token_endpoint.token, methods=["POST"]),
         Route("/auth/token", token_endpoint.token_get, methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"]),
         Route("/auth/introspect", auth.introspect, methods=["GET", "POST"]),  # GET: refused unless a fault

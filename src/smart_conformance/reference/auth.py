@@ -21,6 +21,7 @@ from starlette.datastructures import FormData, MultiDict
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
+from smart_conformance.reference import idp
 from smart_conformance.reference import scopes as scope_rules
 from smart_conformance.reference.client_auth import authenticate_client
 from smart_conformance.reference.context import (
@@ -290,6 +291,8 @@ async def login(request: Request) -> Response:
         pending = ctx.store.pending(pending_id)
         if pending is None:
             return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+        if request.query_params.get("part") != "form" and (limited := idp.rate_limited(ctx, request)) is not None:
+            return limited
         if request.query_params.get("part") == "form" and ctx.variants.active(SCRIPT_RENDERED_SIGN_IN):
             fragment = HTMLResponse(_login_form(ctx, pending_id, pending, _first_stage(ctx)))
             fragment.headers["Cache-Control"] = "no-store"
@@ -307,12 +310,18 @@ async def login(request: Request) -> Response:
         # The password page comes whatever the username: it must not tell who is a member.
         return _login_page(ctx, pending_id, pending, stage="password", username=username)
     member = ctx.store.member(username)
+    if (locked := idp.locked_page(ctx, username)) is not None:
+        return locked
     password_ok = member is not None and (ctx.faults.active(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
                                           or check_secret(str(form.get("password", "")), member["password_hash"]))
+    if (locked := idp.password_result(ctx, username, password_ok)) is not None:
+        return locked
     if not password_ok:
         again = "password" if ctx.variants.active(TWO_PAGE_SIGN_IN) else None
         return _login_page(ctx, pending_id, pending, 401, "Incorrect username or password.", stage=again,
                            username=username)
+    if (next_page := idp.after_password(ctx, pending_id, username)) is not None:
+        return _idp_cookie(ctx, next_page, "idp_session")  # the code page or the prompts (variants of issue 20)
     ctx.store.set_pending_user(pending_id, username)
     if ctx.faults.active(Fault.CONSENT_SKIPPED):
         params = json.loads(pending["params"])

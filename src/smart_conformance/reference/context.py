@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -13,6 +14,9 @@ from smart_conformance.reference.faults import ActiveFaults, Fault
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
 from smart_conformance.reference.variants import ActiveVariants
+
+if TYPE_CHECKING:
+    from smart_conformance.reference.idp import IdpState
 
 ACCESS_TOKEN_TTL = 3600  # SMART: access tokens should live no longer than an hour
 CODE_TTL = 60  # SMART notes about a minute is typical for codes
@@ -36,6 +40,7 @@ class Context:
     variants: ActiveVariants = field(default_factory=ActiveVariants)
     gateway_blocked: bool = False  # the gateway-blocks-after-refusal fault, once tripped
     auth_origin: str = ""  # the authorization server's origin when it has its own listener (split deployment)
+    idp: IdpState = field(default_factory=lambda: _idp_state())  # the identity provider's memory (reference/idp.py)
 
     @property
     def fhir_base(self) -> str:
@@ -63,6 +68,12 @@ class Context:
 
     def auth_url(self, path: str) -> str:
         return self.authorization_origin + path
+
+
+def _idp_state() -> IdpState:
+    from smart_conformance.reference.idp import IdpState
+
+    return IdpState()
 
 
 def ctx_of(request: Request) -> Context:

@@ -38,6 +38,7 @@ from smart_conformance.reference.app import (
 from smart_conformance.reference.context import ACCESS_TOKEN_TTL, Context
 from smart_conformance.reference.data import Dataset, load
 from smart_conformance.reference.faults import ActiveFaults, Fault
+from smart_conformance.reference.idp import enrol_totp
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
 from smart_conformance.reference.variants import (
@@ -84,6 +85,7 @@ class ReferenceServer:
         self.plain_port = 0
         self.auth_port = 0  # the authorization server's own listener (split-origin variant); 0 = same as port
         self.dataset: Dataset | None = None
+        self.totp_secrets: dict[str, str] = {}  # username -> base32, enrolled at start (reference/idp.py)
         self.startup_seconds = 0.0
 
     # --- public API ------------------------------------------------------------------------------------------
@@ -136,6 +138,9 @@ class ReferenceServer:
             "SMART_REFERENCE_REP_USERNAME": "carol",
             "SMART_REFERENCE_REP_PASSWORD": members["carol"].password,
         }
+        for name, username in (("MEMBER", "alice"), ("OTHER_MEMBER", "bob"), ("REP", "carol")):
+            # each member's authenticator secret, as a file (the totp-mfa variant's target reads it as {file: ...})
+            env[f"SMART_REFERENCE_{name}_TOTP_FILE"] = str(self.state_dir / f"totp-{username}.txt")
         if self.plain_port:
             env["SMART_REFERENCE_PLAIN_HTTP_PORT"] = str(self.plain_port)
         from smart_conformance.reference.backend import (
@@ -200,9 +205,11 @@ class ReferenceServer:
         self.dataset = load()
         store = Store(self.state_dir / "state.sqlite3")
         store.seed(self.dataset)
+        self.totp_secrets = enrol_totp(self.state_dir, sorted(self.dataset.members))  # the totp-mfa variant's
         ctx = Context(origin=self.origin, faults=self.faults, store=store, keys=KeySet(self.state_dir),
                       data=self.dataset, cors_origins=self._cors, access_token_ttl=self.access_token_ttl,
                       variants=self.variants, auth_origin=self.auth_origin if split else "")
+        ctx.idp.totp = self.totp_secrets
         app = build_app(ctx, FHIR_API if split else BOTH)
         common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_graceful_shutdown": 2,
                   "proxy_headers": False, "server_header": False, "date_header": not ctx.clock_skew()}

@@ -75,6 +75,11 @@ EXPORT_TYPE_DELTA_NEEDS_SINCE = "export-type-delta-needs-since"
 MEMBER_MATCH_ASYNC = "member-match-async"
 OPT_OUT_GROUP_VISIBLE = "opt-out-group-visible"
 P2P_QUERIES_ONLY = "p2p-queries-only"
+# --- issue 20: sign-ins as hosted identity providers run them (reference/idp.py) ---
+TOTP_MFA = "totp-mfa"
+SIGN_IN_PROMPTS = "sign-in-prompts"
+LOCKOUT_AFTER_FAILURES = "lockout-after-failures"
+SIGN_IN_RATE_LIMIT = "sign-in-rate-limit"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -83,6 +88,16 @@ _TWO_PAGE_STEPS = [
     {"fill": {"selector": "#password", "value": "${member.password}"}},
     {"click": "button[type=submit]"},
 ]
+
+# The reference's one-page sign-in, as fixtures/targets/reference.yaml writes it.
+_SIGN_IN_STEPS = [
+    {"fill": {"selector": "#username", "value": "${member.username}"}},
+    {"fill": {"selector": "#password", "value": "${member.password}"}},
+    {"click": "button[type=submit]"},
+]
+# Every member's authenticator secret, as a payer's QA team keeps it (a file written by the reference at start).
+_TOTP_MEMBERS = {role: {"totp_secret": {"file": f"${{SMART_REFERENCE_{env}_TOTP_FILE}}"}}
+                 for role, env in (("primary", "MEMBER"), ("other", "OTHER_MEMBER"), ("representative", "REP"))}
 
 _CATALOG: tuple[Variant, ...] = (
     Variant(REFUSALS_AS_403, "A read of member data the token's patient may not see (another member's record, "
@@ -297,6 +312,36 @@ _CATALOG: tuple[Variant, ...] = (
             "Retrieval Methods keeps the query method.",
             "https://hl7.org/fhir/us/davinci-pdex/STU2/payertopayerexchange.html",
             target_patch={"payer_to_payer": {"retrieval": ["queries"]}}),
+    # --- issue 20 ---
+    Variant(TOTP_MFA, "Every member is enrolled in TOTP two-step verification: after the right password comes a "
+            "code page (#otp, RFC 6238: 6 digits, 30 s, SHA-1, one period of drift either way); the member is signed "
+            "in only once the code is right. The reference accepts a code again within its period (RFC 6238 §5.2 "
+            "asks a verifier not to), because the harness signs the same member in more often than once a period.",
+            "Sign-in pages are the server's own: SMART App Launch 2.2 leaves the user interaction to it; NIST SP "
+            "800-63B §5.1.4.1 (single-factor OTP devices, here the second factor after the password).",
+            "https://pages.nist.gov/800-63-3/sp800-63b.html#sfotpd",
+            target_patch={"members": _TOTP_MEMBERS,
+                          "login": {"steps": [*_SIGN_IN_STEPS, {"totp": {"selector": "#otp",
+                                                                          "submit": "button[type=submit]"}}]}}),
+    Variant(SIGN_IN_PROMPTS, "After the password, a 'Remember this device?' page and a 'Stay signed in?' page, "
+            "each answered Yes or No, come before the consent page, as Azure AD B2C and Okta ask them.",
+            "Sign-in pages are the server's own: SMART App Launch 2.2 leaves the user interaction to it.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code",
+            target_patch={"login": {"steps": [
+                *_SIGN_IN_STEPS,
+                {"click": "button[name=remember_device][value=no]", "optional": True},
+                {"click": "button[name=stay_signed_in][value=no]", "optional": True}]}}),
+    Variant(LOCKOUT_AFTER_FAILURES, "A member's account locks after 3 wrong passwords in a row (a right one resets "
+            "the count): the sign-in then says 'Your account is locked' (403), whatever the password. The harness "
+            "types one wrong password per run, so it never locks the account.",
+            "OWASP ASVS 4.0.3 V2.2.1: anti-automation controls (account lockout after failed attempts) against "
+            "credential guessing; NIST SP 800-63B §5.2.2 limits consecutive failed attempts to 100 at most.",
+            "https://pages.nist.gov/800-63-3/sp800-63b.html#throttle"),
+    Variant(SIGN_IN_RATE_LIMIT, "The sign-in page answers every 7th request a browser makes with 429 Too Many "
+            "Requests and Retry-After: 1 (an identity provider's burst limit, made deterministic).",
+            "RFC 6585 §4: 429 says the user sent too many requests in a given amount of time, and MAY carry "
+            "Retry-After; NIST SP 800-63B §5.2.2 (rate limiting).",
+            "https://www.rfc-editor.org/rfc/rfc6585#section-4"),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}
