@@ -76,6 +76,7 @@ class Login:
     consent: Mapping[str, tuple[Mapping[str, Any], ...]]
     step_timeout_ms: int = 10_000
     script_readable_cookies: frozenset[str] = frozenset()  # cookies the page's script reads: HttpOnly not expected
+    max_sign_ins: int | None = None  # the sign-in budget: password submissions per run and target (None: no cap)
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,8 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
         consent = {k: tuple(v) for k, v in (login_raw.get("consent") or {}).items()}
         login = Login(steps=tuple(login_raw["steps"]), consent=consent,
                       step_timeout_ms=int(login_raw.get("step_timeout_ms", 10_000)),
-                      script_readable_cookies=frozenset(login_raw.get("script_readable_cookies") or ()))
+                      script_readable_cookies=frozenset(login_raw.get("script_readable_cookies") or ()),
+                      max_sign_ins=login_raw.get("max_sign_ins"))
     ig = data.get("ig") or {}
     carin = ig.get("carin_version", "STU2")
     statuses = tuple(ig.get("unauthorized_statuses") or ((401,) if carin == "STU1" else (401, 403, 404)))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import pytest
 
-from smart_conformance import checks, distribution, paths, refusals, requirements
+from smart_conformance import checks, distribution, paths, refusals, requirements, tally
 from smart_conformance.config import ConfigError, Target, load_target, load_targets
 from smart_conformance.http import (
     Evidence,
@@ -132,6 +132,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from smart_conformance import results
 
     results.register(config)  # typed results, report writers and the exit status: results.py
+    tally.drain()  # counts of an earlier session in this process (pytester runs) are not this run's
+    config.pluginmanager.register(TallyCollector(config), "smart_conformance.tally")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -534,6 +536,35 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         allure_labels.attach_evidence(item.stash.get(_EVIDENCE_KEY, Evidence()), failure)
         if isinstance(failure, checks.ConformanceFailures):
             allure_labels.attach_findings(failure.findings)
+
+
+_TALLIES = pytest.StashKey[dict[str, dict[str, int]]]()
+
+
+class TallyCollector:
+    """What a process counted while a test phase ran (sign-ins, rate limits) travels on the phase's report, as the
+    results do: the one way counts cross from an xdist worker. The controller sums them per target."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        config.stash[_TALLIES] = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        counts = tally.drain()
+        if counts:
+            outcome.get_result().smart_tally = counts
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        counts = getattr(report, "smart_tally", None)
+        if isinstance(counts, dict) and not hasattr(self.config, "workerinput"):
+            tally.merge(self.config.stash[_TALLIES], counts)
+
+
+def tallies(config: pytest.Config) -> dict[str, dict[str, int]]:
+    """Per target, the counts of the whole run (on the controller: every worker's)."""
+    return {name: dict(row) for name, row in config.stash.get(_TALLIES, {}).items()}
 
 
 def _target_param(item: pytest.Item) -> str:

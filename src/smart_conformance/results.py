@@ -110,6 +110,7 @@ class RunResults:
     targets: Mapping[str, str] = field(default_factory=dict)  # per target name, its FHIR base URL when known
     embedded: bool = False  # the embedded reference server was the target
     faults: tuple[str, ...] = ()
+    tallies: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # per target: sign_ins, rate_limited...
 
     def rows(self) -> list[dict[str, Any]]:
         return rows(self.results)
@@ -242,7 +243,8 @@ def run_results(config: pytest.Config) -> RunResults:
     urls = {n: state.targets[n].fhir_base_url for n in names if n in state.targets}
     return RunResults(results=tuple(collected(config)), strict=bool(config.getoption("smart_strict")),
                       baseline=state.baseline, attestations=plugin.attestation_files(config),
-                      targets={n: urls.get(n, "") for n in names}, embedded=state.embedded, faults=state.faults)
+                      targets={n: urls.get(n, "") for n in names}, embedded=state.embedded, faults=state.faults,
+                      tallies=plugin.tallies(config))
 
 
 def _junit_outcome(item: pytest.Item, report: pytest.TestReport, result: CheckResult) -> None:

@@ -113,7 +113,8 @@ def test_sign_in_form_resists_csrf(launcher: Launcher, target: Target) -> None:
     password = steps[index]
     wait = Step("wait_for", password.target, wait_kind="selector", where=f"{password.where} (wait for the form)")
     # A live sign-in, stopped on the password form: the member's own session, as a forger would find it.
-    victim = launcher.launch(steps=[*steps[:index], wait], exchange=False, expect_redirect=False)
+    victim = launcher.launch(steps=[*steps[:index], wait], exchange=False, expect_redirect=False,
+                             fresh_sign_in=True)
     form = next((f for f in victim.browser.forms
                  if any(i.get("type") == "password" for i in f.inputs) and f.method == "post"), None)
     if form is None:

@@ -106,7 +106,7 @@ def test_wrong_aud_refused(launcher: Launcher, target: Target, http: RecordingCl
 def test_wrong_password_refused(launcher: Launcher, target: Target) -> None:
     """Signing in with a wrong password never ends in a code for the app."""
     values = {**target.member.values("member"), "member.password": "smart-conformance-wrong-password"}
-    result = launcher.launch(values=values, tolerant=True, exchange=False)
+    result = launcher.launch(values=values, tolerant=True, exchange=False, fresh_sign_in=True)
     expect(not result.code and not result.outcome.authorized, expected="the sign-in refused (no code issued)",
            actual=_where(result))
     _refused(result)

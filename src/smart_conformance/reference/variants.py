@@ -72,6 +72,8 @@ RETRY_AFTER_HTTP_DATE = "retry-after-http-date"
 EXPORT_TYPE_DELTA_NEEDS_SINCE = "export-type-delta-needs-since"
 MEMBER_MATCH_ASYNC = "member-match-async"
 OPT_OUT_GROUP_VISIBLE = "opt-out-group-visible"
+# --- issue 20: sign-in budget, rate limits ---
+NO_SIGN_IN_SESSION = "no-sign-in-session"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -277,6 +279,11 @@ _CATALOG: tuple[Variant, ...] = (
             "members, and must then make sure the provider cannot download their data by a bulk export.",
             "https://hl7.org/fhir/us/davinci-pdex/provider-access-api.html#attribution-list",
             target_patch={"provider_access": {"attribution_group_ids": ["pa-attribution-bulk", "pa-opted-out-bulk"]}}),
+    Variant(NO_SIGN_IN_SESSION, "The identity provider keeps no session: every authorization shows the sign-in "
+            "page again, even in a browser that signed in a moment ago (no single sign-on).",
+            "Sign-in pages and sessions are the server's own: SMART App Launch 2.2 leaves the user interaction, and "
+            "whether a session is remembered, to the authorization server.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code"),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}
