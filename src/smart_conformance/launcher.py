@@ -97,6 +97,7 @@ class Launcher:
         self.sign_ins = 0  # password submissions this launcher made (this process)
         self.max_sign_ins: int | None = target.login.max_sign_ins
         self.minimal_sign_ins = False  # the production profile: no fresh sign-in of a member signed in already
+        self._making_shared = False  # the shared launch (the positive control) always signs in afresh
 
     @property
     def authorization_endpoint(self) -> str:
@@ -165,8 +166,12 @@ class Launcher:
         to decide, or ``inconclusive`` with ``why`` (the checks turn that into *could not check*).
         ``fresh_sign_in``: a new browser context and the password typed, for checks of the sign-in itself; otherwise
         the member's identity-provider session is reused when one is kept (see :meth:`sign_in_plan`)."""
+        member = kwargs.get("member", "primary")
+        if member == "primary" and not fresh_sign_in and not self._making_shared and self._shared is None \
+                and not self.browser.has_session(member):
+            self.control()  # the positive control signs in first; this launch then reuses its session
         spec = self.spec(**kwargs)
-        spec = replace(spec, **self.sign_in_plan(kwargs.get("member", "primary"), fresh=fresh_sign_in))
+        spec = replace(spec, **self.sign_in_plan(member, fresh=fresh_sign_in))
         control: LaunchResult | None = None
         control_problem: str | None = None
         evidence = current_evidence()
@@ -214,7 +219,7 @@ class Launcher:
         must type a password is could-not-check naming the cap; one that reuses the session may go on, but stops
         if the server shows the sign-in page anyway."""
         reuse = not fresh and self.browser.has_session(member)
-        if fresh and self.minimal_sign_ins and self.browser.has_session(member):
+        if fresh and self.minimal_sign_ins and self.browser.has_session(member) and not self._making_shared:
             not_applicable("production profile: the sign-in budget is at its minimum (one password sign-in per "
                            f"member), and this check needs a fresh sign-in of members.{member}")
         refusal = ""
@@ -275,7 +280,11 @@ class Launcher:
         self._shared_evidence = Evidence()
         try:
             with collecting(self._shared_evidence):  # fresh: it is the sign-in whose pages the checks judge
-                self._shared = self.launch(fresh_sign_in=True)
+                self._making_shared = True
+                try:
+                    self._shared = self.launch(fresh_sign_in=True)
+                finally:
+                    self._making_shared = False
         finally:  # the test that made it sees it too, also when it failed (screenshot of the step that broke)
             outer = current_evidence()
             if outer is not None:

@@ -76,6 +76,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "jobs; fold their report folders with: smart-conformance merge")
     group.addoption("--keep-traces", action="store_true", default=False,
                     help="keep the Playwright trace of every browser launch, not only of failed ones.")
+    group.addoption("--smart-profile", choices=("default", "production"), default="default", dest="smart_profile",
+                    help="production: only checks harmless by construction (no wrong password, no writes or write "
+                         "probes, no revocation but of the run's own tokens, no bulk export unless --with-bulk), the "
+                         "sign-in budget at its minimum, --max-rps 2 unless given.")
+    group.addoption("--with-bulk", action="store_true", default=False, dest="smart_with_bulk",
+                    help="with --smart-profile production: run the bulk export checks too.")
+    group.addoption("--max-rps", type=float, default=None, dest="smart_max_rps", metavar="N",
+                    help="at most N requests a second from the harness's HTTP clients (default: no cap; 2 under the "
+                         "production profile). The browser's own page loads are not paced.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,6 +93,11 @@ def pytest_configure(config: pytest.Config) -> None:
                             "error format of every refusal); it runs after them")
     config.addinivalue_line("markers", "proves(*faults): reference faults under which this check fails "
                             "(smart_conformance.testplan)")
+    config.addinivalue_line("markers", "production_unsafe(why, bulk): not harmless by construction; the production "
+                            "profile skips it (smart_conformance.testplan.production_unsafe)")
+    from smart_conformance.http import PACE
+
+    PACE.set(max_rps(config))
     refusals.forget()
     config.pluginmanager.register(checks.ScrubTracebacks(), "smart-conformance-scrub-tracebacks")
     files = config.getoption("--target") or []
@@ -380,8 +394,22 @@ def launcher(request: pytest.FixtureRequest, target: Target, http: RecordingClie
     """Makes SMART standalone launches against the target, driven by its login recipe."""
     from smart_conformance.launcher import Launcher
 
-    return Launcher(target, http, browser_session, smart_config, artifacts_dir(request.config, target.name),
+    made = Launcher(target, http, browser_session, smart_config, artifacts_dir(request.config, target.name),
                     keep_traces=bool(request.config.getoption("--keep-traces")))
+    made.minimal_sign_ins = production_profile(request.config)
+    return made
+
+
+def production_profile(config: pytest.Config) -> bool:
+    return config.getoption("smart_profile", default="default") == "production"
+
+
+def max_rps(config: pytest.Config) -> float | None:
+    """The request-rate cap: --max-rps, else 2 under the production profile, else none."""
+    given = config.getoption("smart_max_rps", default=None)
+    if given is not None and given <= 0:
+        raise pytest.UsageError(f"--max-rps must be a positive number of requests a second, got {given}")
+    return given if given is not None else (2.0 if production_profile(config) else None)
 
 
 def artifacts_dir(config: pytest.Config, target: str) -> Path:
@@ -458,6 +486,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             problems.append(f"{item.nodeid}: check name {name!r} is also used in {owners[name]}; names must be unique")
     if problems:
         raise pytest.UsageError("invalid suite:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    if production_profile(config):
+        from smart_conformance.testplan import production_skip
+
+        with_bulk = bool(config.getoption("smart_with_bulk", default=False))
+        for item in suite_items:
+            why = production_skip(item, with_bulk=with_bulk)
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
     last = [item for item in items if item.get_closest_marker("reads_run") is not None]
     if last:  # after every other check, so that they read the whole run (a stable sort: the order stays otherwise)
         late = {id(item) for item in last}

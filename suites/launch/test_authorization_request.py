@@ -21,7 +21,7 @@ from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
 from smart_conformance.launcher import Launcher
 from smart_conformance.smart.launch import LaunchOutcome, LaunchResult
-from smart_conformance.testplan import Fault, Needs, needs, proves
+from smart_conformance.testplan import Fault, Needs, needs, production_unsafe, proves
 
 FOREIGN_AUD = "https://fhir.attacker.example/r4"
 
@@ -103,6 +103,7 @@ def test_wrong_aud_refused(launcher: Launcher, target: Target, http: RecordingCl
 @pytest.mark.requirement("PDEX-SEC-02")
 @proves(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
 @needs(Needs.MEMBER_LAUNCH)
+@production_unsafe("types a wrong password (it may count towards the member's lockout)")
 def test_wrong_password_refused(launcher: Launcher, target: Target) -> None:
     """Signing in with a wrong password never ends in a code for the app."""
     values = {**target.member.values("member"), "member.password": "smart-conformance-wrong-password"}

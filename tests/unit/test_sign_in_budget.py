@@ -41,6 +41,7 @@ def launcher(cap: int | None, *sessions: str, made: int = 0, minimal: bool = Fal
     made_launcher.target = SimpleNamespace(name="acme", source=Path("acme.yaml"))  # type: ignore[assignment]
     made_launcher.browser = Sessions(*sessions)  # type: ignore[assignment]
     made_launcher.sign_ins, made_launcher.max_sign_ins, made_launcher.minimal_sign_ins = made, cap, minimal
+    made_launcher._making_shared = False
     return made_launcher
 
 

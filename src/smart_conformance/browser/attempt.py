@@ -559,7 +559,8 @@ class Attempt:
             if capture.url else []
         failed = self.failure is not None or not self.completed or redirected != req.expect_redirect \
             or self.undecided
-        if redirected and req.keep_session is not None and self.failure is None:
+        signed_in = self.session_reused or self._password_submitted()
+        if redirected and signed_in and req.keep_session is not None and self.failure is None:
             try:  # the identity provider's session (cookies) for the member's next authorization
                 req.keep_session(self.context.storage_state())
             except Exception:  # noqa: BLE001, S110
