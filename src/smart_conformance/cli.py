@@ -43,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", default=None, metavar="I/N",
                      help="run only the I-th of N shares of the targets (by sorted target name), one per CI job; "
                           "then fold the jobs' report folders with: smart-conformance merge")
+    run.add_argument("--profile", choices=("default", "production"), default="default",
+                     help="production: only checks harmless by construction (no wrong password, no writes or write "
+                          "probes, no revocation but of the run's own tokens, no bulk export unless --with-bulk), "
+                          "the fewest password sign-ins, and --max-rps 2 unless given; the checks left out show as "
+                          "not applicable ('production profile: ...')")
+    run.add_argument("--with-bulk", action="store_true", help="with --profile production: run bulk exports too")
+    run.add_argument("--max-rps", type=float, default=None, metavar="N",
+                     help="at most N HTTP requests a second from the harness (default: no cap; 2 with --profile "
+                          "production)")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then arguments for pytest")
 
     report = sub.add_parser("report", help="build the Allure HTML report from a run's results",
@@ -199,6 +208,14 @@ def run(args: argparse.Namespace) -> int:
         pytest_args.append("--smart-strict")
     if args.baseline:
         pytest_args.append(f"--smart-baseline={args.baseline}")
+    pytest_args.append(f"--smart-profile={args.profile}")
+    if args.with_bulk:
+        pytest_args.append("--with-bulk")
+    if args.max_rps is not None:
+        if args.max_rps <= 0:
+            print(f"smart-conformance: --max-rps must be a positive number, got {args.max_rps}", file=sys.stderr)
+            return EXIT_USAGE
+        pytest_args.append(f"--max-rps={args.max_rps}")
     import pytest
 
     code = _exit_code(int(pytest.main([*pytest_args, *extra])))

@@ -79,6 +79,7 @@ class Login:
     lockout: Any = None  # the recipe's lockout marker (browser/recipe.py reads these three)
     out_of_band_code: Any = None
     rate_limit: Any = None
+    max_sign_ins: int | None = None  # the sign-in budget: password submissions per run and target (None: no cap)
 
 
 @dataclass(frozen=True)
@@ -461,7 +462,8 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
                       step_timeout_ms=int(login_raw.get("step_timeout_ms", 10_000)),
                       script_readable_cookies=frozenset(login_raw.get("script_readable_cookies") or ()),
                       lockout=login_raw.get("lockout"), out_of_band_code=login_raw.get("out_of_band_code"),
-                      rate_limit=login_raw.get("rate_limit"))
+                      rate_limit=login_raw.get("rate_limit"),
+                      max_sign_ins=login_raw.get("max_sign_ins"))
     ig = data.get("ig") or {}
     carin = ig.get("carin_version", "STU2")
     statuses = tuple(ig.get("unauthorized_statuses") or ((401,) if carin == "STU1" else (401, 403, 404)))

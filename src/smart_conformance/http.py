@@ -11,6 +11,7 @@ import itertools
 import shlex
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -279,6 +280,32 @@ def ssl_context(ca_bundle: Path | None = None, client_cert: Path | None = None,
     return ctx
 
 
+class Pace:
+    """``--max-rps``: at most this many requests a second from this process's clients. Pacing the harness's own
+    requests (a payer's production limit), not waiting for a server."""
+
+    def __init__(self) -> None:
+        self.interval = 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def set(self, max_rps: float | None) -> None:
+        self.interval = 1.0 / max_rps if max_rps and max_rps > 0 else 0.0
+
+    def wait(self) -> None:
+        if self.interval <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            time.sleep(at - now)
+
+
+PACE = Pace()
+
+
 class RecordingClient(httpx.Client):
     """httpx.Client whose every hop is recorded as a redacted :class:`Exchange`."""
 
@@ -292,6 +319,10 @@ class RecordingClient(httpx.Client):
         super().__init__(verify=verify, timeout=timeout, follow_redirects=False,
                          event_hooks={"request": [self._on_request], "response": [self._on_response]},
                          headers={"User-Agent": "smart-payer-conformance/0.1"}, **kwargs)
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        PACE.wait()
+        return super().send(request, **kwargs)
 
     def _on_request(self, request: httpx.Request) -> None:
         self._started[id(request)] = (time.perf_counter(), datetime.now(UTC).isoformat(timespec="milliseconds"))

@@ -2,6 +2,12 @@
 
 One successful launch per target and worker is shared by every check that only needs a token; scenarios that need
 a launch of their own (deny, untick, PKCE negatives…) ask the :class:`Launcher` for one.
+
+The sign-in budget: a launch reuses the member's identity-provider session (single sign-on in the same browser:
+authorize, the server skips the sign-in, consent, code) unless it asks for ``fresh_sign_in=True``: the shared launch
+(the positive control whose sign-in pages, cookies and headers the checks of the sign-in judge), wrong password,
+deny, untick, and the checks of the sign-in form itself. Password submissions are counted per target
+(``tally.SIGN_INS``) and capped by ``login.max_sign_ins``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import redact, refusals
+from smart_conformance import redact, refusals, tally
 from smart_conformance.browser import (
     BrowserSession,
     LoginStepError,
@@ -21,7 +27,7 @@ from smart_conformance.browser import (
     compose_steps,
     parse_recipe,
 )
-from smart_conformance.checks import CouldNotCheck
+from smart_conformance.checks import CouldNotCheck, not_applicable
 from smart_conformance.config import Target
 from smart_conformance.fhir import call
 from smart_conformance.http import (
@@ -90,6 +96,10 @@ class Launcher:
         self._control: LaunchResult | None = None
         self._control_problem: str | None = None
         self._control_files: list[tuple[str, Path]] = []
+        self.sign_ins = 0  # password submissions this launcher made (this process)
+        self.max_sign_ins: int | None = target.login.max_sign_ins
+        self.minimal_sign_ins = False  # the production profile: no fresh sign-in of a member signed in already
+        self._making_shared = False  # the shared launch (the positive control) always signs in afresh
 
     @property
     def authorization_endpoint(self) -> str:
@@ -151,12 +161,19 @@ class Launcher:
             evidence.inherit(self._shared_evidence)  # every verdict that leans on the control shows it
         return self._control, self._control_problem
 
-    def launch(self, **kwargs: Any) -> LaunchResult:
+    def launch(self, *, fresh_sign_in: bool = False, **kwargs: Any) -> LaunchResult:
         """Run one launch; a recipe step that cannot proceed makes the check *broken*, with its screenshot.
 
         A negative launch (``tolerant=True``) never raises for a step: its ``outcome`` says what the server was seen
-        to decide, or ``inconclusive`` with ``why`` (the checks turn that into *could not check*)."""
+        to decide, or ``inconclusive`` with ``why`` (the checks turn that into *could not check*).
+        ``fresh_sign_in``: a new browser context and the password typed, for checks of the sign-in itself; otherwise
+        the member's identity-provider session is reused when one is kept (see :meth:`sign_in_plan`)."""
+        member = kwargs.get("member", "primary")
+        if member == "primary" and not fresh_sign_in and not self._making_shared and self._shared is None \
+                and not self.browser.has_session(member):
+            self.control()  # the positive control signs in first; this launch then reuses its session
         spec = self.spec(**kwargs)
+        spec = replace(spec, **self.sign_in_plan(member, fresh=fresh_sign_in))
         control: LaunchResult | None = None
         control_problem: str | None = None
         evidence = current_evidence()
@@ -174,6 +191,8 @@ class Launcher:
         except LoginStepError as exc:
             if isinstance(exc, SignInBlocked):  # the payer stopped the sign-in: name whose and why
                 exc.args = (f"member '{kwargs.get('member', 'primary')}' ({exc.kind}): {exc.args[0]}",)
+            if exc.index > _last_sign_in_step(spec):  # the password went out before the step that broke
+                self._signed_in()
             if evidence is not None and exc.screenshot:
                 evidence.files.append((f"login step {exc.index} failed", Path(exc.screenshot)))
             if evidence is not None and exc.trace:
@@ -185,6 +204,8 @@ class Launcher:
                 spec.authorization_endpoint, result.browser.error,
                 refusals.error_redirect("access_denied", requirement="SMART-AUTHZ-08") if denial else refusals.error_redirect()),
                 "the error redirect")
+        if result.browser.password_submitted:
+            self._signed_in()
         if result.code:
             redact.register_secret(result.code)
         if result.token is not None:
@@ -194,10 +215,37 @@ class Launcher:
                 evidence.files.append((f"{spec.name}: {shot.title or shot.url}", shot.path))
             if result.browser.trace_path:
                 evidence.files.append((f"{spec.name}: playwright trace", result.browser.trace_path))
+            how = ("signed in with a password" if result.browser.password_submitted else
+                   "the identity provider's session reused (no sign-in)" if result.browser.session_reused else
+                   "no password typed")
             evidence.notes.append(f"{spec.name}: browser {result.browser_seconds:.2f}s, TLS mode "
-                                  f"{result.browser.tls_mode}, steps {', '.join(result.browser.steps_run)}; "
+                                  f"{result.browser.tls_mode}, {how}, steps {', '.join(result.browser.steps_run)}; "
                                   f"outcome: {result.outcome} ({result.why})")
         return result
+
+    def sign_in_plan(self, member: str, *, fresh: bool) -> dict[str, Any]:
+        """How a launch signs in: reuse the member's identity-provider session when one is kept and the check did
+        not ask for a fresh sign-in; a password only within ``login.max_sign_ins``. Beyond the cap a launch that
+        must type a password is could-not-check naming the cap; one that reuses the session may go on, but stops
+        if the server shows the sign-in page anyway."""
+        reuse = not fresh and self.browser.has_session(member)
+        if fresh and self.minimal_sign_ins and self.browser.has_session(member) and not self._making_shared:
+            not_applicable("production profile: the sign-in budget is at its minimum (one password sign-in per "
+                           f"member), and this check needs a fresh sign-in of members.{member}")
+        refusal = ""
+        cap = self.max_sign_ins
+        if cap is not None and self.sign_ins >= cap:
+            refusal = (f"the sign-in budget is spent: {self.sign_ins} password sign-in(s) made on this target, "
+                       f"login.max_sign_ins is {cap} ({self.target.source}); raise it to run this check")
+            if not reuse:
+                raise CouldNotCheck(refusal + (" (it needs a fresh sign-in)" if fresh else
+                                               f" (no session of members.{member} to reuse)"))
+        return {"session_key": member, "reuse_session": reuse, "sign_in_steps": len(self.recipe.steps),
+                "sign_in_refusal": refusal}
+
+    def _signed_in(self) -> None:
+        self.sign_ins += 1
+        tally.add(self.target.name, tally.SIGN_INS)
 
     def shared(self, *, require_token: bool = True) -> LaunchResult:
         """The full-scope launch of the primary member, reused by checks that only need its token.
@@ -241,8 +289,12 @@ class Launcher:
         old = self._shared.spec.name if self._shared is not None else None
         self._shared_evidence = Evidence()
         try:
-            with collecting(self._shared_evidence):
-                self._shared = self.launch()
+            with collecting(self._shared_evidence):  # fresh: it is the sign-in whose pages the checks judge
+                self._making_shared = True
+                try:
+                    self._shared = self.launch(fresh_sign_in=True)
+                finally:
+                    self._making_shared = False
         finally:  # the test that made it sees it too, also when it failed (screenshot of the step that broke)
             outer = current_evidence()
             if outer is not None:
@@ -296,6 +348,13 @@ class Launcher:
         if problem is None and evidence is not None:
             del evidence.exchanges[mark:]
         return problem
+
+
+def _last_sign_in_step(spec: LaunchSpec) -> int:
+    """The 1-based number of the last required sign-in step: after it, the password has been sent (none: past the
+    end, so no step error counts as a sign-in)."""
+    required = [n for n, step in enumerate(spec.steps[:spec.sign_in_steps], start=1) if not step.optional]
+    return required[-1] if required else len(spec.steps) + 1
 
 
 class SharedLaunch:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import pytest
 
-from smart_conformance import checks, distribution, paths, refusals, requirements, results
+from smart_conformance import checks, distribution, paths, refusals, requirements, results, tally
 from smart_conformance.config import ConfigError, Target, load_target, load_targets
 from smart_conformance.http import (
     Evidence,
@@ -76,6 +76,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "jobs; fold their report folders with: smart-conformance merge")
     group.addoption("--keep-traces", action="store_true", default=False,
                     help="keep the Playwright trace of every browser launch, not only of failed ones.")
+    group.addoption("--smart-profile", choices=("default", "production"), default="default", dest="smart_profile",
+                    help="production: only checks harmless by construction (no wrong password, no writes or write "
+                         "probes, no revocation but of the run's own tokens, no bulk export unless --with-bulk), the "
+                         "sign-in budget at its minimum, --max-rps 2 unless given.")
+    group.addoption("--with-bulk", action="store_true", default=False, dest="smart_with_bulk",
+                    help="with --smart-profile production: run the bulk export checks too.")
+    group.addoption("--max-rps", type=float, default=None, dest="smart_max_rps", metavar="N",
+                    help="at most N requests a second from the harness's HTTP clients (default: no cap; 2 under the "
+                         "production profile). The browser's own page loads are not paced.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,6 +93,11 @@ def pytest_configure(config: pytest.Config) -> None:
                             "error format of every refusal); it runs after them")
     config.addinivalue_line("markers", "proves(*faults): reference faults under which this check fails "
                             "(smart_conformance.testplan)")
+    config.addinivalue_line("markers", "production_unsafe(why, bulk): not harmless by construction; the production "
+                            "profile skips it (smart_conformance.testplan.production_unsafe)")
+    from smart_conformance.http import PACE
+
+    PACE.set(max_rps(config))
     refusals.forget()
     config.pluginmanager.register(checks.ScrubTracebacks(), "smart-conformance-scrub-tracebacks")
     files = config.getoption("--target") or []
@@ -133,6 +147,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # never the reverse)
     results.register(config, results.SessionHooks(identify=_identify, run=run_results, write=_write_reports,
                                                   console=_console))
+    tally.drain()  # counts of an earlier session in this process (pytester runs) are not this run's
+    config.pluginmanager.register(TallyCollector(config), "smart_conformance.tally")
 
 
 def _identify(item: pytest.Item) -> results.CheckIdentity | None:
@@ -151,7 +167,8 @@ def run_results(config: pytest.Config, collected: tuple[results.CheckResult, ...
     return results.RunResults(results=collected, strict=bool(config.getoption("smart_strict")),
                               baseline=state.baseline, attestations=attestation_files(config),
                               targets={n: urls.get(n, "") for n in names}, embedded=state.embedded,
-                              faults=state.faults, variants=state.variants, target_files=files)
+                              faults=state.faults, variants=state.variants, target_files=files,
+                              tallies=tallies(config))
 
 
 def _write_reports(config: pytest.Config, run: results.RunResults) -> None:
@@ -412,8 +429,22 @@ def launcher(request: pytest.FixtureRequest, target: Target, http: RecordingClie
     """Makes SMART standalone launches against the target, driven by its login recipe."""
     from smart_conformance.launcher import Launcher
 
-    return Launcher(target, http, browser_session, smart_config, artifacts_dir(request.config, target.name),
+    made = Launcher(target, http, browser_session, smart_config, artifacts_dir(request.config, target.name),
                     keep_traces=bool(request.config.getoption("--keep-traces")))
+    made.minimal_sign_ins = production_profile(request.config)
+    return made
+
+
+def production_profile(config: pytest.Config) -> bool:
+    return config.getoption("smart_profile", default="default") == "production"
+
+
+def max_rps(config: pytest.Config) -> float | None:
+    """The request-rate cap: --max-rps, else 2 under the production profile, else none."""
+    given = config.getoption("smart_max_rps", default=None)
+    if given is not None and given <= 0:
+        raise pytest.UsageError(f"--max-rps must be a positive number of requests a second, got {given}")
+    return given if given is not None else (2.0 if production_profile(config) else None)
 
 
 def artifacts_dir(config: pytest.Config, target: str) -> Path:
@@ -490,6 +521,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             problems.append(f"{item.nodeid}: check name {name!r} is also used in {owners[name]}; names must be unique")
     if problems:
         raise pytest.UsageError("invalid suite:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    if production_profile(config):
+        from smart_conformance.testplan import production_skip
+
+        with_bulk = bool(config.getoption("smart_with_bulk", default=False))
+        for item in suite_items:
+            why = production_skip(item, with_bulk=with_bulk)
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
     last = [item for item in items if item.get_closest_marker("reads_run") is not None]
     if last:  # after every other check, so that they read the whole run (a stable sort: the order stays otherwise)
         late = {id(item) for item in last}
@@ -568,6 +607,35 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         allure_labels.attach_evidence(item.stash.get(_EVIDENCE_KEY, Evidence()), failure)
         if isinstance(failure, checks.ConformanceFailures):
             allure_labels.attach_findings(failure.findings)
+
+
+_TALLIES = pytest.StashKey[dict[str, dict[str, int]]]()
+
+
+class TallyCollector:
+    """What a process counted while a test phase ran (sign-ins, rate limits) travels on the phase's report, as the
+    results do: the one way counts cross from an xdist worker. The controller sums them per target."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        config.stash[_TALLIES] = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        counts = tally.drain()
+        if counts:
+            outcome.get_result().smart_tally = counts
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        counts = getattr(report, "smart_tally", None)
+        if isinstance(counts, dict) and not hasattr(self.config, "workerinput"):
+            tally.merge(self.config.stash[_TALLIES], counts)
+
+
+def tallies(config: pytest.Config) -> dict[str, dict[str, int]]:
+    """Per target, the counts of the whole run (on the controller: every worker's)."""
+    return {name: dict(row) for name, row in config.stash.get(_TALLIES, {}).items()}
 
 
 def _target_param(item: pytest.Item) -> str:

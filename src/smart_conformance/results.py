@@ -116,6 +116,7 @@ class RunResults:
     faults: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
     target_files: Mapping[str, str] = field(default_factory=dict)  # per target name, the file it was read from
+    tallies: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # per target: sign_ins, rate_limited...
 
     def rows(self) -> list[dict[str, Any]]:
         return rows(self.results)

@@ -27,7 +27,7 @@ import pytest
 from smart_conformance import paths
 from smart_conformance.reference.faults import FAULTS, Fault, Needs
 
-__all__ = ["Fault", "Needs", "Plan", "needs", "plan", "proves", "warns_under"]
+__all__ = ["Fault", "Needs", "Plan", "needs", "plan", "production_unsafe", "proves", "warns_under"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -65,6 +65,27 @@ def warns_under(*variants: str) -> Callable[[F], F]:
         func.__smart_warns_under__ = tuple(variants)  # type: ignore[attr-defined]
         return func
     return mark
+
+
+def production_unsafe(why: str, *, bulk: bool = False) -> pytest.MarkDecorator:
+    """This check is not harmless by construction (a write or write probe, a wrong password, revoking what is not
+    the run's own, a bulk export): ``run --profile production`` skips it as not applicable, "production profile:
+    <why>". ``bulk``: it runs under the profile when bulk exports are asked for (``--with-bulk``). A mark, so it
+    also declares a whole module (``pytestmark = production_unsafe(...)``)."""
+    if not why.strip():
+        raise ValueError("@production_unsafe needs the reason the profile shows")
+    return pytest.mark.production_unsafe(why=why, bulk=bulk)
+
+
+PRODUCTION = "production"
+
+
+def production_skip(item: pytest.Item, *, with_bulk: bool) -> str | None:
+    """Why the production profile skips this check (the reason shown), or None when it runs."""
+    mark = item.get_closest_marker("production_unsafe")
+    if mark is None or (mark.kwargs.get("bulk") and with_bulk):
+        return None
+    return f"production profile: {mark.kwargs.get('why', '')}"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from smart_conformance.checks import could_not_check, expectations
 from smart_conformance.oauth import cacheable
 from smart_conformance.smart.backend import BackendSession
 from smart_conformance.smart.bulk import Export, bearer
-from smart_conformance.testplan import Fault, Needs, needs, proves
+from smart_conformance.testplan import Fault, Needs, needs, production_unsafe, proves
+
+pytestmark = production_unsafe("starts bulk exports on the payer's server (run them with --with-bulk)", bulk=True)
 
 
 @pytest.mark.requirement("ASVS-CACHE-01")

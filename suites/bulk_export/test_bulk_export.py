@@ -41,7 +41,9 @@ from smart_conformance.smart.bulk import (
     system_export_advertised,
 )
 from smart_conformance.smart.discovery import Document
-from smart_conformance.testplan import Fault, Needs, needs, proves
+from smart_conformance.testplan import Fault, Needs, needs, production_unsafe, proves
+
+pytestmark = production_unsafe("starts bulk exports on the payer's server (run them with --with-bulk)", bulk=True)
 
 
 def _evidence(export: Export, name: str = "export polling (measured)") -> None:

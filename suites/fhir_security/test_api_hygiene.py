@@ -32,7 +32,7 @@ from smart_conformance.fhir import (
 )
 from smart_conformance.http import RecordingClient
 from smart_conformance.smart.launch import LaunchResult
-from smart_conformance.testplan import Fault, proves
+from smart_conformance.testplan import Fault, production_unsafe, proves
 
 EVIL_ORIGIN = "https://smart-conformance-attacker.example"
 SCRIPT = "<script>alert(1)</script>"
@@ -142,6 +142,7 @@ def test_input_not_reflected_as_html(http: RecordingClient, target: Target, laun
 @pytest.mark.parametrize("method,path", [("TRACE", "Patient/{pid}"), ("PROPFIND", "Patient/{pid}"),
                                          ("DELETE", "metadata")])
 @proves(Fault.ERROR_NOT_OPERATIONOUTCOME, Fault.PATH_REFLECTED_IN_HTML)
+@production_unsafe('sends TRACE, PROPFIND and DELETE requests to the FHIR API')
 def test_unsupported_methods_refused(method: str, path: str, http: RecordingClient, target: Target,
                                      launch: LaunchResult) -> None:
     """TRACE, an unknown method and DELETE on metadata get 405/501 (or another 4xx) with an OperationOutcome."""

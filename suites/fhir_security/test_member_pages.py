@@ -29,7 +29,7 @@ from smart_conformance.launcher import Launcher
 from smart_conformance.markup import is_html
 from smart_conformance.member_pages import REDIRECTS, fetch_within, origin, unknown_client_request
 from smart_conformance.plugin import build_client
-from smart_conformance.testplan import Fault, proves
+from smart_conformance.testplan import Fault, production_unsafe, proves
 
 CSRF_NAME = re.compile(r"csrf|xsrf|authenticity|forgery|requestverification|token", re.IGNORECASE)
 PASSWORD_VALUE = re.compile(r"\$\{\s*member\.password\s*\}")
@@ -106,6 +106,7 @@ def _page(url: str) -> str:
 
 @pytest.mark.requirement("RFC6749-10")
 @proves(Fault.LOGIN_NO_CSRF)
+@production_unsafe("posts a forged sign-in form with the member's password from another client")
 def test_sign_in_form_resists_csrf(launcher: Launcher, target: Target) -> None:
     """The password form of a live sign-in, posted by another browser without its anti-forgery token or the cookies
     the page set, is refused."""
@@ -114,7 +115,8 @@ def test_sign_in_form_resists_csrf(launcher: Launcher, target: Target) -> None:
     password = steps[index]
     wait = Step("wait_for", password.target, wait_kind="selector", where=f"{password.where} (wait for the form)")
     # A live sign-in, stopped on the password form: the member's own session, as a forger would find it.
-    victim = launcher.launch(steps=[*steps[:index], wait], exchange=False, expect_redirect=False)
+    victim = launcher.launch(steps=[*steps[:index], wait], exchange=False, expect_redirect=False,
+                             fresh_sign_in=True)
     form = next((f for f in victim.browser.forms
                  if any(i.get("type") == "password" for i in f.inputs) and f.method == "post"), None)
     if form is None:

@@ -12,4 +12,4 @@ from smart_conformance.smart.launch import LaunchResult
 @pytest.fixture(scope="session")
 def denied_launch(launcher: Launcher) -> LaunchResult:
     """The member presses Deny on the consent page (state carries special characters)."""
-    return launcher.launch(scenario="deny", state=AWKWARD_STATE, exchange=False)
+    return launcher.launch(scenario="deny", state=AWKWARD_STATE, exchange=False, fresh_sign_in=True)

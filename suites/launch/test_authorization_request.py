@@ -21,7 +21,7 @@ from smart_conformance.fhir import call
 from smart_conformance.http import RecordingClient
 from smart_conformance.launcher import Launcher
 from smart_conformance.smart.launch import LaunchOutcome, LaunchResult
-from smart_conformance.testplan import Fault, Needs, needs, proves
+from smart_conformance.testplan import Fault, Needs, needs, production_unsafe, proves
 
 FOREIGN_AUD = "https://fhir.attacker.example/r4"
 
@@ -104,10 +104,11 @@ def test_wrong_aud_refused(launcher: Launcher, target: Target, http: RecordingCl
 @pytest.mark.requirement("PDEX-SEC-02")
 @proves(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
 @needs(Needs.MEMBER_LAUNCH)
+@production_unsafe("types a wrong password (it may count towards the member's lockout)")
 def test_wrong_password_refused(launcher: Launcher, target: Target) -> None:
     """Signing in with a wrong password never ends in a code for the app."""
     values = {**target.member.values("member"), "member.password": "smart-conformance-wrong-password"}
-    result = launcher.launch(values=values, tolerant=True, exchange=False)
+    result = launcher.launch(values=values, tolerant=True, exchange=False, fresh_sign_in=True)
     expect(not result.code and not result.outcome.authorized, expected="the sign-in refused (no code issued)",
            actual=_where(result), seen=result.seen)
     _refused(result)

@@ -196,7 +196,7 @@ def test_unticked_scope_withheld_and_enforced(launcher: Launcher, target: Target
         extra = [replace(step, bound={**step.bound, "scope": "offline_access"}, optional=True)
                  for step in launcher.recipe.consent["untick"]]
         steps = steps[:at] + extra + steps[at:]
-    result = launcher.launch(scope=scope, steps=steps)
+    result = launcher.launch(scope=scope, steps=steps, fresh_sign_in=True)
     if result.token is None:
         fail(expected="a token for the remaining scopes", actual="; ".join(result.problems),
              exchange=result.token_exchange, seen=result.seen)

@@ -22,7 +22,9 @@ from smart_conformance.http import current_evidence
 from smart_conformance.smart import bulk, pdex
 from smart_conformance.smart.backend import BackendSession
 from smart_conformance.smart.bulk import Export
-from smart_conformance.testplan import Fault, proves
+from smart_conformance.testplan import Fault, production_unsafe, proves
+
+pytestmark = production_unsafe("a $bulk-member-match starts a bulk job and creates Groups on the payer's server")
 
 
 def _groups(match: pdex.SubmittedMatch) -> pdex.MatchResult:

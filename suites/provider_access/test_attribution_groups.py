@@ -17,7 +17,7 @@ from smart_conformance.checks import could_not_check, expectations, not_applicab
 from smart_conformance.config import ProviderAccess, Target
 from smart_conformance.smart import bulk, pdex
 from smart_conformance.smart.backend import BackendSession
-from smart_conformance.testplan import Fault, proves
+from smart_conformance.testplan import Fault, production_unsafe, proves
 
 
 def _groups(provider_access: ProviderAccess) -> tuple[str, ...]:
@@ -59,6 +59,7 @@ def test_group_search_restricted_to_own_groups(pa_session: BackendSession, pa_to
 
 @pytest.mark.requirement("PDEX-PA-06")
 @proves(Fault.OPT_OUT_IGNORED)
+@production_unsafe("starts bulk exports on the payer's server (run them with --with-bulk)", bulk=True)
 def test_attribution_export_excludes_opted_out(pa_session: BackendSession, pa_token: str,
                                                provider_access: ProviderAccess, target: Target) -> None:
     """The export of each attribution Group holds no line about the opted-out or the not-attributed member (a Group of

@@ -21,7 +21,9 @@ from smart_conformance.oauth import covered_by, scope_set
 from smart_conformance.smart import bulk, pdex
 from smart_conformance.smart.backend import BackendSession, must_have_token
 from smart_conformance.smart.bulk import Export, bearer, kickoff
-from smart_conformance.testplan import Fault, proves
+from smart_conformance.testplan import Fault, production_unsafe, proves
+
+pytestmark = production_unsafe("starts bulk exports on the payer's server (run them with --with-bulk)", bulk=True)
 
 
 def _evidence(job: Export, name: str = "export polling (measured)") -> None:

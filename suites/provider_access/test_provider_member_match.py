@@ -19,7 +19,7 @@ from smart_conformance.config import ProviderAccess, Target
 from smart_conformance.smart import pdex
 from smart_conformance.smart.backend import BackendSession
 from smart_conformance.smart.discovery import Document
-from smart_conformance.testplan import Fault, Needs, needs, proves
+from smart_conformance.testplan import Fault, Needs, needs, production_unsafe, proves
 
 PA_OPERATIONS = ("provider-member-match", "davinci-data-export")
 
@@ -52,6 +52,7 @@ def test_provider_access_operations_advertised(provider_access: ProviderAccess, 
 
 @pytest.mark.requirement("PDEX-PA-01")
 @proves(Fault.PDEX_MATCH_WITHOUT_TOKEN)
+@production_unsafe("a $provider-member-match can create attribution Groups on the payer's server")
 def test_provider_member_match_requires_token(pa_session: BackendSession, provider_match: pdex.SubmittedMatch,
                                               target: Target) -> None:
     """The same $provider-member-match without Authorization: 401 and no result Groups; with the token it was
@@ -79,6 +80,7 @@ def _json(response: Any) -> Any:
 
 @pytest.mark.requirement("PDEX-PA-02")
 @proves(Fault.MATCHED_GROUP_NOT_READABLE)
+@production_unsafe("a $provider-member-match can create attribution Groups on the payer's server")
 def test_attributed_member_matched(pa_session: BackendSession, pa_token: str, provider_match: pdex.SubmittedMatch,
                                    target: Target) -> None:
     """The attributed member lands in MatchedMembers, whose id the provider can read (GET Group/{id}) with the
@@ -108,6 +110,7 @@ def test_attributed_member_matched(pa_session: BackendSession, pa_token: str, pr
 
 @pytest.mark.requirement("PDEX-PA-03")
 @proves(Fault.OPT_OUT_IGNORED)
+@production_unsafe("a $provider-member-match can create attribution Groups on the payer's server")
 def test_opted_out_member_not_matched(pa_session: BackendSession, provider_match: pdex.SubmittedMatch,
                                       provider_access: ProviderAccess) -> None:
     """The opted-out member is never in MatchedMembers; it is where the target says the payer returns opted-out
@@ -126,6 +129,7 @@ def test_opted_out_member_not_matched(pa_session: BackendSession, provider_match
 
 @pytest.mark.requirement("PDEX-PA-04")
 @proves(Fault.TREATMENT_RELATIONSHIP_NOT_CHECKED, Fault.MEMBER_MATCH_TOO_LOOSE)
+@production_unsafe("a $provider-member-match can create attribution Groups on the payer's server")
 def test_unknown_and_unattributed_not_matched(pa_session: BackendSession, pa_token: str, provider_match: pdex.SubmittedMatch,
                                               provider_access: ProviderAccess, target: Target) -> None:
     """A person the harness made up, a made-up person carrying the attributed member's coverage id, and (where
@@ -154,6 +158,7 @@ _PAYER_ONLY = ("telecom", "address", "identifier", "maritalStatus", "contact", "
 
 @pytest.mark.requirement("PDEX-PA-05")
 @proves(Fault.MEMBER_MATCH_ECHOES_RECORD)
+@production_unsafe("a $provider-member-match can create attribution Groups on the payer's server")
 def test_groups_echo_only_submitted_data(pa_session: BackendSession, provider_match: pdex.SubmittedMatch) -> None:
     """Every Patient contained in a result Group carries no element and no value the request did not carry (the
     payer's address, phone or identifiers are not disclosed by a match)."""

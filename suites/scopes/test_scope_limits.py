@@ -24,7 +24,7 @@ from smart_conformance.launcher import Launcher
 from smart_conformance.members import MemberRecords, next_link
 from smart_conformance.oauth import covered_by, scope_set
 from smart_conformance.smart.launch import LaunchResult
-from smart_conformance.testplan import Fault, proves
+from smart_conformance.testplan import Fault, production_unsafe, proves
 
 CLAIM_TYPES = ("Coverage", "ExplanationOfBenefit")
 # A write refused for scope (401/403), as not supported by a read-only API (405/501), or with a status the target's
@@ -157,6 +157,7 @@ def _write_probe(kind: str, target: Target, own: Any, coverage: dict[str, Any]) 
 @pytest.mark.requirement("SMART-FHIR-06", "SMART-FHIR-03")
 @pytest.mark.parametrize("kind", ["create", "update", "conditional-update", "delete", "transaction"])
 @proves(Fault.WRITES_ALLOWED)
+@production_unsafe('sends write requests (POST, PUT, DELETE, a transaction), harmless probes but writes')
 def test_writes_refused_under_read_scopes(kind: str, http: RecordingClient, target: Target, launch: LaunchResult,
                                           own_records: MemberRecords) -> None:
     """Under the read-only full grant, a create, update, delete or transaction is refused and changes nothing.

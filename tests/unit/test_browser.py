@@ -88,6 +88,7 @@ class FakeIdp:
     codes: dict[str, list[str]] = field(default_factory=dict)
     methods: list[str] = field(default_factory=list)
     issued: dict[str, dict[str, str]] = field(default_factory=dict)
+    sessions: dict[str, str] = field(default_factory=dict)  # single sign-on: session cookie -> user
 
     @property
     def authorize_url(self) -> str:
@@ -109,6 +110,10 @@ def build_idp(idp: FakeIdp) -> Starlette:
             return _page("Error", "<h1>We couldn't sign you in</h1><p>Application not found in the directory.</p>")
         tx = secrets.token_urlsafe(8)
         idp.transactions[tx] = {k: str(v) for k, v in params.items()}
+        user = idp.sessions.get(request.cookies.get("acme_sso", ""))
+        if user and params.get("sso") != "ignore":  # signed in earlier in this browser: straight to the permissions
+            idp.transactions[tx]["user"] = user
+            return RedirectResponse(f"/grant?tx={tx}", status_code=302)
         host = idp.login_origin if params.get("login_host") == "separate" else ""
         return RedirectResponse(f"{host}/signin/identifier?tx={tx}", status_code=302)
 
@@ -132,7 +137,11 @@ def build_idp(idp: FakeIdp) -> Starlette:
             txn = idp.transactions[tx]
             if txn.get("user") == USER and form.get("passwd") == PASSWORD:
                 nxt = "/signin/kmsi" if txn.get("kmsi") == "1" else "/grant"
-                return RedirectResponse(f"{nxt}?tx={tx}", status_code=303)
+                signed_in = RedirectResponse(f"{nxt}?tx={tx}", status_code=303)
+                session = secrets.token_urlsafe(12)
+                idp.sessions[session] = USER
+                signed_in.set_cookie("acme_sso", session, secure=True, httponly=True, samesite="lax")
+                return signed_in
             error = "<p class=err>Your password is incorrect.</p>"
         else:
             tx = request.query_params["tx"]
@@ -481,6 +490,38 @@ def test_run_launch_end_to_end(session: BrowserSession, idp: FakeIdp, redirect_u
                             http, session, tmp_path / "deny")
         assert denied.token_response is None and denied.state_matches
         assert denied.problems == ["authorization error redirect: error='access_denied'"]
+
+
+def test_single_sign_on_skips_the_sign_in_steps_without_waiting(session: BrowserSession, idp: FakeIdp,
+                                                                  redirect_uri: str, tmp_path: Path) -> None:
+    """A launch that reuses the member's identity-provider session goes straight to consent: the sign-in steps are
+    skipped as soon as the consent page shows (not after a step timeout), and no password is typed."""
+    recipe = parse_recipe(RECIPE)
+    steps, count = compose_steps(recipe), len(recipe.steps)
+    url, _ = auth_url(idp, redirect_uri)
+    first = session.authorize(url, redirect_uri=redirect_uri, steps=steps, values=VALUES, artifacts_dir=tmp_path,
+                              session_key="alice", sign_in_steps=count)
+    assert first.code and first.password_submitted and not first.session_reused  # the last step is optional
+    assert session.has_session("alice") and not session.has_session("bob")
+
+    url, _ = auth_url(idp, redirect_uri)
+    again = session.authorize(url, redirect_uri=redirect_uri, steps=steps, values=VALUES, artifacts_dir=tmp_path,
+                              session_key="alice", reuse_session=True, sign_in_steps=count, name="sso")
+    assert again.code and again.session_reused and not again.password_submitted
+    assert sum("signed in already" in s for s in again.steps_skipped) == count
+    assert again.seconds < recipe.step_timeout_ms / 1000  # decided by what showed, not by a timeout
+
+    # A server that shows the sign-in page anyway: the steps run (a password typed) ...
+    url, _ = auth_url(idp, redirect_uri, sso="ignore")
+    shown = session.authorize(url, redirect_uri=redirect_uri, steps=steps, values=VALUES, artifacts_dir=tmp_path,
+                              session_key="alice", reuse_session=True, sign_in_steps=count, name="shown")
+    assert shown.code and shown.password_submitted and not shown.session_reused
+    # ... unless the sign-in budget is spent: then the step fails naming why, and no password is typed.
+    url, _ = auth_url(idp, redirect_uri, sso="ignore")
+    with pytest.raises(LoginStepError, match="login.max_sign_ins is 1"):
+        session.authorize(url, redirect_uri=redirect_uri, steps=steps, values=VALUES, artifacts_dir=tmp_path,
+                          session_key="alice", reuse_session=True, sign_in_steps=count, name="spent",
+                          sign_in_refusal="the sign-in budget is spent: login.max_sign_ins is 1")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -95,6 +95,12 @@ class AuthorizationRequest:
     negative: bool
     control_pages: Sequence[str | None]
     guards: SignInGuards = field(default_factory=SignInGuards)
+    # Single sign-on (see BrowserSession.authorize): the cookies to start from, the number of leading sign-in steps
+    # the server may let the member skip, why no password may be typed (the sign-in budget), where to keep the session.
+    storage_state: Any = field(default=None, repr=False)
+    sign_in_steps: int = 0
+    sign_in_refusal: str = ""
+    keep_session: Callable[[Any], None] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -114,6 +120,14 @@ class Capture:
         if self.url is None and self.matches(url):
             self.url = url
         return self.matches(url)
+
+
+def _present(locator: Any, state: str) -> bool:
+    """Is the element there now (visible, or attached for a checkbox)? A check that never waits."""
+    try:
+        return bool(locator.first.is_visible()) if state == "visible" else locator.count() > 0
+    except Exception:  # noqa: BLE001
+        return False  # navigating
 
 
 def cdp_pattern(redirect_uri: str) -> str:
@@ -193,6 +207,8 @@ class Attempt:
         self._marker_key: tuple[int, float] | None = None
         self._marker_seen: tuple[str, str] | None = None
         self.optional_skips = 0  # optional steps decided absent without waiting out their timeout
+        self.session_reused = False
+        self.sign_in_shown = False  # single sign-on was tried and the server showed the sign-in page anyway
 
     # the run -------------------------------------------------------------------------------------------------
 
@@ -217,7 +233,8 @@ class Attempt:
     def _open_context(self) -> None:
         req = self.req
         fallback = self.mode == "ignore-https-errors-after-python-verify"
-        self.context = context = self.browser.new_context(ignore_https_errors=fallback, viewport=self.viewport)
+        self.context = context = self.browser.new_context(ignore_https_errors=fallback, viewport=self.viewport,
+                                                          storage_state=req.storage_state)
         context.set_default_timeout(req.timeout)
         context.set_default_navigation_timeout(max(req.timeout, 15_000))
         # DOM snapshots only: the trace is read when a step fails; a screencast of every launch cost time and the
@@ -250,9 +267,19 @@ class Attempt:
             # An error status with no body makes Chromium raise: the server refused, and that is the answer.
 
     def _run_steps(self) -> None:
+        skip = self._signed_in_already()
         for number, (as_written, step) in enumerate(zip(self.req.written, self.req.steps, strict=True), start=1):
             if self._skip_if_captured(step):
                 continue
+            if number <= skip:
+                self._skip(step, "signed in already: the identity provider's session")
+                continue
+            if number == 1 and self.sign_in_shown and self.req.sign_in_refusal:
+                # The sign-in page is shown but no password may be typed (the sign-in budget is spent).
+                if self.req.negative:
+                    self._stop(number, step, self.req.sign_in_refusal, undecided=True)
+                    return
+                self._fail(number, as_written, step, self.req.sign_in_refusal)
             self._shoot(f"before-{number}-{step.action}")
             waited = self._await_target(step, number)
             if self._skip_if_captured(step):
@@ -291,6 +318,33 @@ class Attempt:
                 return False
             self._fail(number, as_written, step, why)
         return True
+
+    def _signed_in_already(self) -> int:
+        """Single sign-on: with the identity provider's session in the context (``storage_state``), the server may go
+        straight to consent or back to the app. Whichever shows first decides (an element of the sign-in steps, an
+        element of a later step, the redirect), never a timeout running out. How many leading steps to skip."""
+        req = self.req
+        count = req.sign_in_steps
+        if req.storage_state is None or count <= 0:
+            return 0
+        sign_in = next((found for s in req.steps[:count] if (found := step_locator(self.page, s))[0] is not None),
+                       None)
+        if sign_in is None:
+            return 0  # no element to recognise the sign-in page by: run the steps as written
+        later = next((found for s in req.steps[count:] if (found := step_locator(self.page, s))[0] is not None),
+                     None)
+        deadline = time.monotonic() + req.timeout / 1000
+        while time.monotonic() < deadline:
+            if self.capture.url is not None or (later is not None and _present(*later)):
+                self.session_reused = True
+                return count
+            if _present(*sign_in):
+                self.sign_in_shown = True
+                return 0
+            if self._refused_status() or self._settled(1.0):
+                return 0  # the sign-in page, or an answer the steps judge as they always do
+            self.page.wait_for_timeout(50)
+        return 0
 
     def _await_answer(self) -> None:
         """After the last step: wait for the redirect, or (no redirect expected) for the page to settle."""
@@ -609,6 +663,12 @@ class Attempt:
             if capture.url else []
         failed = self.failure is not None or not self.completed or redirected != req.expect_redirect \
             or self.undecided
+        signed_in = self.session_reused or self._password_submitted()
+        if redirected and signed_in and req.keep_session is not None and self.failure is None:
+            try:  # the identity provider's session (cookies) for the member's next authorization
+                req.keep_session(self.context.storage_state())
+            except Exception:  # noqa: BLE001, S110
+                pass  # no session kept: the next authorization signs in again
         if (failed or req.keep_trace) and not self.retrying:
             self._keep_trace()
         else:
@@ -655,4 +715,10 @@ class Attempt:
             steps_done=self.last_done, stopped_at=self.stopped_at, stop_reason=self.stop_reason,
             settled=self.is_settled, step_pages=self.step_pages, page_key=self.final_key, blocked=self.blocked,
             response_in=response_location(self.located), documents=self.documents, forms=self.forms,
-            cookies=self.cookies, hops=self.hops)
+            cookies=self.cookies, hops=self.hops, session_reused=self.session_reused,
+            password_submitted=self._password_submitted())
+
+    def _password_submitted(self) -> bool:
+        """The last required sign-in step ran: the member's password went to the server (right or wrong)."""
+        required = [n for n, step in enumerate(self.req.steps[:self.req.sign_in_steps]) if not step.optional]
+        return bool(required) and len(self.step_pages) > required[-1] and bool(self.step_pages[required[-1]])

@@ -130,6 +130,10 @@ class AuthorizationResult:
     hops: list[Hop] = field(default_factory=list)  # every main-frame redirect on the way, in order
     forms: tuple[PageForm, ...] = field(default=(), repr=False)  # the final page's forms (no redirect only)
     blocked: str = ""  # a lockout marker seen on the way (a negative launch): why later sign-ins are stopped
+    # Single sign-on: the sign-in steps were skipped because the identity provider's session (kept from an earlier
+    # sign-in of the same member) let the server go straight on; and whether this authorization submitted a password.
+    session_reused: bool = False
+    password_submitted: bool = False
 
     def _get(self, name: str) -> str | None:
         return self.params.get(name)

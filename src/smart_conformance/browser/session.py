@@ -1,6 +1,8 @@
 """One browser per pytest worker and target (:class:`BrowserSession`), a fresh context per authorization, so no cookie
-or consent remembered by one launch leaks into the next. The session owns the browser's lifetime and its TLS trust
-(which private-CA keys it was started with); each authorization is an :class:`~.attempt.Attempt`."""
+or consent remembered by one launch leaks into the next, unless the caller asks for single sign-on: then the context
+starts from the cookies of the member's last authorization that reached the app (the identity provider's session),
+as a member's own browser would. The session owns the browser's lifetime, its TLS trust (which private-CA keys it was
+started with) and those kept sessions, which never leave it; each authorization is an :class:`~.attempt.Attempt`."""
 
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class BrowserSession:
         # Members whose account a lockout page was seen for (username → why): no further sign-in is tried for them.
         self.locked_out: dict[str, str] = {}
         self.backoffs: list[tuple[str, float]] = []  # (where, seconds waited) per 429 / Retry-After honoured
+        self._sessions: dict[str, Any] = {}  # per member: the storage state (cookies) after their last authorization
 
     # lifecycle -------------------------------------------------------------------------------------------------
 
@@ -118,6 +121,13 @@ class BrowserSession:
         """Which browser runs: the local Chromium chosen, or the remote endpoint."""
         where = self.remote or self.choice
         return where.describe() if where else "(not started)"
+
+    def has_session(self, key: str) -> bool:
+        """Whether an identity-provider session is kept for ``key`` (a member), to start an authorization from."""
+        return key in self._sessions
+
+    def forget_session(self, key: str) -> None:
+        self._sessions.pop(key, None)
 
     @property
     def can_pin(self) -> bool:
@@ -170,7 +180,9 @@ class BrowserSession:
                   step_timeout_ms: int | None = None, settle_ms: int = 500,
                   redact_url: Callable[[str], str] = identity, redact_text: Callable[[str], str] = identity,
                   secrets: Iterable[str | None] = (), name: str = "authorize", negative: bool = False,
-                  control_pages: Sequence[str | None] | None = None) -> AuthorizationResult:
+                  control_pages: Sequence[str | None] | None = None, session_key: str | None = None,
+                  reuse_session: bool = False, sign_in_steps: int = 0,
+                  sign_in_refusal: str = "") -> AuthorizationResult:
         """Open ``url`` (or POST ``form`` to it) in a fresh context, run ``steps``, capture the redirect.
 
         ``expect_redirect=False`` is for negative tests: the result says whether the browser reached the
@@ -181,6 +193,11 @@ class BrowserSession:
         positive control ran that step on (``control_pages``, origin + path per step); the launch judges it.
         Otherwise a step that cannot proceed raises :class:`LoginStepError` (except before any step ran, when the
         authorization request itself was answered with an error status: that is the server's refusal, returned).
+
+        Single sign-on: ``session_key`` (the member) keeps the context's cookies after an authorization that reached
+        the redirect_uri; ``reuse_session`` starts from them, and the first ``sign_in_steps`` steps are skipped when
+        the server goes straight on (decided by what shows first, not by a timeout). ``sign_in_refusal``: the sign-in
+        page shown anyway may not be filled in (the sign-in budget is spent), and this says why.
         """
         if self._browser is None:
             raise RuntimeError("BrowserSession is not started (use it as a context manager)")
@@ -199,7 +216,10 @@ class BrowserSession:
             directory=directory, expect_redirect=expect_redirect, method=method, form=form, keep_trace=keep_trace,
             timeout=step_timeout_ms or self.step_timeout_ms, settle_ms=settle_ms, redact_url=redact_url,
             redact_text=redact_text, hidden=secret_values(values, secrets), name=name, negative=negative,
-            control_pages=list(control_pages or ()), guards=self.guards)
+            control_pages=list(control_pages or ()), guards=self.guards,
+            storage_state=self._sessions.get(session_key) if session_key and reuse_session else None,
+            sign_in_steps=sign_in_steps, sign_in_refusal=sign_in_refusal,
+            keep_session=(lambda state: self._sessions.__setitem__(session_key, state)) if session_key else None)
         try:
             result = self._authorize(request, url, directory, name)
         except SignInBlocked as exc:

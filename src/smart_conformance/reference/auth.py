@@ -38,6 +38,7 @@ from smart_conformance.reference.variants import (
     CONSENT_WITHOUT_SCOPE_CONTROLS,
     HOSTED_IDP_COOKIES,
     IMPLICIT_ERROR_IN_FRAGMENT,
+    NO_SIGN_IN_SESSION,
     ONLY_REFRESH_TOKENS_REVOCABLE,
     OPAQUE_ACCESS_TOKENS,
     REVOKE_ALL_ON_REFRESH_REVOCATION,
@@ -46,6 +47,7 @@ from smart_conformance.reference.variants import (
 )
 
 BROWSER_COOKIE = "__Host-smartref_browser"
+SESSION_COOKIE = "__Host-smartref_session"  # the identity provider's session: a later authorization skips sign-in
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
 
 
@@ -200,13 +202,38 @@ async def _authorize(ctx: Context, request: Request) -> Response:
                "challenge": challenge, "method": method, "nonce": params.get("nonce"),
                "response_type": response_type}
     pending_id, _ = ctx.store.add_pending(pending, browser)
-    response = RedirectResponse(f"/auth/login?{urlencode({'req': pending_id})}", status_code=303)
+    member = _session_member(ctx, request)
+    if member is not None:  # single sign-on: the member signed in earlier in this browser, no password asked again
+        ctx.store.set_pending_user(pending_id, member)
+        response = _signed_in(ctx, pending_id, pending, member)
+    else:
+        response = RedirectResponse(f"/auth/login?{urlencode({'req': pending_id})}", status_code=303)
     response.headers["Cache-Control"] = "no-store"
     if ctx.faults.active(Fault.SESSION_COOKIE_UNPROTECTED):  # the defect: a bare cookie (no __Host- prefix allowed)
         response.set_cookie(_browser_cookie(ctx), browser, httponly=False, secure=False, samesite=None, path="/")
     else:
         response.set_cookie(BROWSER_COOKIE, browser, httponly=True, secure=True, samesite="lax", path="/")
     return response
+
+
+def _session_member(ctx: Context, request: Request) -> str | None:
+    """The member of the identity-provider session this browser holds (None: sign in; or no-sign-in-session)."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if not session or ctx.variants.active(NO_SIGN_IN_SESSION):
+        return None
+    return ctx.store.session_user(session)
+
+
+def _signed_in(ctx: Context, pending_id: str, params: dict[str, Any], username: str) -> Response:
+    """The member is known (password just checked, or the session): on to consent (under consent-skipped, the
+    code at once)."""
+    if ctx.faults.active(Fault.CONSENT_SKIPPED):
+        if not ctx.store.take_pending(pending_id):
+            return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
+        member = ctx.store.member(username)
+        patients = json.loads(member["patients"]) if member else []
+        return _finish(ctx, params, username, params["scopes"], patients[0] if patients else None)
+    return RedirectResponse(f"/auth/consent?{urlencode({'req': pending_id})}", status_code=303)
 
 
 def _browser_cookie(ctx: Context) -> str:
@@ -323,17 +350,16 @@ async def login(request: Request) -> Response:
     if (next_page := idp.after_password(ctx, pending_id, username)) is not None:
         return _idp_cookie(ctx, next_page, "idp_session")  # the code page or the prompts (variants of issue 20)
     ctx.store.set_pending_user(pending_id, username)
-    if ctx.faults.active(Fault.CONSENT_SKIPPED):
-        params = json.loads(pending["params"])
-        if not ctx.store.take_pending(pending_id):
-            return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
-        patients = json.loads(member["patients"])  # type: ignore[index]
-        return _finish(ctx, params, username, params["scopes"], patients[0] if patients else None)
-    if ctx.faults.active(Fault.SIGN_IN_307):  # the defect: 307 keeps the method and body, password included
-        response = RedirectResponse(f"/auth/login/continue?{urlencode({'req': pending_id})}", status_code=307)
+    if ctx.faults.active(Fault.SIGN_IN_307) and not ctx.faults.active(Fault.CONSENT_SKIPPED):
+        # the defect: 307 keeps the method and body, password included
+        response: Response = RedirectResponse(f"/auth/login/continue?{urlencode({'req': pending_id})}",
+                                              status_code=307)
     else:
-        response = RedirectResponse(f"/auth/consent?{urlencode({'req': pending_id})}", status_code=303)
+        response = _signed_in(ctx, pending_id, json.loads(pending["params"]), username)
     response.headers["Cache-Control"] = "no-store"
+    if not ctx.variants.active(NO_SIGN_IN_SESSION):
+        response.set_cookie(SESSION_COOKIE, ctx.store.add_session(username), httponly=True, secure=True,
+                            samesite="lax", path="/")
     return _idp_cookie(ctx, response, "idp_session")
 
 

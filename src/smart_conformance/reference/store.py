@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS access_tokens (jti TEXT PRIMARY KEY, grant_id TEXT NO
 CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL,
     client_id TEXT NOT NULL, scope TEXT NOT NULL, iat REAL NOT NULL, exp REAL NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sessions (id_hash TEXT PRIMARY KEY, username TEXT NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS access_by_grant ON access_tokens(grant_id);
 CREATE INDEX IF NOT EXISTS refresh_by_grant ON refresh_tokens(grant_id);
 """
@@ -145,6 +146,19 @@ class Store:
         """Delete the pending request; False if someone else already finished it (double submit)."""
         with self.transaction() as db:
             return db.execute("DELETE FROM pending WHERE id=?", (pending_id,)).rowcount == 1
+
+    # --- identity-provider sessions (single sign-on) ---------------------------------------------------------
+    def add_session(self, username: str, ttl: float = 3600.0) -> str:
+        """A member signed in with a password: the session a later authorization in the same browser reuses."""
+        session = new_secret()
+        with self.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),))
+            db.execute("INSERT INTO sessions VALUES (?,?,?)", (digest(session), username, time.time() + ttl))
+        return session
+
+    def session_user(self, session: str) -> str | None:
+        row = self.one("SELECT username FROM sessions WHERE id_hash=? AND expires >= ?", digest(session), time.time())
+        return str(row["username"]) if row is not None else None
 
     # --- codes and grants ------------------------------------------------------------------------------------
     def add_code(self, *, client_id: str, redirect_uri: str, challenge: str | None, method: str | None, scope: str,

@@ -80,6 +80,7 @@ TOTP_MFA = "totp-mfa"
 SIGN_IN_PROMPTS = "sign-in-prompts"
 LOCKOUT_AFTER_FAILURES = "lockout-after-failures"
 SIGN_IN_RATE_LIMIT = "sign-in-rate-limit"
+NO_SIGN_IN_SESSION = "no-sign-in-session"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -342,6 +343,11 @@ _CATALOG: tuple[Variant, ...] = (
             "RFC 6585 §4: 429 says the user sent too many requests in a given amount of time, and MAY carry "
             "Retry-After; NIST SP 800-63B §5.2.2 (rate limiting).",
             "https://www.rfc-editor.org/rfc/rfc6585#section-4"),
+    Variant(NO_SIGN_IN_SESSION, "The identity provider keeps no session: every authorization shows the sign-in "
+            "page again, even in a browser that signed in a moment ago (no single sign-on).",
+            "Sign-in pages and sessions are the server's own: SMART App Launch 2.2 leaves the user interaction, and "
+            "whether a session is remembered, to the authorization server.",
+            "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code"),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smart_conformance import __version__, redact, requirements, root_causes
+from smart_conformance import __version__, redact, requirements, root_causes, tally
 from smart_conformance import baseline as baseline_mod
 from smart_conformance.report import checklist
 from smart_conformance.report.attestations import AttestationError, Attestations
@@ -197,8 +197,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         tot = t["totals"]
         out += [f"## Target `{name}`: {t['verdict']}", "",
                 (f"{tot['passed']} passed, {tot['failed']} failed, {tot['warning']} warnings, "
-                 f"{tot['broken']} could not check, {tot['skipped']} not applicable."), "",
-                "| area | passed | failed | warnings | could not check | not applicable |",
+                 f"{tot['broken']} could not check, {tot['skipped']} not applicable."), ""]
+        if tally_line(t):
+            out += [tally_line(t) + ".", ""]
+        out += ["| area | passed | failed | warnings | could not check | not applicable |",
                 "|---|---:|---:|---:|---:|---:|"]
         for area, c in t["areas"].items():
             out.append(f"| {area} | {c['passed']} | {c['failed']} | {c['warning']} | {c['broken']} | {c['skipped']} |")
@@ -302,14 +304,19 @@ def render_console(results: RunResults | Results, *, strict: bool = False,
                    baseline: baseline_mod.Baseline | None = None) -> str:
     """The console summary (pytest's terminal summary): per target its verdict, the findings count and the top of
     the list to fix, then one line per check that did not pass."""
+    tallies: Mapping[str, Mapping[str, int]] | None = None
     if isinstance(results, RunResults):
-        results, strict, baseline = results.results, results.strict, results.baseline
+        results, strict, baseline, tallies = results.results, results.strict, results.baseline, results.tallies
     doc = build(results, strict=strict, baseline=baseline)
+    if tallies is not None:
+        add_tallies(doc, tallies)
     lines = []
     for name, t in doc["targets"].items():
         tot = t["totals"]
+        counts = f"; {tally_line(t)}" if tally_line(t) else ""
         lines.append(f"target {name}: {t['verdict']} — {tot['passed']} passed, {tot['failed']} failed, "
-                     f"{tot['warning']} warnings, {tot['broken']} could not check, {tot['skipped']} not applicable")
+                     f"{tot['warning']} warnings, {tot['broken']} could not check, {tot['skipped']} not applicable"
+                     f"{counts}")
         causes = t["root_causes"]
         lines.append(f"  {headline(t)}" + (":" if causes else ""))
         for n, c in enumerate(causes[:CONSOLE_TOP], 1):
@@ -365,12 +372,34 @@ def load_attestations_for(files: Mapping[str, Path | None]) -> dict[str, Attesta
     return out
 
 
+def add_tallies(doc: dict[str, Any], tallies: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """Each target's counts beside its results: ``sign_ins`` (password submissions), ``rate_limited`` (429 or
+    Retry-After answers waited out and retried) and ``rate_limit_wait_s``."""
+    for name, t in doc["targets"].items():
+        counts = tallies.get(name, {})
+        t["sign_ins"] = int(counts.get(tally.SIGN_INS, 0))
+        t["rate_limited"] = int(counts.get(tally.RATE_LIMITED, 0))
+        t["rate_limit_wait_s"] = round(counts.get(tally.RATE_LIMIT_WAIT_MS, 0) / 1000, 1)
+    return doc
+
+
+def tally_line(t: Mapping[str, Any]) -> str:
+    """The counts in words, one line (markdown and console); empty when the document has none."""
+    if "sign_ins" not in t:
+        return ""
+    line = f"{t['sign_ins']} password sign-in(s)"
+    if t.get("rate_limited"):
+        line += f"; {t['rate_limited']} rate-limited answer(s) waited out ({t.get('rate_limit_wait_s', 0)} s)"
+    return line
+
+
 def write_summary(run: RunResults, folder: Path) -> dict[str, Any]:
     """summary.json and summary.md (one writer: the json's previous version feeds "changed since previous run")."""
     folder.mkdir(parents=True, exist_ok=True)
     previous = read_previous(folder)
     doc = build(run.results, strict=run.strict, baseline=run.baseline,
                 attestations=load_attestations_for(run.attestations), previous=previous, run=what_was_run(run))
+    add_tallies(doc, run.tallies)
     (folder / "summary.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
     (folder / "summary.md").write_text(render_markdown(doc), encoding="utf-8")
     return doc

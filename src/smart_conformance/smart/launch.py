@@ -104,6 +104,12 @@ class LaunchSpec:
     name: str = "launch"
     negative: bool = False
     control_pages: Sequence[str | None] | None = None  # where the positive control ran each step (origin + path)
+    # Single sign-on (BrowserSession.authorize): whose identity-provider session to keep, whether to start from it,
+    # how many leading steps are the sign-in, and why no password may be typed (the sign-in budget), if so.
+    session_key: str | None = None
+    reuse_session: bool = False
+    sign_in_steps: int = 0
+    sign_in_refusal: str = ""
 
 
 @dataclass
@@ -223,7 +229,9 @@ def run_launch(spec: LaunchSpec, http: httpx.Client, browser: BrowserSession,
         "redirect_uri": spec.redirect_uri, "steps": spec.steps, "values": values, "artifacts_dir": artifacts_dir,
         "expect_redirect": spec.expect_redirect, "keep_trace": spec.keep_trace, "step_timeout_ms": spec.step_timeout_ms,
         "redact_url": spec.redact_url, "redact_text": spec.redact_text, "secrets": secrets, "name": spec.name,
-        "negative": spec.negative, "control_pages": spec.control_pages,
+        "negative": spec.negative, "control_pages": spec.control_pages, "session_key": spec.session_key,
+        "reuse_session": spec.reuse_session, "sign_in_steps": spec.sign_in_steps,
+        "sign_in_refusal": spec.sign_in_refusal,
     }
     if spec.use_post:
         url = spec.authorization_endpoint
