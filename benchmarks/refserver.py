@@ -7,7 +7,8 @@ tokens, codes and verifiers are kept as short SHA-256 labels (so the floor can t
 response" from "a made-up token"), passwords and client secrets as "right" / "wrong".
 
 Protocol (stdin/stdout, one line each): prints the target environment as JSON on start; ``dump FILE`` writes the
-log so far to FILE and clears it, answering ``ok``; ``quit`` (or EOF) stops the server.
+log so far to FILE and clears it, answering ``ok``; ``quit`` (or EOF) stops the server. Arguments: reference variants
+to switch on (``no-sign-in-session``: every launch signs in, the shape the floor replays).
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ class Recorder:
         self.srv_log.append(record)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    variants = tuple(argv if argv is not None else sys.argv[1:])  # legitimate variants (names), e.g. no-sign-in-session
     log: list[dict[str, Any]] = []
     holder: dict[str, ReferenceServer] = {}
     build_app, build_plain_app = server_module.build_app, server_module.build_plain_app
@@ -183,7 +185,7 @@ def main() -> int:
 
     server_module.build_app = lambda ctx, serves=server_module.BOTH: wrap(build_app(ctx, serves), "https")
     server_module.build_plain_app = lambda ctx, app: wrap(build_plain_app(ctx, app.app), "http")
-    srv = ReferenceServer()
+    srv = ReferenceServer(variants=variants)
     holder["srv"] = srv
     with srv:
         env = srv.target_env()

@@ -51,6 +51,12 @@ from smart_conformance.smart.token import ClientCredentials, TokenResponse, intr
 SHARED_RENEW_MARGIN_S = 30.0
 
 
+# How long a positive control vouches for a negative launch's refusal. The reference's whole run takes about a minute
+# and a half; a payer's run with many targets or a slow identity provider may take much longer, and its authorization
+# server can fail in between (a deployment, a gateway): a control older than this is taken again, with a fresh sign-in.
+CONTROL_WINDOW_S = 600.0
+
+
 def control_pages(control: LaunchResult, spec: LaunchSpec) -> list[str | None]:
     """Per step of ``spec``, the page (origin + path) on which the positive control ran the same step, if it did."""
     if control.outcome is not LaunchOutcome.TOKENS:
@@ -147,7 +153,17 @@ class Launcher:
 
     def control(self) -> tuple[LaunchResult | None, str | None]:
         """The positive control of every negative launch: the shared launch (the same recipe, valid input, this
-        run). Made once; if it could not run, why (its screenshot goes to every negative that needed it)."""
+        run). Made once, and made again when older than ``CONTROL_WINDOW_S``: an authorization server that worked
+        at minute 1 does not vouch for a refusal at minute 20. If it could not run, why (its screenshot goes to
+        every negative that needed it)."""
+        if self._control is not None and self._control is self._shared and self._shared_at \
+                and time.monotonic() - self._shared_at > CONTROL_WINDOW_S:
+            age = time.monotonic() - self._shared_at
+            try:
+                self._renew_shared(f"the positive control was {age:.0f} s old (at most {CONTROL_WINDOW_S:.0f} s)")
+                self._control = self._shared
+            except CouldNotCheck as exc:
+                self._control, self._control_problem = None, f"the positive control, re-taken after {age:.0f} s: {exc}"
         if self._control is None and self._control_problem is None:
             evidence = current_evidence()
             before = len(evidence.files) if evidence is not None else 0
