@@ -367,9 +367,10 @@ class Launcher:
 
 
 def _last_sign_in_step(spec: LaunchSpec) -> int:
-    """The 1-based number of the last required sign-in step: after it, the password has been sent (none: past the
-    end, so no step error counts as a sign-in)."""
-    required = [n for n, step in enumerate(spec.steps[:spec.sign_in_steps], start=1) if not step.optional]
+    """The 1-based number of the last required sign-in step before any one-time code: after it, the password has
+    been sent (none: past the end, so no step error counts as a sign-in)."""
+    required = [n for n, step in enumerate(spec.steps[:spec.sign_in_steps], start=1)
+                if not step.optional and step.action != "totp"]
     return required[-1] if required else len(spec.steps) + 1
 
 

@@ -19,6 +19,7 @@ from cryptography import x509
 from smart_conformance.reference.faults import FAULTS, Fault
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.server import ReferenceServer
+from smart_conformance.reference.variants import TOTP_MFA
 from smart_conformance.testplan import plan
 from tests.reference.launcher import (
     CALLBACK,
@@ -221,6 +222,17 @@ def _(L: Launcher) -> None:
 @probe("deny-returns-code")
 def _(L: Launcher) -> None:
     assert "code" in L.launch(decision="deny", exchange=False).params
+
+
+@probe("mfa-skipped")
+def _(L: Launcher) -> None:
+    assert L.srv.variants.active(TOTP_MFA)  # runs_with: every member is enrolled, the code page is due
+    _, challenge = pkce_pair()
+    with L.browser() as browser:
+        login_url = L.start(browser, L.authorize_params(state="s", challenge=challenge)).headers["location"]
+        after_password = L.login(browser, login_url)
+    assert after_password.status_code == 303 and after_password.headers["location"].startswith("/auth/consent")
+    assert "code" in L.launch(exchange=False).params  # the password alone ends in a code for the app
 
 
 @probe("consent-page-frameable")
@@ -671,5 +683,5 @@ def test_unknown_fault_is_a_value_error() -> None:
 
 @pytest.mark.parametrize("fault", sorted(PROBES))
 def test_fault_is_observable(fault: str) -> None:
-    with ReferenceServer(faults=[fault]) as srv:
+    with ReferenceServer(faults=[fault], variants=FAULTS[fault].runs_with) as srv:  # the variants it needs
         PROBES[fault](Launcher(srv))

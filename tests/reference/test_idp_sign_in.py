@@ -58,7 +58,7 @@ def no_burst_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def authorize(server: ReferenceServer, session: BrowserSession, payer: Target, folder: Path, *,
               steps: Any = None, member: str = "primary", negative: bool = False,
-              values: dict[str, str] | None = None) -> Any:
+              values: dict[str, str] | None = None, **extra: Any) -> Any:
     _, challenge = pkce_pair()
     params = {"response_type": "code", "client_id": payer.client.client_id, "redirect_uri": payer.client.redirect_uri,
               "scope": payer.scopes["limited"], "state": secrets.token_urlsafe(12), "aud": payer.fhir_base_url,
@@ -68,7 +68,7 @@ def authorize(server: ReferenceServer, session: BrowserSession, payer: Target, f
     return session.authorize(url, redirect_uri=payer.client.redirect_uri, steps=steps,
                              values=values or payer.members[member].values("member"), artifacts_dir=folder,
                              negative=negative, expect_redirect=not negative, redact_url=redact.url,
-                             redact_text=redact.text)
+                             redact_text=redact.text, **extra)
 
 
 def test_totp_step_signs_in_past_the_code_page(server: ReferenceServer, session: BrowserSession, payer: Target,
@@ -107,6 +107,26 @@ def test_absent_optional_steps_are_skipped_without_waiting(server: ReferenceServ
     assert len(skipped) == 2, result.steps_skipped
     assert all("came first" in s for s in skipped), skipped
     assert not any("within" in s for s in skipped)
+
+
+def test_a_code_page_never_shown_is_recorded_not_waited_out(tmp_path: Path) -> None:
+    """mfa-skipped: the server goes on to consent after the password alone. The required totp step is recorded as not
+    asked for (test_second_factor_asked_before_code judges it) as soon as the consent page shows, not after its
+    timeout; the launch goes on to its code and the password counts as typed."""
+    with ReferenceServer(faults=["mfa-skipped"], variants=[TOTP_MFA]) as srv:
+        payer = load_target(paths.reference_target(), env=srv.target_env(),
+                            patch=ActiveVariants([TOTP_MFA]).target_patch())
+        steps = [*payer.login.steps[:3], {**payer.login.steps[3], "timeout_ms": 60_000}]
+        recipe = parse_recipe({"steps": steps, "consent": payer.login.consent})
+        with BrowserSession(ca_bundle=srv.ca_path, origins=srv.origins) as browser:
+            browser.guards = recipe.guards
+            result = authorize(srv, browser, payer, tmp_path, steps=compose_steps(recipe),
+                               sign_in_steps=len(recipe.steps))
+    assert result.code and result.password_submitted, result
+    assert "totp '#otp'" not in result.steps_run
+    skipped = [s for s in result.steps_skipped if s.startswith("totp '#otp' (not asked for:")]
+    assert len(skipped) == 1 and "/auth/consent" in skipped[0], result.steps_skipped
+    assert result.seconds < 30, result.seconds
 
 
 def test_lockout_stops_every_later_sign_in_of_that_member(server: ReferenceServer, session: BrowserSession,

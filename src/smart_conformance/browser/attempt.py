@@ -209,6 +209,7 @@ class Attempt:
         self.optional_skips = 0  # optional steps decided absent without waiting out their timeout
         self.session_reused = False
         self.sign_in_shown = False  # single sign-on was tried and the server showed the sign-in page anyway
+        self.passed_over: set[int] = set()  # required one-time-code steps the server went on without asking for
 
     # the run -------------------------------------------------------------------------------------------------
 
@@ -288,6 +289,9 @@ class Attempt:
                 problem, decided = waited
                 if step.optional and not decided:
                     self._skip(step, f"optional, not present: {problem}")
+                    continue
+                if number in self.passed_over:  # judged by the check of the second factor, not a broken launch
+                    self._skip(step, f"not asked for: {problem}")
                     continue
                 if self.req.negative or (decided and self.last_done == 0 and self.status is not None
                                          and self.status >= 400):
@@ -543,6 +547,27 @@ class Attempt:
             return f"the page settled without it ({seconds(OPTIONAL_QUIET_S * 1000)} quiet)"
         return None
 
+    def _factor_passed_over(self, number: int, step: Step) -> str | None:
+        """A required one-time-code step the server did not ask for: after the previous step the browser settled on
+        another page, without the code field, showing a later step's element (the consent page, say). The launch goes
+        on (the check of the second factor judges it) instead of waiting out the step's timeout. None: not so, or not
+        yet. A page that stays where the previous step ran never counts: the code page may still be coming."""
+        if step.action != "totp" or step.optional or self.last_done == 0 or not self._settled():
+            return None
+        here = self.req.redact_url(page_key(safe_url(self.page)))
+        if here == self.step_pages[self.last_done - 1]:
+            return None
+        locator, state = step_locator(self.page, step)
+        if locator is not None and _present(locator, state):
+            return None
+        for later in self.req.steps[number:]:
+            found = step_locator(self.page, later)
+            if found[0] is not None and _present(*found):
+                return f"the server went on to {here} and its element of {later.describe()} without the code page"
+            if not later.optional:
+                break
+        return None
+
     def _off_path(self, number: int) -> bool:
         """The page is not where the positive control ran this step (only known on a negative launch)."""
         control = self.req.control_pages
@@ -576,6 +601,10 @@ class Attempt:
                 if absent is not None:
                     self.optional_skips += 1
                     return absent, False
+            passed = self._factor_passed_over(number, step)
+            if passed is not None:
+                self.passed_over.add(number)
+                return passed, False
             if self._off_path(number) and self._settled():
                 grace = grace or time.monotonic() + 1.0
                 if time.monotonic() >= grace:
@@ -719,6 +748,8 @@ class Attempt:
             password_submitted=self._password_submitted())
 
     def _password_submitted(self) -> bool:
-        """The last required sign-in step ran: the member's password went to the server (right or wrong)."""
-        required = [n for n, step in enumerate(self.req.steps[:self.req.sign_in_steps]) if not step.optional]
+        """The last required sign-in step before any one-time code ran: the member's password went to the server
+        (right or wrong), whether or not a code page came after it."""
+        required = [n for n, step in enumerate(self.req.steps[:self.req.sign_in_steps])
+                    if not step.optional and step.action != "totp"]
         return bool(required) and len(self.step_pages) > required[-1] and bool(self.step_pages[required[-1]])

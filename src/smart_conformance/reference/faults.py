@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
 
-from smart_conformance.reference.variants import MEMBER_CLIENT_PRIVATE_KEY_JWT, ROTATING_REFRESH_TOKENS
+from smart_conformance.reference.variants import MEMBER_CLIENT_PRIVATE_KEY_JWT, ROTATING_REFRESH_TOKENS, TOTP_MFA
 
 
 class Needs(StrEnum):
@@ -190,6 +190,9 @@ class Fault(StrEnum):
         ("ASVS-REFERRER-01",),
         "the authorize error, sign-in and consent pages send no Referrer-Policy: the request in their URL goes to any "
         "site they link to or load from.")
+    MFA_SKIPPED = _f("mfa-skipped", "consent", ("NIST-AAL2-01",),
+        "for a member enrolled in TOTP two-step verification, the right password alone signs the member in: the code "
+        "page is never shown and the authorization goes on to consent and a code.", runs_with=(TOTP_MFA,))
 
     # --- token endpoint -----------------------------------------------------------------------------------------------
     SHORT_AUTHORIZATION_CODES = _f("short-authorization-codes", "token", ("RFC6749-09",),

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from smart_conformance.reference.context import Context, ctx_of
+from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.pages import error_page, esc, page
 from smart_conformance.reference.variants import (
     LOCKOUT_AFTER_FAILURES,
@@ -107,9 +108,10 @@ def password_result(ctx: Context, username: str, ok: bool) -> Response | None:
 
 # --- after the password -----------------------------------------------------------------------------------------
 def after_password(ctx: Context, pending_id: str, username: str) -> Response | None:
-    """totp-mfa: the code page comes next (the member is not signed in yet); sign-in-prompts: the prompts come
-    next. None: nothing of these variants is on, the plain sign-in goes on to consent."""
-    if ctx.variants.active(TOTP_MFA) and username in ctx.idp.totp:
+    """totp-mfa: the code page comes next (the member is not signed in yet), unless the mfa-skipped fault lets the
+    password alone through; sign-in-prompts: the prompts come next. None: nothing of these variants is on, the plain
+    sign-in goes on to consent."""
+    if ctx.variants.active(TOTP_MFA) and username in ctx.idp.totp and not ctx.faults.active(Fault.MFA_SKIPPED):
         ctx.idp.awaiting_code[pending_id] = username
         return _no_store(RedirectResponse(f"/auth/mfa?{urlencode({'req': pending_id})}", status_code=303))
     if ctx.variants.active(SIGN_IN_PROMPTS):
