@@ -63,6 +63,7 @@ COOKIE_CARRIERS = ("document", "xhr", "fetch")
 # An optional step whose element is not there is skipped as soon as a later step's element shows, the redirect is
 # captured, or the page has loaded and the network stayed quiet this long (never by waiting out its timeout).
 OPTIONAL_QUIET_S = 1.0
+OPTIONAL_SAME_PAGE_QUIET_S = 3.0
 # How long a page must have been quiet before its text is read for a lockout / out-of-band marker.
 MARKER_QUIET_S = 1.0
 CAPTURED_PAGE = b"<!doctype html><title>redirect captured</title><p>smart-conformance captured the redirect.</p>"
@@ -176,6 +177,7 @@ class Attempt:
         self.capture = Capture(request.redirect_uri)
         self.net = Network()
         self.navigations = 0
+        self._navigations_at_done = 0  # main-frame navigations when the last step ran (see _absent)
         self.status: int | None = None  # the last main-frame document that was not a redirect
         self.document_url = ""
         self.documents: list[PageDocument] = []
@@ -380,6 +382,7 @@ class Attempt:
         self.run_steps.append(step.describe())
         self.step_pages.append(self.req.redact_url(here))
         self.last_done = number
+        self._navigations_at_done = self.navigations
 
     def _stop(self, number: int, step: Step, why: str, *, undecided: bool) -> None:
         self.stopped_at, self.stop_reason, self.undecided = number, why, undecided
@@ -543,8 +546,13 @@ class Attempt:
                 pass
             if not later.optional:
                 break
-        if self._settled(OPTIONAL_QUIET_S):
-            return f"the page settled without it ({seconds(OPTIONAL_QUIET_S * 1000)} quiet)"
+        # A quiet page decides only once the last step's action has led somewhere: right after a click that submits,
+        # the old page is still loaded and quiet until the browser sends the form, which on a loaded machine can take
+        # longer than a second. A page the last step did not leave gets a longer quiet (a script may still add it).
+        moved = self.navigations != self._navigations_at_done
+        quiet = OPTIONAL_QUIET_S if moved else OPTIONAL_SAME_PAGE_QUIET_S
+        if self._settled(quiet):
+            return f"the page settled without it ({seconds(quiet * 1000)} quiet)"
         return None
 
     def _factor_passed_over(self, number: int, step: Step) -> str | None:
