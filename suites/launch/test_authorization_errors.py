@@ -16,13 +16,12 @@ from smart_conformance import refusals
 from smart_conformance.launcher import Launcher
 from smart_conformance.refusals import Family
 from smart_conformance.smart.launch import LaunchResult
-from smart_conformance.testplan import Fault, Needs, needs, proves
+from smart_conformance.testplan import Fault, proves
 
 
 @pytest.mark.reads_run
 @pytest.mark.requirement("RFC6749-02", "SMART-AUTHZ-08")
 @proves(Fault.AUTHORIZE_ERRORS_NONSTANDARD)
-@needs(Needs.MEMBER_LAUNCH)
 def test_authorize_error_responses(launcher: Launcher, denied_launch: LaunchResult) -> None:
     """Every error redirect of the run carries a defined error code; the member's Deny (made here if no check
     made it yet) carries access_denied."""

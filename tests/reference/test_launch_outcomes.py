@@ -123,7 +123,7 @@ def test_refusals_are_typed_by_where_the_server_said_no(variant_launcher: Any) -
                               exchange=False)
     assert unknown.outcome is LaunchOutcome.REFUSED_AT_AUTHORIZE and "HTTP 400" in unknown.why, unknown.why
     wrong = launcher.launch(values={**target.member.values("member"), "member.password": "not-it"}, tolerant=True,
-                            exchange=False)
+                            exchange=False, fresh_sign_in=True)  # else the member's session signs in without it
     assert wrong.outcome is LaunchOutcome.REFUSED_AT_SIGN_IN and "HTTP 401" in wrong.why, wrong.why
     denied = launcher.launch(scenario="deny", exchange=False)
     assert denied.outcome is LaunchOutcome.REFUSED_AT_CONSENT and "access_denied" in denied.why
@@ -163,7 +163,7 @@ def test_other_sign_in_shapes_reach_tokens_and_refuse_a_wrong_password(variant_l
     launcher = variant_launcher(variant)
     assert launcher.launch().outcome is LaunchOutcome.TOKENS
     wrong = launcher.launch(values={**launcher.target.member.values("member"), "member.password": "not-it"},
-                            tolerant=True, exchange=False)
+                            tolerant=True, exchange=False, fresh_sign_in=True)
     assert wrong.outcome is LaunchOutcome.REFUSED_AT_SIGN_IN, wrong.why
 
 

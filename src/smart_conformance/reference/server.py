@@ -211,7 +211,10 @@ class ReferenceServer:
                       variants=self.variants, auth_origin=self.auth_origin if split else "")
         ctx.idp.totp = self.totp_secrets
         app = build_app(ctx, FHIR_API if split else BOTH)
+        # keep-alive longer than the clients' (httpx drops an idle connection after 5 s): with the same 5 s on both
+        # sides a request sent on a connection the server was just closing gets no answer, on a loaded machine.
         common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_graceful_shutdown": 2,
+                  "timeout_keep_alive": 30,
                   "proxy_headers": False, "server_header": False, "date_header": not ctx.clock_skew()}
         secure = uvicorn.Server(uvicorn.Config(app, ssl_context_factory=lambda config, default: tls, **common))
         plain = uvicorn.Server(uvicorn.Config(build_plain_app(ctx, app), **common))
