@@ -246,9 +246,10 @@ def test_html_report_as_a_payer_reads_it(tmp_path: Path) -> None:
         open_tab(page, "globalAttachments")
         assert page.get_by_test_id("test-result-attachment-header").filter(
             has_text="FHIR Implementer's Safety Checklist [reference]").count() == 1
-        # the failing launch check shows the screenshots its finding needs
+        # the failing launch check shows the evidence its finding needs: its launch reused the member's sign-in
+        # session and went straight back to the app, so no page was shown; the finding names the request and redirect
         launch_page = open_check(page, launch_title)
-        assert "image/png" in launch_page and re.search(r"launch-\d+: Sign in", launch_page), launch_page[:3000]
+        assert re.search(r"Evidence: browser GET \S+ → redirected to ", launch_page), launch_page[:3000]
 
     # the launch's screenshots went into allure-results once each: passed checks that used them reference them
     carriers: dict[str, set[str]] = {}  # screenshot (name and content) -> the passed checks that carry it in full
@@ -270,7 +271,7 @@ def test_html_report_as_a_payer_reads_it(tmp_path: Path) -> None:
         assert count(page, "failed") == totals["failed"] and count(page, "unknown") == 0
         assert "3 findings (2 SHALL, 1 SHOULD)" in global_page(page, "Findings: reference")
         launch_page = open_check(page, launch_title)
-        assert "image/png" in launch_page, launch_page[:3000]
+        assert "Evidence: browser GET " in launch_page, launch_page[:3000]
         passed_title = next(t for _, st, t in leaves if st == "passed" and "(no-accept)" in t)
         open_check(page, passed_title)
         description = page.frame_locator("[data-testid=test-result-description-frame]").locator("body")
