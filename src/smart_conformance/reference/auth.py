@@ -112,8 +112,9 @@ async def authorize(request: Request) -> Response:
     ctx = ctx_of(request)
     response = await _authorize(ctx, request)
     if ctx.faults.active(Fault.AUTHORIZE_REFUSALS_AS_503) and _is_refusal(response):
+        # no Retry-After: a gateway's bare 503 (with one the harness waits it out, the sign-in's rate-limit budget)
         return PlainTextResponse("503 Service Temporarily Unavailable", status_code=503,
-                                 headers={"Cache-Control": "no-store", "Retry-After": "1"})
+                                 headers={"Cache-Control": "no-store"})
     return response
 
 
