@@ -8,6 +8,11 @@ authorize, the server skips the sign-in, consent, code) unless it asks for ``fre
 (the positive control whose sign-in pages, cookies and headers the checks of the sign-in judge), wrong password,
 deny, untick, and the checks of the sign-in form itself. Password submissions are counted per target
 (``tally.SIGN_INS``) and capped by ``login.max_sign_ins``.
+
+Remembered consent: a server may skip the consent page for a member and client that approved as much before (OpenID
+Connect Core §3.1.2.4), and not only in the browser that approved. A fresh sign-in is the one whose consent page the
+checks judge (the shared launch, deny, untick), so it asks ``prompt=consent`` when the server advertises that value
+(``prompt_values_supported``); a launch that reuses the session takes the consent as remembered.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from smart_conformance import redact, refusals, tally
 from smart_conformance.browser import (
@@ -37,6 +44,7 @@ from smart_conformance.http import (
     current_evidence,
 )
 from smart_conformance.smart.assertion import Signer, load_private_key
+from smart_conformance.smart.discovery import fetch_json, openid_configuration_url
 from smart_conformance.smart.launch import (
     LaunchOutcome,
     LaunchResult,
@@ -106,6 +114,7 @@ class Launcher:
         self.max_sign_ins: int | None = target.login.max_sign_ins
         self.minimal_sign_ins = False  # the production profile: no fresh sign-in of a member signed in already
         self._making_shared = False  # the shared launch (the positive control) always signs in afresh
+        self._prompt_values: frozenset[str] | None = None  # prompt_values_supported, read once
 
     @property
     def authorization_endpoint(self) -> str:
@@ -190,6 +199,8 @@ class Launcher:
             self.control()  # the positive control signs in first; this launch then reuses its session
         spec = self.spec(**kwargs)
         spec = replace(spec, **self.sign_in_plan(member, fresh=fresh_sign_in))
+        if fresh_sign_in and "consent" in self.prompt_values():  # the consent page shown, even if remembered
+            spec = replace(spec, request_overrides={"prompt": "consent", **spec.request_overrides})
         control: LaunchResult | None = None
         control_problem: str | None = None
         evidence = current_evidence()
@@ -238,6 +249,55 @@ class Launcher:
                                   f"{result.browser.tls_mode}, {how}, steps {', '.join(result.browser.steps_run)}; "
                                   f"outcome: {result.outcome} ({result.why})")
         return result
+
+    def consent_not_shown(self, result: LaunchResult) -> str | None:
+        """Why a launch that needed the consent page (deny, untick) could not use it, or None. Its consent steps were
+        skipped because the code came back first, while the shared launch of the same member and client showed the
+        page: a consent the server remembers from an earlier approval (OpenID Connect Core §3.1.2.4), which the harness
+        can ask to see again only with prompt=consent, not advertised here. When the shared launch saw no consent page
+        either, None: the verdict on the launch stands (a server that never asks)."""
+        captured = "redirect already captured"
+        if not any(captured in step for step in result.browser.steps_skipped):
+            return None
+        control, _problem = self.control()
+        if control is None or control.outcome is not LaunchOutcome.TOKENS or not self.recipe.consent.get("approve") \
+                or any(captured in step for step in control.browser.steps_skipped):
+            return None
+        asked = "prompt=consent was sent and" if "consent" in self.prompt_values() else \
+            "the server does not advertise prompt=consent (prompt_values_supported), so the harness cannot ask for it;"
+        return (f"the consent page did not show: the code came back before the consent steps could run, while the "
+                f"shared launch of the same member and client ({control.spec.name}) showed it. The server seems to "
+                f"remember the member's consent; {asked} the page was not shown. Fix: clear the test member's "
+                "remembered consent for this client before the run, or honour and advertise prompt=consent")
+
+    def prompt_values(self) -> frozenset[str]:
+        """The OpenID Connect ``prompt`` values the server says it honours (``prompt_values_supported``, OpenID Connect
+        Prompt Create 1.0 §4.1): the SMART configuration's, else the openid-configuration's at the advertised issuer.
+        Read once. A value is never sent unadvertised: some servers refuse a prompt value they do not know."""
+        if self._prompt_values is None:
+            values = self.config.get("prompt_values_supported")
+            if not isinstance(values, list):
+                values = self._openid_prompt_values()
+            self._prompt_values = frozenset(v for v in values if isinstance(v, str))
+        return self._prompt_values
+
+    def _openid_prompt_values(self) -> list[Any]:
+        """``prompt_values_supported`` of the openid-configuration, or []; the harness's bookkeeping, so its exchange
+        stays out of the running check's evidence."""
+        issuer = self.config.get("issuer")
+        if not isinstance(issuer, str) or not issuer.startswith("https://"):
+            return []
+        evidence = current_evidence()
+        mark = len(evidence.exchanges) if evidence is not None else 0
+        try:
+            document = fetch_json(self.http, openid_configuration_url(issuer))
+        except httpx.HTTPError:
+            return []
+        finally:
+            if evidence is not None:
+                del evidence.exchanges[mark:]
+        values = document.json.get("prompt_values_supported") if document.ok else None
+        return values if isinstance(values, list) else []
 
     def sign_in_plan(self, member: str, *, fresh: bool) -> dict[str, Any]:
         """How a launch signs in: reuse the member's identity-provider session when one is kept and the check did

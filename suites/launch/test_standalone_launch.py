@@ -82,10 +82,12 @@ def test_state_returned_unchanged(launcher: Launcher) -> None:
 
 @pytest.mark.requirement("SMART-AUTHZ-08", "PDEX-SEC-03")
 @proves(Fault.CONSENT_SKIPPED, Fault.DENY_RETURNS_CODE)
-def test_deny_returns_access_denied(denied_launch: LaunchResult) -> None:
+def test_deny_returns_access_denied(denied_launch: LaunchResult, launcher: Launcher) -> None:
     """The member presses Deny: the app gets an error redirect and no code. That the error says access_denied is
     the wording of the refusal, judged with every other error redirect of the run by
     test_authorize_error_responses."""
+    if (why := launcher.consent_not_shown(denied_launch)) is not None:
+        could_not_check(f"no Deny to press: {why}")
     b = denied_launch.browser
     expect(b.redirected, expected="a redirect to the app's redirect_uri with an error",
            actual=f"no redirect; the browser stayed on {b.page_url} ({b.title!r})", seen=denied_launch.seen)
@@ -97,8 +99,10 @@ def test_deny_returns_access_denied(denied_launch: LaunchResult) -> None:
 
 @pytest.mark.requirement("SMART-AUTHZ-04", "RFC6749-02")
 @proves(Fault.STATE_NOT_ECHOED_ON_ERROR)
-def test_state_returned_on_error(denied_launch: LaunchResult) -> None:
+def test_state_returned_on_error(denied_launch: LaunchResult, launcher: Launcher) -> None:
     """state comes back byte-for-byte on an error redirect too."""
+    if (why := launcher.consent_not_shown(denied_launch)) is not None:
+        could_not_check(f"no error redirect to judge (Deny was never pressed): {why}")
     b = denied_launch.browser
     if not b.redirected:
         fail(expected="an error redirect carrying state", actual=f"no redirect; stopped on {b.page_url}",
@@ -197,6 +201,8 @@ def test_unticked_scope_withheld_and_enforced(launcher: Launcher, target: Target
                  for step in launcher.recipe.consent["untick"]]
         steps = steps[:at] + extra + steps[at:]
     result = launcher.launch(scope=scope, steps=steps, fresh_sign_in=True)
+    if (why := launcher.consent_not_shown(result)) is not None:
+        could_not_check(f"nothing to untick: {why}")
     if result.token is None:
         fail(expected="a token for the remaining scopes", actual="; ".join(result.problems),
              exchange=result.token_exchange, seen=result.seen)

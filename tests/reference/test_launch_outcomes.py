@@ -225,3 +225,42 @@ def test_classes2_3_refusal_variants_pass_the_negative_checks(tmp_path: Path) ->
     seen = run.outcomes()
     assert NEGATIVE_CHECKS <= set(seen), run.output
     assert all(outcomes == {"passed"} for outcomes in seen.values()), run.output
+
+
+def test_remembered_consent_is_asked_again_with_prompt_consent(variant_launcher: Any) -> None:
+    """remembered-consent: a launch that reuses the member's session takes the remembered consent (no consent page,
+    its steps skipped because the code came first); a fresh sign-in, whose consent page the checks judge, asks
+    prompt=consent, which the server advertises, and sees the page: Deny is still a refusal at consent. A server that
+    does not advertise the value is never sent it."""
+    from smart_conformance.reference.variants import REMEMBERED_CONSENT
+
+    launcher = variant_launcher(REMEMBERED_CONSENT)
+    assert launcher.prompt_values() == frozenset({"consent"})
+    reused = launcher.launch()  # the shared launch (fresh, consent shown) first; this one reuses its session
+    assert reused.outcome is LaunchOutcome.TOKENS, reused.why
+    assert reused.browser.session_reused and "prompt" not in reused.request.to_form()
+    assert any("redirect already captured" in s for s in reused.browser.steps_skipped), reused.browser.steps_skipped
+    assert reused.browser_seconds < launcher.recipe.step_timeout_ms / 1000
+    denied = launcher.launch(scenario="deny", exchange=False, fresh_sign_in=True)
+    assert denied.request.to_form().get("prompt") == "consent"
+    assert denied.outcome is LaunchOutcome.REFUSED_AT_CONSENT and "access_denied" in denied.why, denied.why
+    plain = variant_launcher()
+    assert plain.prompt_values() == frozenset()
+    fresh = plain.launch(fresh_sign_in=True, scope="launch/patient patient/Patient.rs")
+    assert fresh.outcome is LaunchOutcome.TOKENS and "prompt" not in fresh.request.to_form()
+
+
+def test_a_remembered_consent_without_prompt_consent_is_could_not_check(variant_launcher: Any) -> None:
+    """A server that remembers consent but does not advertise prompt=consent (simulated: the advertisement unread):
+    Deny after the shared launch approved finds no consent page. That is no verdict on Deny: consent_not_shown names
+    the remembered consent and the fix, for the checks to say could-not-check instead of failing."""
+    from smart_conformance.reference.variants import REMEMBERED_CONSENT
+
+    launcher = variant_launcher(REMEMBERED_CONSENT)
+    launcher._prompt_values = frozenset()  # as if the server did not advertise prompt=consent
+    control, problem = launcher.control()
+    assert control is not None and launcher.consent_not_shown(control) is None, problem
+    denied = launcher.launch(scenario="deny", exchange=False, fresh_sign_in=True)
+    assert "prompt" not in denied.request.to_form() and denied.code, denied.why
+    why = launcher.consent_not_shown(denied)
+    assert why is not None and "remember the member's consent" in why and "prompt=consent" in why, why

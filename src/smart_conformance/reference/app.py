@@ -58,12 +58,13 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, 500, "internal error")
 
 
-FHIR_API, AUTH_SERVER, BOTH = "fhir", "auth", "both"
+FHIR_API, AUTH_SERVER, BOTH, IDENTITY_PROVIDER = "fhir", "auth", "both", "idp"
 
 
 def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
     """The ASGI app of one listener: both halves (the default layout), or only the FHIR API or only the
-    authorization server (the split-origin variant runs one listener per half, on two origins)."""
+    authorization server (the split-origin variant runs one listener per half, on two origins), or only the identity
+    provider's sign-in page (separate-idp-origin: a listener of its own)."""
     fhir_routes = [
         Route("/fhir/.well-known/smart-configuration", discovery.smart_configuration, methods=["GET"]),
         Route("/fhir/metadata", fhir.metadata, methods=["GET"]),
@@ -91,6 +92,7 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
         Route("/auth/authorize", auth.authorize, methods=["GET", "POST"]),
         Route("/auth/login", auth.login, methods=["GET", "POST"]),
         Route("/auth/login/continue", auth.login_continue, methods=["POST"]),  # the sign-in-307 fault's next hop
+        Route("/auth/login/return", auth.login_return, methods=["GET"]),  # separate-idp-origin: back from the IdP
         Route("/auth/consent", auth.consent, methods=["GET", "POST"]),
         Route("/auth/mfa", idp.mfa, methods=["GET", "POST"]),  # totp-mfa variant
         Route("/auth/prompt", idp.prompt, methods=["GET", "POST"]),  # sign-in-prompts variant
@@ -102,6 +104,12 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
     if serves == AUTH_SERVER:  # a separate authorization server often serves the SMART configuration itself too
         auth_routes.append(Route("/auth/.well-known/smart-configuration", discovery.smart_configuration,
                                  methods=["GET"]))
+    if serves == IDENTITY_PROVIDER:
+        routes = [Route("/idp/login", idp.idp_login, methods=["GET", "POST"])]
+        app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, ctx=ctx)],
+                        exception_handlers={HTTPException: http_error, Exception: server_error})
+        app.state.ctx = ctx
+        return app
     routes = [Route("/", index, methods=["GET"]), *(fhir_routes if serves in (BOTH, FHIR_API) else []),
               *(auth_routes if serves in (BOTH, AUTH_SERVER) else [])]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, ctx=ctx)],

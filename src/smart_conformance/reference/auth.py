@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import traceback
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -41,8 +42,10 @@ from smart_conformance.reference.variants import (
     NO_SIGN_IN_SESSION,
     ONLY_REFRESH_TOKENS_REVOCABLE,
     OPAQUE_ACCESS_TOKENS,
+    REMEMBERED_CONSENT,
     REVOKE_ALL_ON_REFRESH_REVOCATION,
     SCRIPT_RENDERED_SIGN_IN,
+    SEPARATE_IDP_ORIGIN,
     TWO_PAGE_SIGN_IN,
 )
 
@@ -201,14 +204,14 @@ async def _authorize(ctx: Context, request: Request) -> Response:
     browser = request.cookies.get(_browser_cookie(ctx)) or secrets.token_urlsafe(32)
     pending = {"client_id": client_id, "redirect_uri": redirect_uri, "state": state, "scopes": granted,
                "challenge": challenge, "method": method, "nonce": params.get("nonce"),
-               "response_type": response_type}
+               "response_type": response_type, "prompt": params.get("prompt", "")}
     pending_id, _ = ctx.store.add_pending(pending, browser)
     member = _session_member(ctx, request)
     if member is not None:  # single sign-on: the member signed in earlier in this browser, no password asked again
         ctx.store.set_pending_user(pending_id, member)
         response = _signed_in(ctx, pending_id, pending, member)
     else:
-        response = RedirectResponse(f"/auth/login?{urlencode({'req': pending_id})}", status_code=303)
+        response = RedirectResponse(_sign_in_url(ctx, pending_id), status_code=303)
     response.headers["Cache-Control"] = "no-store"
     if ctx.faults.active(Fault.SESSION_COOKIE_UNPROTECTED):  # the defect: a bare cookie (no __Host- prefix allowed)
         response.set_cookie(_browser_cookie(ctx), browser, httponly=False, secure=False, samesite=None, path="/")
@@ -217,10 +220,19 @@ async def _authorize(ctx: Context, request: Request) -> Response:
     return response
 
 
+def _sign_in_url(ctx: Context, pending_id: str) -> str:
+    """Where the member signs in: this server's page, or (separate-idp-origin) the identity provider's, on its own
+    origin, handed the pending request as its login challenge."""
+    if ctx.variants.active(SEPARATE_IDP_ORIGIN):
+        return ctx.idp_url(f"/idp/login?{urlencode({'login_challenge': pending_id})}")
+    return f"/auth/login?{urlencode({'req': pending_id})}"
+
+
 def _session_member(ctx: Context, request: Request) -> str | None:
-    """The member of the identity-provider session this browser holds (None: sign in; or no-sign-in-session)."""
+    """The member of the identity-provider session this browser holds (None: sign in; or no-sign-in-session; or
+    separate-idp-origin, where the session is the identity provider's, on its origin)."""
     session = request.cookies.get(SESSION_COOKIE)
-    if not session or ctx.variants.active(NO_SIGN_IN_SESSION):
+    if not session or ctx.variants.active(NO_SIGN_IN_SESSION) or ctx.variants.active(SEPARATE_IDP_ORIGIN):
         return None
     return ctx.store.session_user(session)
 
@@ -272,10 +284,13 @@ _SIGN_IN_SCRIPT = """<script nonce="{nonce}">
 </script>"""
 
 
-def _login_form(ctx: Context, pending_id: str, pending: Any, stage: str, username: str = "") -> str:
-    """The sign-in form: both fields, or (two-page-sign-in) the username page, then the password page."""
+def _login_form(ctx: Context, pending_id: str, pending: Any, stage: str, username: str = "", *,
+                action: str = "/auth/login", handle: str = "req", csrf: str | None = None) -> str:
+    """The sign-in form: both fields, or (two-page-sign-in) the username page, then the password page. ``action``,
+    ``handle`` and ``csrf``: the form of the identity provider on its own origin (separate-idp-origin)."""
+    token = pending["csrf"] if csrf is None else csrf
     csrf_field = ("" if ctx.faults.active(Fault.LOGIN_NO_CSRF)
-                  else f'<input type="hidden" name="csrf_token" value="{esc(pending["csrf"])}">')
+                  else f'<input type="hidden" name="csrf_token" value="{esc(token)}">')
     if stage == "username":
         fields = '<input type="hidden" name="stage" value="username">' + _USERNAME_FIELD
         button = "Next"
@@ -285,8 +300,8 @@ def _login_form(ctx: Context, pending_id: str, pending: Any, stage: str, usernam
         button = "Sign in"
     else:
         fields, button = _USERNAME_FIELD + "\n" + _PASSWORD_FIELD, "Sign in"
-    return (f'<form method="post" action="/auth/login">\n<input type="hidden" name="req" value="{esc(pending_id)}">\n'
-            f'{csrf_field}\n{fields}\n<p><button type="submit">{button}</button></p>\n</form>')
+    return (f'<form method="post" action="{esc(action)}">\n<input type="hidden" name="{esc(handle)}" '
+            f'value="{esc(pending_id)}">\n{csrf_field}\n{fields}\n<p><button type="submit">{button}</button></p>\n</form>')
 
 
 def _first_stage(ctx: Context) -> str:
@@ -294,12 +309,13 @@ def _first_stage(ctx: Context) -> str:
 
 
 def _login_page(ctx: Context, pending_id: str, pending: Any, status: int = 200, error: str = "", *,
-                stage: str | None = None, username: str = "") -> Response:
+                stage: str | None = None, username: str = "", **form_args: Any) -> Response:
+    """The sign-in page (``form_args``: see :func:`_login_form`)."""
     params = json.loads(pending["params"])
     client = ctx.store.client(params["client_id"])
     stage = stage or _first_stage(ctx)
     error_html = f'<p class="error" role="alert" id="login-error">{esc(error)}</p>' if error else ""
-    form = _login_form(ctx, pending_id, pending, stage, username)
+    form = _login_form(ctx, pending_id, pending, stage, username, **form_args)
     script, nonce = "", None
     if ctx.variants.active(SCRIPT_RENDERED_SIGN_IN) and stage != "password":
         nonce = secrets.token_urlsafe(16)
@@ -319,6 +335,8 @@ async def login(request: Request) -> Response:
         pending = ctx.store.pending(pending_id)
         if pending is None:
             return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+        if ctx.variants.active(SEPARATE_IDP_ORIGIN):  # members sign in at the identity provider, not here
+            return RedirectResponse(_sign_in_url(ctx, pending_id), status_code=303, headers={"Cache-Control": "no-store"})
         if request.query_params.get("part") != "form" and (limited := idp.rate_limited(ctx, request)) is not None:
             return limited
         if request.query_params.get("part") == "form" and ctx.variants.active(SCRIPT_RENDERED_SIGN_IN):
@@ -331,23 +349,14 @@ async def login(request: Request) -> Response:
     pending = ctx.store.pending(pending_id)
     if pending is None:
         return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+    if ctx.variants.active(SEPARATE_IDP_ORIGIN):  # no password is taken here: the identity provider signs members in
+        return error_page(ctx, "invalid_request", "Sign in at the identity provider's page.", 403)
     if not _csrf_ok(ctx, request, pending, form):
         return error_page(ctx, "invalid_request", "The form could not be verified (CSRF check failed).", 403)
-    username = str(form.get("username", ""))
-    if ctx.variants.active(TWO_PAGE_SIGN_IN) and form.get("stage") == "username":
-        # The password page comes whatever the username: it must not tell who is a member.
-        return _login_page(ctx, pending_id, pending, stage="password", username=username)
-    member = ctx.store.member(username)
-    if (locked := idp.locked_page(ctx, username)) is not None:
-        return locked
-    password_ok = member is not None and (ctx.faults.active(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
-                                          or check_secret(str(form.get("password", "")), member["password_hash"]))
-    if (locked := idp.password_result(ctx, username, password_ok)) is not None:
-        return locked
-    if not password_ok:
-        again = "password" if ctx.variants.active(TWO_PAGE_SIGN_IN) else None
-        return _login_page(ctx, pending_id, pending, 401, "Incorrect username or password.", stage=again,
-                           username=username)
+    checked = verify_password(ctx, form, lambda **page_args: _login_page(ctx, pending_id, pending, **page_args))
+    if not isinstance(checked, str):
+        return checked
+    username = checked
     if (next_page := idp.after_password(ctx, pending_id, username)) is not None:
         return _idp_cookie(ctx, next_page, "idp_session")  # the code page or the prompts (variants of issue 20)
     ctx.store.set_pending_user(pending_id, username)
@@ -362,6 +371,45 @@ async def login(request: Request) -> Response:
         response.set_cookie(SESSION_COOKIE, ctx.store.add_session(username), httponly=True, secure=True,
                             samesite="lax", path="/")
     return _idp_cookie(ctx, response, "idp_session")
+
+
+def verify_password(ctx: Context, form: FormData, render: Callable[..., Response]) -> Response | str:
+    """The posted sign-in form judged: the member's username when the password is right, else the page to show (the
+    password page of a two-page sign-in, the form again with an error, a locked account). ``render`` draws the
+    sign-in page (here, or the identity provider's on its own origin)."""
+    username = str(form.get("username", ""))
+    if ctx.variants.active(TWO_PAGE_SIGN_IN) and form.get("stage") == "username":
+        # The password page comes whatever the username: it must not tell who is a member.
+        return render(stage="password", username=username)
+    member = ctx.store.member(username)
+    if (locked := idp.locked_page(ctx, username)) is not None:
+        return locked
+    password_ok = member is not None and (ctx.faults.active(Fault.LOGIN_ACCEPTS_ANY_PASSWORD)
+                                          or check_secret(str(form.get("password", "")), member["password_hash"]))
+    if (locked := idp.password_result(ctx, username, password_ok)) is not None:
+        return locked
+    if not password_ok:
+        again = "password" if ctx.variants.active(TWO_PAGE_SIGN_IN) else None
+        return render(status=401, error="Incorrect username or password.", stage=again, username=username)
+    return username
+
+
+async def login_return(request: Request) -> Response:
+    """separate-idp-origin: the identity provider sends the browser back with a one-time login verifier; the member
+    it names is signed in for the pending request, if this is the browser that began it. Then consent."""
+    ctx = ctx_of(request)
+    accepted = idp.take_login(ctx, request.query_params.get("login_verifier", ""))
+    pending = ctx.store.pending(accepted[0]) if accepted is not None else None
+    if accepted is None or pending is None:
+        return error_page(ctx, "invalid_request", "This sign-in is unknown, has expired or was already used.")
+    pending_id, username = accepted
+    browser = request.cookies.get(_browser_cookie(ctx), "")
+    if not hmac.compare_digest(hashlib.sha256(browser.encode()).hexdigest(), pending["browser"]):
+        return error_page(ctx, "invalid_request", "This sign-in was started in another browser.", 403)
+    ctx.store.set_pending_user(pending_id, username)
+    response = _signed_in(ctx, pending_id, json.loads(pending["params"]), username)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def login_continue(request: Request) -> Response:
@@ -409,6 +457,12 @@ async def consent(request: Request) -> Response:
         pending = ctx.store.pending(pending_id)
         if pending is None or not pending["username"]:
             return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+        patient = _remembered(ctx, pending)
+        if patient is not None:  # remembered-consent: the member approved this much for this client before
+            if not ctx.store.take_pending(pending_id):
+                return error_page(ctx, "invalid_request", "This sign-in request was already completed.")
+            params = json.loads(pending["params"])
+            return _finish(ctx, params, pending["username"], params["scopes"], patient)
         return _consent_page(ctx, pending_id, pending)
     form = await request.form()
     pending_id = str(form.get("req", ""))
@@ -439,7 +493,26 @@ async def consent(request: Request) -> Response:
     if chosen not in patients:
         return _error_redirect(ctx, params["redirect_uri"], "invalid_request", "unknown patient choice",
                                params["state"])
+    if ctx.variants.active(REMEMBERED_CONSENT):
+        ctx.store.remember_consent(pending["username"], params["client_id"], granted)
     return _finish(ctx, params, pending["username"], granted, chosen)
+
+
+def _remembered(ctx: Context, pending: Any) -> str | None:
+    """remembered-consent: the patient of a consent the server remembers for everything this request asks (None: show
+    the page). Not with prompt=consent (OpenID Connect Core §3.1.2.1), nor when the member has records of several
+    patients to choose from: that choice is the launch's context, asked each time."""
+    if not ctx.variants.active(REMEMBERED_CONSENT):
+        return None
+    params = json.loads(pending["params"])
+    if "consent" in str(params.get("prompt") or "").split():
+        return None
+    member = ctx.store.member(pending["username"])
+    patients: list[str] = json.loads(member["patients"]) if member else []
+    remembered = ctx.store.remembered_consent(pending["username"], params["client_id"])
+    if len(patients) != 1 or not set(params["scopes"]) <= remembered:
+        return None
+    return patients[0]
 
 
 def _consent_page(ctx: Context, pending_id: str, pending: Any) -> Response:

@@ -40,6 +40,7 @@ class Context:
     variants: ActiveVariants = field(default_factory=ActiveVariants)
     gateway_blocked: bool = False  # the gateway-blocks-after-refusal fault, once tripped
     auth_origin: str = ""  # the authorization server's origin when it has its own listener (split deployment)
+    idp_origin: str = ""  # the identity provider's own origin (separate-idp-origin): the member's sign-in pages
     idp: IdpState = field(default_factory=lambda: _idp_state())  # the identity provider's memory (reference/idp.py)
 
     @property
@@ -68,6 +69,10 @@ class Context:
 
     def auth_url(self, path: str) -> str:
         return self.authorization_origin + path
+
+    def idp_url(self, path: str) -> str:
+        """A page of the identity provider (its own origin under separate-idp-origin, else the server's)."""
+        return (self.idp_origin or self.authorization_origin) + path
 
 
 def _idp_state() -> IdpState:

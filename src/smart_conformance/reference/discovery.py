@@ -18,6 +18,7 @@ from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.variants import (
     CLIENT_SECRET_POST_ONLY,
     INCLUDES_NOT_SUPPORTED,
+    REMEMBERED_CONSENT,
     SMART_V1_DISCOVERY_ONLY,
 )
 
@@ -143,6 +144,8 @@ async def openid_configuration(request: Request) -> Response:
                                                                     and s.endswith(".rs"))],  # v1: no v2 syntax
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser"],
     }
+    if ctx.variants.active(REMEMBERED_CONSENT):  # prompt=consent shows a remembered consent's page again
+        doc["prompt_values_supported"] = ["consent"]  # OpenID Connect Prompt Create 1.0 §4.1
     if ctx.faults.active(Fault.OPENID_CONFIG_INCOMPLETE):
         del doc["subject_types_supported"]
     if ctx.faults.active(Fault.OPENID_CONFIG_NO_RS256):

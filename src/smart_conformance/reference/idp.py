@@ -1,6 +1,8 @@
 """What hosted identity providers add around the password (the variants of issue 20): a TOTP page after it
 (``totp-mfa``), "remember this device" and "stay signed in" prompts (``sign-in-prompts``), an account that locks after
-repeated wrong passwords (``lockout-after-failures``) and a burst limit on the sign-in page (``sign-in-rate-limit``).
+repeated wrong passwords (``lockout-after-failures``) and a burst limit on the sign-in page (``sign-in-rate-limit``);
+and the identity provider on an origin of its own (``separate-idp-origin``): :func:`idp_login` is its sign-in page,
+which hands the member back to the authorization server with a one-time login verifier (:func:`take_login`).
 
 ``auth.login`` calls :func:`after_password` once the password is right; everything here ends, as the plain sign-in
 does, in ``store.set_pending_user`` and a redirect to the consent page.
@@ -9,8 +11,11 @@ does, in ``store.set_pending_user`` and a redirect to the consent page.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+import secrets as token_source
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -24,6 +29,7 @@ from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.pages import error_page, esc, page
 from smart_conformance.reference.variants import (
     LOCKOUT_AFTER_FAILURES,
+    NO_SIGN_IN_SESSION,
     SIGN_IN_PROMPTS,
     SIGN_IN_RATE_LIMIT,
     TOTP_MFA,
@@ -32,6 +38,10 @@ from smart_conformance.reference.variants import (
 LOCKOUT_THRESHOLD = 3  # wrong passwords in a row; the harness's one wrong-password check stays well below it
 RATE_LIMIT_EVERY = 7  # every 7th sign-in page a browser asks for is answered 429
 RETRY_AFTER_S = 1
+# separate-idp-origin: the identity provider's own cookies, set on its origin (never the authorization server's)
+IDP_BROWSER_COOKIE = "__Host-idp_browser"
+IDP_SESSION_COOKIE = "__Host-idp_session"
+LOGIN_VERIFIER_TTL = 60.0
 
 
 @dataclass
@@ -43,6 +53,10 @@ class IdpState:
     failures: dict[str, int] = field(default_factory=dict)
     locked: set[str] = field(default_factory=set)
     sign_in_pages: int = 0
+    # separate-idp-origin: per login challenge, the sign-in form's anti-forgery token and the digest of the browser
+    # cookie it was shown to; per login verifier, (challenge, username, expiry) until the server redeems it
+    forms: dict[str, tuple[str, str]] = field(default_factory=dict)
+    verifiers: dict[str, tuple[str, str, float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -203,3 +217,93 @@ async def prompt(request: Request) -> Response:
     else:
         target = f"/auth/consent?{urlencode({'req': pending_id})}"
     return _no_store(RedirectResponse(target, status_code=303))
+
+
+# --- the identity provider on its own origin (separate-idp-origin) --------------------------------------------------
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _idp_form(ctx: Context, challenge: str, pending: object, csrf: str, status: int = 200, error: str = "",
+              stage: str | None = None, username: str = "") -> Response:
+    from smart_conformance.reference.auth import _login_page
+
+    return _login_page(ctx, challenge, pending, status, error, stage=stage, username=username, action="/idp/login",
+                       handle="login_challenge", csrf=csrf)
+
+
+def _back_to_server(ctx: Context, challenge: str, username: str) -> Response:
+    """The member is signed in here: back to the authorization server with a one-time verifier (as Ory Hydra's login
+    app accepts a login challenge and sends the browser on)."""
+    verifier = token_source.token_urlsafe(32)
+    with ctx.idp.lock:
+        now = time.monotonic()
+        for stale in [v for v, (_, _, expires) in ctx.idp.verifiers.items() if expires < now]:
+            del ctx.idp.verifiers[stale]
+        ctx.idp.verifiers[verifier] = (challenge, username, now + LOGIN_VERIFIER_TTL)
+        ctx.idp.forms.pop(challenge, None)
+    target = ctx.auth_url(f"/auth/login/return?{urlencode({'login_verifier': verifier})}")
+    return _no_store(RedirectResponse(target, status_code=303))
+
+
+def take_login(ctx: Context, verifier: str) -> tuple[str, str] | None:
+    """Redeem a login verifier once: (login challenge = the pending request, username), or None."""
+    with ctx.idp.lock:
+        found = ctx.idp.verifiers.pop(verifier, None)
+    if found is None or found[2] < time.monotonic():
+        return None
+    return found[0], found[1]
+
+
+def _idp_session_member(ctx: Context, request: Request) -> str | None:
+    session = request.cookies.get(IDP_SESSION_COOKIE)
+    if not session or ctx.variants.active(NO_SIGN_IN_SESSION):
+        return None
+    return ctx.store.session_user(session)
+
+
+def _cookie(response: Response, name: str, value: str) -> None:
+    response.set_cookie(name, value, httponly=True, secure=True, samesite="lax", path="/")
+
+
+async def idp_login(request: Request) -> Response:
+    """The identity provider's sign-in page on its own origin. GET: a member with this provider's session goes
+    straight back (single sign-on); else the form, bound to this browser by a cookie of this origin and a token.
+    POST: the password (two pages under two-page-sign-in, the lockout and burst limit as on the server's own page);
+    when right, this provider's session cookie, and back to the authorization server."""
+    from smart_conformance.reference.auth import _idp_cookie, verify_password
+
+    ctx = ctx_of(request)
+    source = request.query_params if request.method == "GET" else await request.form()
+    challenge = str(source.get("login_challenge", ""))
+    pending = ctx.store.pending(challenge) if challenge else None
+    if pending is None:
+        return error_page(ctx, "invalid_request", "This sign-in request is unknown or has expired.")
+    if request.method == "GET":
+        if (limited := rate_limited(ctx, request)) is not None:
+            return limited
+        member = _idp_session_member(ctx, request)
+        if member is not None:
+            return _back_to_server(ctx, challenge, member)
+        browser = request.cookies.get(IDP_BROWSER_COOKIE) or token_source.token_urlsafe(32)
+        csrf = token_source.token_urlsafe(32)
+        with ctx.idp.lock:
+            ctx.idp.forms[challenge] = (csrf, _digest(browser))
+        response = _idp_cookie(ctx, _idp_form(ctx, challenge, pending, csrf), "XSRF-TOKEN")
+        _cookie(response, IDP_BROWSER_COOKIE, browser)
+        return response
+    form_state = ctx.idp.forms.get(challenge)
+    if not ctx.faults.active(Fault.LOGIN_NO_CSRF) and (
+            form_state is None
+            or not hmac.compare_digest(str(source.get("csrf_token", "")), form_state[0])
+            or not hmac.compare_digest(_digest(request.cookies.get(IDP_BROWSER_COOKIE, "")), form_state[1])):
+        return error_page(ctx, "invalid_request", "The form could not be verified (CSRF check failed).", 403)
+    csrf = form_state[0] if form_state is not None else ""
+    checked = verify_password(ctx, source,  # type: ignore[arg-type]
+                              lambda **page_args: _idp_form(ctx, challenge, pending, csrf, **page_args))
+    if not isinstance(checked, str):
+        return checked
+    response = _back_to_server(ctx, challenge, checked)
+    if not ctx.variants.active(NO_SIGN_IN_SESSION):
+        _cookie(response, IDP_SESSION_COOKIE, ctx.store.add_session(checked))
+    return _idp_cookie(ctx, response, "idp_session")

@@ -4,7 +4,8 @@ uvicorn runs in a daemon thread with its own event loop, serving two listeners b
 ports are known and connections queue even before the loop runs): HTTPS for everything, and plain HTTP that only
 redirects to HTTPS (unless the plaintext-http-served fault is on). With the split-origin-auth-server variant a third
 listener (HTTPS, another port, the same test CA and leaf) serves the authorization server while the first keeps the
-FHIR API. Everything binds 127.0.0.1 only.
+FHIR API; with separate-idp-origin one more (HTTPS, another port) serves the identity provider's sign-in page.
+Everything binds 127.0.0.1 only, and every listener stops with the server.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from smart_conformance.reference.app import (
     AUTH_SERVER,
     BOTH,
     FHIR_API,
+    IDENTITY_PROVIDER,
     build_app,
     build_plain_app,
 )
@@ -42,6 +44,7 @@ from smart_conformance.reference.idp import enrol_totp
 from smart_conformance.reference.keys import KeySet
 from smart_conformance.reference.store import Store
 from smart_conformance.reference.variants import (
+    SEPARATE_IDP_ORIGIN,
     SHORT_LIVED_ACCESS_TOKENS,
     SPLIT_ORIGIN_AUTH_SERVER,
     ActiveVariants,
@@ -84,6 +87,7 @@ class ReferenceServer:
         self.port = 0
         self.plain_port = 0
         self.auth_port = 0  # the authorization server's own listener (split-origin variant); 0 = same as port
+        self.idp_port = 0  # the identity provider's own listener (separate-idp-origin variant); 0 = none
         self.dataset: Dataset | None = None
         self.totp_secrets: dict[str, str] = {}  # username -> base32, enrolled at start (reference/idp.py)
         self.startup_seconds = 0.0
@@ -103,9 +107,15 @@ class ReferenceServer:
         return f"https://{HOST}:{self.auth_port}" if self.auth_port else self.origin
 
     @property
+    def idp_origin(self) -> str:
+        """The identity provider's origin (separate-idp-origin), or "" when the sign-in pages are the server's."""
+        return f"https://{HOST}:{self.idp_port}" if self.idp_port else ""
+
+    @property
     def origins(self) -> tuple[str, ...]:
         """Every https origin the server answers on."""
-        return (self.origin, self.auth_origin) if self.auth_port else (self.origin,)
+        found = (self.origin, self.auth_origin) if self.auth_port else (self.origin,)
+        return (*found, self.idp_origin) if self.idp_port else found
 
     @property
     def issuer(self) -> str:
@@ -202,13 +212,16 @@ class ReferenceServer:
         split = self.variants.active(SPLIT_ORIGIN_AUTH_SERVER)
         auth_sock = _bind(0) if split else None
         self.auth_port = auth_sock.getsockname()[1] if auth_sock is not None else 0
+        idp_sock = _bind(0) if self.variants.active(SEPARATE_IDP_ORIGIN) else None
+        self.idp_port = idp_sock.getsockname()[1] if idp_sock is not None else 0
         self.dataset = load()
         store = Store(self.state_dir / "state.sqlite3")
         store.seed(self.dataset)
         self.totp_secrets = enrol_totp(self.state_dir, sorted(self.dataset.members))  # the totp-mfa variant's
         ctx = Context(origin=self.origin, faults=self.faults, store=store, keys=KeySet(self.state_dir),
                       data=self.dataset, cors_origins=self._cors, access_token_ttl=self.access_token_ttl,
-                      variants=self.variants, auth_origin=self.auth_origin if split else "")
+                      variants=self.variants, auth_origin=self.auth_origin if split else "",
+                      idp_origin=self.idp_origin)
         ctx.idp.totp = self.totp_secrets
         app = build_app(ctx, FHIR_API if split else BOTH)
         # keep-alive longer than the clients' (httpx drops an idle connection after 5 s): with the same 5 s on both
@@ -223,6 +236,10 @@ class ReferenceServer:
             auth_app = build_app(ctx, AUTH_SERVER)
             listeners.append((uvicorn.Server(uvicorn.Config(auth_app, ssl_context_factory=lambda config, default: tls,
                                                             **common)), auth_sock))
+        if idp_sock is not None:
+            idp_app = build_app(ctx, IDENTITY_PROVIDER)
+            listeners.append((uvicorn.Server(uvicorn.Config(idp_app, ssl_context_factory=lambda config, default: tls,
+                                                            **common)), idp_sock))
         for server, _ in listeners:
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the owner handles signals
         self._servers = [server for server, _ in listeners]
@@ -277,6 +294,8 @@ def serve(port: int = 0, faults: Sequence[str] | None = None, state_dir: str | P
         print(f"Reference payer FHIR base URL: {server.fhir_base_url}")
         if server.auth_port:
             print(f"Authorization server (issuer): {server.issuer}")
+        if server.idp_port:
+            print(f"Identity provider (sign-in):   {server.idp_origin}/idp/login")
         print(f"Test CA (trust this for TLS):   {server.ca_path}")
         print(f"Plain-http listener:            http://{HOST}:{server.plain_port}/"
               f"{'  (FAULT: serves data)' if server.faults.active(Fault.PLAINTEXT_HTTP_SERVED) else '  (redirects)'}")

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash TEXT PRIMARY KEY, grant_id
     client_id TEXT NOT NULL, scope TEXT NOT NULL, iat REAL NOT NULL, exp REAL NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS sessions (id_hash TEXT PRIMARY KEY, username TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS consents (username TEXT NOT NULL, client_id TEXT NOT NULL, scope TEXT NOT NULL,
+    PRIMARY KEY (username, client_id));
 CREATE INDEX IF NOT EXISTS access_by_grant ON access_tokens(grant_id);
 CREATE INDEX IF NOT EXISTS refresh_by_grant ON refresh_tokens(grant_id);
 """
@@ -159,6 +161,20 @@ class Store:
     def session_user(self, session: str) -> str | None:
         row = self.one("SELECT username FROM sessions WHERE id_hash=? AND expires >= ?", digest(session), time.time())
         return str(row["username"]) if row is not None else None
+
+    # --- remembered consent (the remembered-consent variant) ---------------------------------------------------
+    def remember_consent(self, username: str, client_id: str, scopes: list[str]) -> None:
+        """Add the scopes a member just approved for a client to what the server remembers of that pair."""
+        with self.transaction() as db:
+            row = db.execute("SELECT scope FROM consents WHERE username=? AND client_id=?",
+                             (username, client_id)).fetchone()
+            known = row["scope"].split() if row is not None else []
+            merged = " ".join(dict.fromkeys([*known, *scopes]))
+            db.execute("INSERT OR REPLACE INTO consents VALUES (?,?,?)", (username, client_id, merged))
+
+    def remembered_consent(self, username: str, client_id: str) -> frozenset[str]:
+        row = self.one("SELECT scope FROM consents WHERE username=? AND client_id=?", username, client_id)
+        return frozenset(row["scope"].split()) if row is not None else frozenset()
 
     # --- codes and grants ------------------------------------------------------------------------------------
     def add_code(self, *, client_id: str, redirect_uri: str, challenge: str | None, method: str | None, scope: str,

@@ -81,6 +81,8 @@ SIGN_IN_PROMPTS = "sign-in-prompts"
 LOCKOUT_AFTER_FAILURES = "lockout-after-failures"
 SIGN_IN_RATE_LIMIT = "sign-in-rate-limit"
 NO_SIGN_IN_SESSION = "no-sign-in-session"
+REMEMBERED_CONSENT = "remembered-consent"
+SEPARATE_IDP_ORIGIN = "separate-idp-origin"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -348,6 +350,32 @@ _CATALOG: tuple[Variant, ...] = (
             "Sign-in pages and sessions are the server's own: SMART App Launch 2.2 leaves the user interaction, and "
             "whether a session is remembered, to the authorization server.",
             "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code"),
+    Variant(REMEMBERED_CONSENT, "The authorization server remembers, per member and client, the scopes the member "
+            "approved (on the server, as Keycloak, Okta and Auth0 keep user consents). A later authorization of the "
+            "same member and client asking for no more than that skips the consent page and redirects with a code "
+            "at once, whatever the browser (a fresh one signs in first). A member who must choose whose records "
+            "still sees the page. prompt=consent (OpenID Connect Core §3.1.2.1) shows the page anyway; the "
+            "openid-configuration says so: prompt_values_supported [\"consent\"].",
+            "OpenID Connect Core 1.0 §3.1.2.4: the server 'MUST obtain an authorization decision', which 'MAY be done "
+            "through an interactive dialogue with the End-User ... or by establishing consent via conditions for "
+            "processing the request or other means (for example, via previous administrative consent)'; §3.1.2.1: "
+            "with prompt=consent the server 'SHOULD prompt the End-User for consent'. RFC 6749 §10.2: repeated "
+            "authorization requests may be processed without the resource owner when the client is authenticated "
+            "(every client here is confidential). OpenID Connect Prompt Create 1.0 §4.1 defines "
+            "prompt_values_supported.",
+            "https://openid.net/specs/openid-connect-core-1_0.html#Consent"),
+    Variant(SEPARATE_IDP_ORIGIN, "The member signs in at an identity provider on an origin of its own (a third "
+            "listener, same test CA): authorize redirects to https://127.0.0.1:<idp port>/idp/login?login_challenge=…, "
+            "whose form (and, under two-page-sign-in, its two pages) posts back to it; after the password it sets its "
+            "own cookies on its origin and sends the browser back to the authorization server "
+            "(/auth/login/return?login_verifier=…), which goes on to consent. Single sign-on is the identity "
+            "provider's session: the authorization server keeps none of its own. The identity provider is not in "
+            "discovery (it serves no OAuth endpoint), as Ory Hydra's login app or a federated Azure AD B2C is not.",
+            "Sign-in pages are the server's own: SMART App Launch 2.2 leaves the user interaction, and where it runs, "
+            "to the authorization server; RFC 6749 §3.1: 'the way in which the authorization server authenticates "
+            "the resource owner ... is beyond the scope of this specification'.",
+            "https://www.rfc-editor.org/rfc/rfc6749#section-3.1",
+            excludes=(TOTP_MFA, SIGN_IN_PROMPTS, SCRIPT_RENDERED_SIGN_IN)),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}
