@@ -81,6 +81,8 @@ SIGN_IN_PROMPTS = "sign-in-prompts"
 LOCKOUT_AFTER_FAILURES = "lockout-after-failures"
 SIGN_IN_RATE_LIMIT = "sign-in-rate-limit"
 NO_SIGN_IN_SESSION = "no-sign-in-session"
+# --- issue 20: rate limits at the token endpoints and the FHIR API (reference/rate_limit.py) ---
+API_RATE_LIMIT = "api-rate-limit"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -348,6 +350,15 @@ _CATALOG: tuple[Variant, ...] = (
             "Sign-in pages and sessions are the server's own: SMART App Launch 2.2 leaves the user interaction, and "
             "whether a session is remembered, to the authorization server.",
             "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code"),
+    Variant(API_RATE_LIMIT, "A gateway in front of the FHIR API and the token, introspection and revocation "
+            "endpoints answers every 20th request carrying a token or client credentials with 429 Too Many Requests "
+            "and Retry-After: 1, before the server sees it (a burst limit, made deterministic). Discovery documents "
+            "are not limited.",
+            "RFC 6585 §4: 429 'indicates that the user has sent too many requests in a given amount of time (\"rate "
+            "limiting\")', its response 'MAY include a Retry-After header indicating how long to wait before making a "
+            "new request', and the RFC 'does not define how the origin server identifies the user, nor how it "
+            "counts requests'; RFC 9110 §10.2.3 (Retry-After).",
+            "https://www.rfc-editor.org/rfc/rfc6585#section-4"),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}
