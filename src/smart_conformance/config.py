@@ -71,6 +71,14 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """``rate_limit``: how long in all the waits for one request to the token, introspection, revocation, discovery
+    or FHIR endpoints may last when the target answers 429 (or 503 with Retry-After). 0: never wait."""
+
+    max_wait_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Login:
     steps: tuple[Mapping[str, Any], ...]
     consent: Mapping[str, tuple[Mapping[str, Any], ...]]
@@ -177,6 +185,7 @@ class Target:
     bulk: Bulk | None = None  # bulk: Bulk Data export of the backend client
     provider_access: ProviderAccess | None = None  # provider_access: CMS-0057 Provider Access (None: not applicable)
     payer_to_payer: PayerToPayer | None = None  # payer_to_payer: CMS-0057 Payer-to-Payer (None: not applicable)
+    rate_limit: RateLimit = RateLimit()  # rate_limit: the back-off budget per request (http.RecordingClient)
 
     @property
     def member(self) -> Member:
@@ -487,6 +496,7 @@ def load_target(file: Path | str, env: Mapping[str, str] | None = None,
         bulk=_bulk(data.get("bulk"), file, data.get("backend_client")),
         provider_access=_provider_access(data.get("provider_access"), file),
         payer_to_payer=_payer_to_payer(data.get("payer_to_payer"), file),
+        rate_limit=RateLimit(max_wait_s=float((data.get("rate_limit") or {}).get("max_wait_s", 30))),
     )
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from smart_conformance.checks import could_not_check, not_applicable
-from smart_conformance.http import Exchange, RecordingClient, current_evidence
+from smart_conformance.http import Exchange, RecordingClient, current_evidence, rate_limit_note
 
 FHIR_JSON = "application/fhir+json"
 
@@ -143,7 +143,7 @@ def _succeeded(reply: Reply, path: str) -> str | None:
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
     got = f"HTTP {reply.status} {reply.resource_type or reply.response.headers.get('content-type', '(no body)')}"
     if reply.status != 200:
-        return got
+        return got + rate_limit_note(reply.response)  # a 429 beyond the back-off budget says which budget
     body = reply.json()
     if len(parts) == 2 and not parts[1].startswith(("$", "_")):
         if reply.resource_type != parts[0] or not isinstance(body, dict) or str(body.get("id")) != parts[1]:

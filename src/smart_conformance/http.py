@@ -2,6 +2,10 @@
 
 Exchanges go to the client's own log and to the evidence collector of the test that is running (a context
 variable the pytest plugin sets per test), so a session-wide client still attaches each request to the test that made it.
+
+It also waits out the target's rate limits (:class:`Backoff`): a 429, or a 503 with Retry-After, is the server
+saying "not now", not an answer to judge, so the same request is sent again when Retry-After says, within a budget
+per request. Every answer, the 429 and the retry, stays recorded.
 """
 
 from __future__ import annotations
@@ -13,16 +17,17 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from smart_conformance import redact
+from smart_conformance import redact, tally
 
 _MAX_BODY = 64 * 1024
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # a whole answer is read (and kept) at most up to this size
@@ -306,15 +311,67 @@ class Pace:
 PACE = Pace()
 
 
+DEFAULT_RATE_LIMIT_WAIT_S = 30.0  # per request, when the target file says nothing (rate_limit.max_wait_s)
+MIN_WAIT_S = 1.0  # also when Retry-After is absent, 0 or a date already past: a retry sooner is no back-off at all
+_BACKOFF_KEY = "smart_conformance_backoff"
+# ``extensions=NO_BACKOFF`` on a request whose 429 (or 503) is what its caller judges or handles itself: Bulk Data
+# status polling (429 is an in-progress answer there, smart/bulk.py), the member's pages probed for server errors.
+NO_BACKOFF: dict[str, Any] = {_BACKOFF_KEY: False}
+# Idempotent methods (RFC 9110 §9.2.2): the only ones sent again after a 503 (see RecordingClient._wait_for).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After (RFC 9110 §10.2.3) in seconds from ``now``: delay-seconds or an HTTP-date (0 when that date is
+    past); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How a client waits out the target's rate limits: at most ``max_wait_s`` seconds of waiting per request (0:
+    never), counted in the run's tally for target ``tally_as``; ``source`` is the target file the give-up message
+    names, with the key to raise."""
+
+    max_wait_s: float = DEFAULT_RATE_LIMIT_WAIT_S
+    tally_as: str | None = None
+    source: str = "the target file"
+
+
+_GAVE_UP_KEY = "smart_conformance_rate_limited"
+
+
+def rate_limit_note(response: httpx.Response | None) -> str:
+    """Why a 429 (or 503) a check got was not waited out further (the budget, and how to raise it), as
+    ``"; ..."`` to append to a could-not-check message; "" when the client did not give up on this response."""
+    note = response.extensions.get(_GAVE_UP_KEY) if response is not None else None
+    return f"; {note}" if isinstance(note, str) else ""
+
+
 class RecordingClient(httpx.Client):
-    """httpx.Client whose every hop is recorded as a redacted :class:`Exchange`."""
+    """httpx.Client whose every hop is recorded as a redacted :class:`Exchange`, and which waits out the target's
+    rate limits when given a :class:`Backoff`."""
 
     def __init__(self, *, verify: ssl.SSLContext | bool = True, timeout: float = 15.0,
-                 cacert: Path | str | None = None, **kwargs: Any) -> None:
-        """``cacert``: the private CA bundle ``verify`` trusts, named in every curl so the reproduction trusts it."""
+                 cacert: Path | str | None = None, backoff: Backoff | None = None,
+                 sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
+        """``cacert``: the private CA bundle ``verify`` trusts, named in every curl so the reproduction trusts it.
+        ``backoff``: wait out 429 / Retry-After answers within its budget (None: hand every answer back as is).
+        ``sleep``: how a wait is made (tests pass a fake one)."""
         self.log: list[Exchange] = []
         self.cacert = str(cacert) if cacert else None
         self.insecure = verify is False
+        self.backoff = backoff
+        self._sleep = sleep
         self._started: dict[int, tuple[float, str]] = {}
         super().__init__(verify=verify, timeout=timeout, follow_redirects=False,
                          event_hooks={"request": [self._on_request], "response": [self._on_response]},
@@ -322,7 +379,51 @@ class RecordingClient(httpx.Client):
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         PACE.wait()
-        return super().send(request, **kwargs)
+        response = super().send(request, **kwargs)
+        if self.backoff is None or request.extensions.get(_BACKOFF_KEY) is False:
+            return response
+        return self._back_off(request, response, **kwargs)
+
+    def _back_off(self, request: httpx.Request, response: httpx.Response, **kwargs: Any) -> httpx.Response:
+        """Send ``request`` again, unchanged, for as long as the server answers "not now" and the budget allows.
+
+        The very same request, also when it cannot be repeated (a one-time authorization code, a refresh token a
+        rotating server retires on use, an assertion's jti): a 429 says the server refused to process it (RFC 6585
+        §4, too many requests), so the code or token is unspent and the retry is the first request the server
+        handles. A 503 is retried only for idempotent methods (RFC 9110 §9.2.2): a gateway may answer it after
+        the server behind it took the request, and a repeated code exchange would then be refused as a replay.
+        Both answers stay in the evidence, so a reader sees the wait either way."""
+        assert self.backoff is not None
+        limit, waited = self.backoff, 0.0
+        while (wait := self._wait_for(response)) is not None:
+            said = response.headers.get("retry-after")
+            seen = (f"HTTP {response.status_code} (Retry-After: {said if said is not None else 'none'}) from "
+                    f"{request.method} {redact.url(str(request.url))}")
+            if waited + wait > limit.max_wait_s:
+                note = (f"{seen} was not waited out: {wait:g} s more after {waited:g} s would pass the budget of "
+                        f"{limit.max_wait_s:g} s per request (rate_limit.max_wait_s in {limit.source}). Fix: run "
+                        "when the payer is less busy, ask it for a higher limit for the test client, or raise "
+                        "max_wait_s")
+                response.extensions = {**response.extensions, _GAVE_UP_KEY: note}
+                _note(note)
+                return response
+            _note(f"{seen}: waited {wait:g} s and sent the same request again (rate_limit.max_wait_s)")
+            self._sleep(wait)  # the server said when to come back (RFC 9110 §10.2.3); the budget bounds it
+            waited += wait
+            if limit.tally_as:
+                tally.rate_limited(limit.tally_as, wait)
+            PACE.wait()
+            response = super().send(request, **kwargs)
+        return response
+
+    @staticmethod
+    def _wait_for(response: httpx.Response) -> float | None:
+        """Seconds to wait before sending the request again, or None when the answer is the server's decision."""
+        status = response.status_code
+        said = retry_after_seconds(response.headers.get("retry-after"))
+        if status == 429 or (status == 503 and said is not None and response.request.method in _IDEMPOTENT):
+            return max(said or 0.0, MIN_WAIT_S)
+        return None
 
     def _on_request(self, request: httpx.Request) -> None:
         self._started[id(request)] = (time.perf_counter(), datetime.now(UTC).isoformat(timespec="milliseconds"))
@@ -362,6 +463,13 @@ class RecordingClient(httpx.Client):
 
 
 _EXCHANGE_KEY = "smart_conformance_exchange"
+
+
+def _note(text: str) -> None:
+    """A line on the running test's evidence (shown beside its exchanges in the report)."""
+    evidence = _current.get()
+    if evidence is not None:
+        evidence.notes.append(text)
 
 
 def exchange_of(response: httpx.Response | None) -> Exchange | None:

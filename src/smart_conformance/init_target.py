@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from smart_conformance import codegen, paths
-from smart_conformance.http import RecordingClient, ssl_context
+from smart_conformance.http import Backoff, RecordingClient, ssl_context
 from smart_conformance.smart import discovery
 from smart_conformance.smart.pdex import advertised_operations
 
@@ -105,7 +105,7 @@ def detect(fhir_base_url: str, ca_bundle: Path | None = None, smart_configuratio
     except (ssl.SSLError, OSError) as exc:
         raise InitError(f"--ca-bundle {ca_bundle} is not a readable PEM CA bundle ({_reason(exc)})",
                         "give a PEM file with one or more '-----BEGIN CERTIFICATE-----' blocks") from None
-    with RecordingClient(verify=verify, cacert=ca_bundle) as client:
+    with RecordingClient(verify=verify, cacert=ca_bundle, backoff=Backoff()) as client:  # a busy payer: wait, do not fail
         well_known = _get(client, smart_configuration_url or discovery.smart_configuration_url(base),
                           "application/json", ca_bundle)
         statement = _get(client, discovery.metadata_url(base), "application/fhir+json", ca_bundle)

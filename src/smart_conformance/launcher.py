@@ -98,6 +98,7 @@ class Launcher:
             raise CouldNotCheck(f"{target.source}: {exc}") from None
         self.target, self.http, self.browser = target, http, browser
         browser.guards = self.recipe.guards  # lockout / out-of-band markers and the back-off budget
+        browser.tally_as = target.name  # its sign-in back-offs count in the target's rate_limited tally
         self.config = smart_config
         self.artifacts = artifacts
         self.keep_traces = keep_traces

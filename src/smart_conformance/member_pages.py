@@ -14,7 +14,7 @@ import httpx
 
 from smart_conformance.browser import PageDocument
 from smart_conformance.config import Target
-from smart_conformance.http import RecordingClient
+from smart_conformance.http import NO_BACKOFF, RecordingClient
 from smart_conformance.smart.authorize import AuthorizationRequest, standard_request
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -35,8 +35,11 @@ def with_param(url: str, name: str, value: str) -> str:
 
 
 def fetch_within(client: RecordingClient, url: str, own: set[str]) -> httpx.Response:
-    """GET, following redirects only within ``own`` origins (the authorization server's): never to an app."""
-    response = client.get(url)
+    """GET, following redirects only within ``own`` origins (the authorization server's): never to an app.
+
+    Not backed off: the status of these pages is what their checks judge (a 5xx is a finding, and a 503 standing in
+    for a refusal is one), and the sign-in's own rate limit is the browser's to wait out (login.rate_limit)."""
+    response = client.get(url, extensions=NO_BACKOFF)
     for _ in range(MAX_HOPS):
         location = response.headers.get("location")
         if response.status_code not in REDIRECTS or not location:
@@ -44,7 +47,7 @@ def fetch_within(client: RecordingClient, url: str, own: set[str]) -> httpx.Resp
         nxt = urljoin(str(response.url), location)
         if origin(nxt) not in own:
             break
-        response = client.get(nxt)
+        response = client.get(nxt, extensions=NO_BACKOFF)
     return response
 
 

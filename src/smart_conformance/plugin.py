@@ -20,6 +20,7 @@ import pytest
 from smart_conformance import checks, distribution, paths, refusals, requirements, results, tally
 from smart_conformance.config import ConfigError, Target, load_target, load_targets
 from smart_conformance.http import (
+    Backoff,
     Evidence,
     RecordingClient,
     collecting,
@@ -260,9 +261,12 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 def build_client(target: Target) -> RecordingClient:
+    """The target's recording client: its TLS trust, and its rate limits waited out within ``rate_limit.max_wait_s``
+    per request, each wait counted in the target's tally."""
     verify: Any = False if target.tls.insecure else ssl_context(target.tls.ca_bundle, target.tls.client_cert,
                                                                   target.tls.client_key)
-    return RecordingClient(verify=verify, cacert=target.tls.ca_bundle)
+    backoff = Backoff(target.rate_limit.max_wait_s, tally_as=target.name, source=str(target.source))
+    return RecordingClient(verify=verify, cacert=target.tls.ca_bundle, backoff=backoff)
 
 
 @pytest.fixture(scope="session")

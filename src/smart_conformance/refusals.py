@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from smart_conformance.checks import could_not_check, expect, not_applicable
-from smart_conformance.http import Exchange, RecordingClient, current_evidence
+from smart_conformance.http import Exchange, RecordingClient, current_evidence, rate_limit_note
 from smart_conformance.oauth import issued_tokens, not_a_decision, oauth_error
 
 
@@ -238,7 +238,7 @@ def decided(response: httpx.Response, what: str) -> None:
     """A 5xx or 429 says nothing about ``what``: could not check, naming the status."""
     if not_a_decision(response.status_code):
         could_not_check(f"{what}: HTTP {response.status_code} is a server error or a rate limit, not a refusal the "
-                        "server decided; run again when the server is healthy")
+                        f"server decided; run again when the server is healthy{rate_limit_note(response)}")
 
 
 def refused(http: RecordingClient, response: httpx.Response, *, what: str, shape: Shape,

@@ -25,6 +25,13 @@ def add(target: str, name: str, amount: int = 1) -> None:
         row[name] = row.get(name, 0) + amount
 
 
+def rate_limited(target: str, seconds: float) -> None:
+    """One 429 / Retry-After answer waited out for ``target`` (by the HTTP client or the browser's sign-in), and the
+    seconds it cost."""
+    add(target, RATE_LIMITED)
+    add(target, RATE_LIMIT_WAIT_MS, round(seconds * 1000))
+
+
 def drain() -> dict[str, dict[str, int]]:
     """What this process counted since the last drain (and forget it)."""
     with _lock:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from smart_conformance import paths, redact
+from smart_conformance import paths, redact, tally
 from smart_conformance.browser import BrowserSession, SignInBlocked, compose_steps, parse_recipe
 from smart_conformance.browser.recipe import SignInGuards
 from smart_conformance.config import Target, load_target
@@ -156,9 +156,13 @@ def test_a_429_on_the_sign_in_is_waited_out_then_named(tmp_path: Path, monkeypat
         payer = load_target(paths.reference_target(), env=own.target_env(),
                             patch=ActiveVariants([TOTP_MFA]).target_patch())
         session.guards = parse_recipe(payer.login).guards
+        monkeypatch.setattr(session, "tally_as", "idp-backoff")  # each wait counts in the run's rate_limited tally
+        tally.drain()
         results = [authorize(own, session, payer, tmp_path / str(n)) for n in range(2)]
         assert all(r.code for r in results)
         assert len(session.backoffs) == 1 and session.backoffs[0][1] == idp.RETRY_AFTER_S
+        assert tally.drain()["idp-backoff"] == {tally.RATE_LIMITED: 1,
+                                                tally.RATE_LIMIT_WAIT_MS: idp.RETRY_AFTER_S * 1000}
         monkeypatch.setattr(idp, "RATE_LIMIT_EVERY", 1)
         session.guards = SignInGuards(max_backoff_s=1.5)
         with pytest.raises(SignInBlocked) as raised:

@@ -51,12 +51,12 @@ from smart_conformance.browser.steps import (
     is_timeout,
     not_found,
     reason,
-    retry_after_seconds,
     run_step,
     seconds,
     settle,
     step_locator,
 )
+from smart_conformance.http import retry_after_seconds  # the one Retry-After reader (RFC 9110 §10.2.3)
 
 # Responses whose Set-Cookie headers are recorded: pages and the script fetches of a sign-in built by script.
 COOKIE_CARRIERS = ("document", "xhr", "fetch")

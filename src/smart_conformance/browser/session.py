@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from smart_conformance import tally
 from smart_conformance.browser.artifacts import identity
 from smart_conformance.browser.attempt import (
     Attempt,
@@ -70,6 +71,7 @@ class BrowserSession:
         # Members whose account a lockout page was seen for (username → why): no further sign-in is tried for them.
         self.locked_out: dict[str, str] = {}
         self.backoffs: list[tuple[str, float]] = []  # (where, seconds waited) per 429 / Retry-After honoured
+        self.tally_as: str | None = None  # the target whose run tally counts those waits (the launcher sets it)
         self._sessions: dict[str, Any] = {}  # per member: the storage state (cookies) after their last authorization
 
     # lifecycle -------------------------------------------------------------------------------------------------
@@ -248,6 +250,8 @@ class BrowserSession:
                         "(login.rate_limit.max_wait_s). Fix: run when the payer's sign-in is less busy, ask for a "
                         "higher limit for the test member, or raise max_wait_s") from None
                 self.backoffs.append((limited.url, wait))
+                if self.tally_as:
+                    tally.rate_limited(self.tally_as, wait)
                 time.sleep(wait)  # the server said when to come back (RFC 9110 §10.2.3); the budget bounds it
                 waited += wait
 

@@ -57,22 +57,6 @@ class RateLimited(Exception):
         super().__init__(f"HTTP {status} at {url} (Retry-After: {retry_after if retry_after is not None else 'none'})")
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
-
-
 def _payer_totp() -> type:
     """pyotp's TOTP, taking secrets down to 80 bits: the harness does not choose the secret, the payer's identity
     provider did at enrolment, and 16-character (80-bit) secrets are still issued (pyotp's own floor is 112)."""

@@ -23,6 +23,7 @@ from smart_conformance.reference import (
 from smart_conformance.reference.context import Context, ctx_of
 from smart_conformance.reference.faults import Fault
 from smart_conformance.reference.middleware import SecurityHeaders
+from smart_conformance.reference.rate_limit import ApiRateLimit
 
 FHIR_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
 
@@ -112,7 +113,8 @@ def build_app(ctx: Context, serves: str = BOTH) -> Starlette:
         return app
     routes = [Route("/", index, methods=["GET"]), *(fhir_routes if serves in (BOTH, FHIR_API) else []),
               *(auth_routes if serves in (BOTH, AUTH_SERVER) else [])]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, ctx=ctx)],
+    # The rate-limit gateway sits inside the security headers: its 429s carry HSTS and nosniff like every answer.
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, ctx=ctx), Middleware(ApiRateLimit, ctx=ctx)],
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.ctx = ctx
     return app

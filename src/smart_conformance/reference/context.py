@@ -39,6 +39,7 @@ class Context:
     access_token_ttl: int = ACCESS_TOKEN_TTL
     variants: ActiveVariants = field(default_factory=ActiveVariants)
     gateway_blocked: bool = False  # the gateway-blocks-after-refusal fault, once tripped
+    rate_limit_count: int = 0  # credentialed requests the api-rate-limit variant's gateway counted (rate_limit.py)
     auth_origin: str = ""  # the authorization server's origin when it has its own listener (split deployment)
     idp_origin: str = ""  # the identity provider's own origin (separate-idp-origin): the member's sign-in pages
     idp: IdpState = field(default_factory=lambda: _idp_state())  # the identity provider's memory (reference/idp.py)

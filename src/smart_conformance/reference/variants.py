@@ -83,6 +83,8 @@ SIGN_IN_RATE_LIMIT = "sign-in-rate-limit"
 NO_SIGN_IN_SESSION = "no-sign-in-session"
 REMEMBERED_CONSENT = "remembered-consent"
 SEPARATE_IDP_ORIGIN = "separate-idp-origin"
+# --- issue 20: rate limits at the token endpoints and the FHIR API (reference/rate_limit.py) ---
+API_RATE_LIMIT = "api-rate-limit"
 
 # The recipe a payer with a username page, then a password page, writes.
 _TWO_PAGE_STEPS = [
@@ -376,6 +378,15 @@ _CATALOG: tuple[Variant, ...] = (
             "the resource owner ... is beyond the scope of this specification'.",
             "https://www.rfc-editor.org/rfc/rfc6749#section-3.1",
             excludes=(TOTP_MFA, SIGN_IN_PROMPTS, SCRIPT_RENDERED_SIGN_IN)),
+    Variant(API_RATE_LIMIT, "A gateway in front of the FHIR API and the token, introspection and revocation "
+            "endpoints answers every 20th request carrying a token or client credentials with 429 Too Many Requests "
+            "and Retry-After: 1, before the server sees it (a burst limit, made deterministic). Discovery documents "
+            "are not limited.",
+            "RFC 6585 §4: 429 'indicates that the user has sent too many requests in a given amount of time (\"rate "
+            "limiting\")', its response 'MAY include a Retry-After header indicating how long to wait before making a "
+            "new request', and the RFC 'does not define how the origin server identifies the user, nor how it "
+            "counts requests'; RFC 9110 §10.2.3 (Retry-After).",
+            "https://www.rfc-editor.org/rfc/rfc6585#section-4"),
 )
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _CATALOG}

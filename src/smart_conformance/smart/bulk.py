@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from smart_conformance.http import Exchange, RecordingClient, exchange_of
+from smart_conformance.http import NO_BACKOFF, Exchange, RecordingClient, exchange_of
 
 MAX_SINGLE_WAIT = 10.0
 DEFAULT_WAIT = 1.0
@@ -108,7 +108,10 @@ def poll(http: RecordingClient, export: Export, token: str | None, max_wait: flo
         return export
     began = time.monotonic()
     while True:
-        response = http.get(export.status_url, headers={"Accept": "application/json", **bearer(token)})
+        # This loop is the back-off: a 429 here is an in-progress answer the status checks judge (each poll kept,
+        # with its Retry-After), so the client hands it back instead of waiting it out itself.
+        response = http.get(export.status_url, headers={"Accept": "application/json", **bearer(token)},
+                            extensions=NO_BACKOFF)
         at = time.monotonic() - began
         export.polls.append(Poll(response.status_code, response.headers.get("retry-after"), at, response))
         if response.status_code not in IN_PROGRESS or response.status_code in stop_on:

@@ -23,7 +23,7 @@ from smart_conformance.browser import (
     Screenshot,
     Step,
 )
-from smart_conformance.http import Exchange, exchange_of
+from smart_conformance.http import Exchange, exchange_of, rate_limit_note
 from smart_conformance.oauth import not_a_decision
 from smart_conformance.smart.authorize import AuthorizationRequest, new_nonce, new_state
 from smart_conformance.smart.pkce import Pkce, new_pkce
@@ -321,7 +321,7 @@ def _observe(result: LaunchResult, control: LaunchResult | None,
                 return LaunchOutcome.TOKENS, f"the token endpoint answered HTTP 200{extra}"
             if not_a_decision(response.status_code):
                 seen = f"the token endpoint answered HTTP {response.status_code}{_oauth_error(response)}"
-                return LaunchOutcome.INCONCLUSIVE, f"{seen}: {NOT_A_DECISION}"
+                return LaunchOutcome.INCONCLUSIVE, f"{seen}: {NOT_A_DECISION}{rate_limit_note(response)}"
             return (LaunchOutcome.REFUSED_AT_TOKEN,
                     f"the token endpoint answered HTTP {response.status_code}{_oauth_error(response)}")
         return LaunchOutcome.INCONCLUSIVE, "redirected to the redirect_uri with neither a code nor an error"
