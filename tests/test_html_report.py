@@ -142,9 +142,22 @@ def global_page(page: Any, starts_with: str) -> str:
 
 def open_check(page: Any, title: str) -> str:
     """Search the tree for a check by its title, open it, and return the page's text."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     open_tab(page, "results")
-    page.get_by_test_id("search-input").fill(title)
-    page.get_by_test_id("tree-leaf-title").filter(has_text=title).first.click()
+    leaf = page.get_by_test_id("tree-leaf-title").filter(has_text=title).first
+    for attempt in range(3):
+        # A search opens the sections it matches; typed while the page still renders (a loaded CI machine), it can
+        # be lost, and the leaf stays in a closed section. Type it again and open every section.
+        page.get_by_test_id("search-input").fill(title)
+        if attempt:
+            expand(page)
+        try:
+            leaf.click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.get_by_test_id("test-result-fullname").wait_for(timeout=10_000)
     return str(page.locator("body").inner_text())
 

@@ -226,7 +226,8 @@ class Launcher:
             if evidence is not None and exc.trace:
                 evidence.files.append(("playwright trace", Path(exc.trace)))
             raise CouldNotCheck(str(exc)) from None
-        if result.browser.redirected and result.browser.error:  # its wording is judged once per run, by the check that reads them all
+        if result.browser.redirected and result.browser.error:
+            # its wording is judged once per run, by the check that reads them all
             denial = kwargs.get("scenario") == "deny"
             refusals.note_format(refusals.record_error_redirect(
                 spec.authorization_endpoint, result.browser.error,

@@ -175,7 +175,11 @@ def record_reply(reply: Any, shape: Shape) -> Observation | None:
 def _keep(response: httpx.Response, exchange: Exchange | None, shape: Shape) -> Observation | None:
     if not 400 <= response.status_code < 500 or response.status_code == 429:
         return None
-    observation = Observation(_check.get(), _endpoint(response), shape, exchange, shape.deviation(response))
+    return _append(_endpoint(response), shape, exchange, shape.deviation(response))
+
+
+def _append(endpoint: str, shape: Shape, exchange: Exchange | None, deviation: str | None) -> Observation:
+    observation = Observation(_check.get(), endpoint, shape, exchange, deviation)
     _ledger.append(observation)
     return observation
 
@@ -189,10 +193,7 @@ def record_error_redirect(endpoint: str, error: str, shape: Shape) -> Observatio
         deviation = f"error={error!r}, not a code RFC 6749 §4.1.2.1 (or OpenID Connect Core §3.1.2.6) defines"
     else:
         deviation = f"error={error!r} where {' or '.join(shape.errors)} is defined"
-    observation = Observation(_check.get(), str(httpx.URL(endpoint).copy_with(query=None, fragment=None)), shape,
-                              None, deviation)
-    _ledger.append(observation)
-    return observation
+    return _append(str(httpx.URL(endpoint).copy_with(query=None, fragment=None)), shape, None, deviation)
 
 
 def observed(family: Family, endpoint: str) -> list[Observation]:
