@@ -474,7 +474,7 @@ def report(args: argparse.Namespace, suites: tuple[str, ...], base: HarnessRun, 
     by_outcome: dict[str, list[float]] = {}
     for outcome, seconds in p["per_launch"]:
         by_outcome.setdefault(outcome, []).append(seconds)
-    lines += ["", "### Launches by kind (1 target, serial)", "",
+    lines += ["", "### Launches by kind (1 target, serial; the harness run the floor replays: every launch signing in)", "",
               ("What the server saw of each launch (browser requests from the authorization request on) and, for the "
               "harness, the time from the launch's last answer to its next request of any kind (judging the "
               "outcome, screenshots, trace, the next test's setup)."), "",
@@ -485,7 +485,7 @@ def report(args: argparse.Namespace, suites: tuple[str, ...], base: HarnessRun, 
     lines += ["", "The harness's own figure per launch (`browser N.NNs` in its notes), by outcome: " + "; ".join(
         f"{name}: {len(v)} × {sum(v) / len(v):.2f} s" for name, v in sorted(by_outcome.items()))]
     fs = stats["seconds"]
-    lines += ["", "### Where the time goes (1 target, serial)", "",
+    lines += ["", "### Where the time goes (1 target, serial; the harness run the floor replays: every launch signing in)", "",
               "| phase | harness | floor | how the harness figure is derived |", "|---|---|---|---|",
               (f"| browser | {p['browser']:.1f} s ({p['launches']} launches) | {fs['browser']:.1f} s (+ "
               f"{fs['chromium_start']:.1f} s Chromium start) | sum of each launch's `browser N.NNs` note "
