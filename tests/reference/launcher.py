@@ -12,10 +12,11 @@ import secrets
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from smart_conformance.config import Target
 from smart_conformance.reference.server import ReferenceServer
 
 CALLBACK = "http://127.0.0.1:8765/callback"
@@ -29,6 +30,15 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
+
+
+def target_authorize_url(server: ReferenceServer, payer: Target, *, scope: str | None = None, **extra: str) -> str:
+    """A conformant authorization request of the target's client (PKCE S256, a fresh state), for the browser tests."""
+    _, challenge = pkce_pair()
+    params = {"response_type": "code", "client_id": payer.client.client_id, "redirect_uri": payer.client.redirect_uri,
+              "scope": scope or payer.scopes["limited"], "state": secrets.token_urlsafe(12),
+              "aud": payer.fhir_base_url, "code_challenge": challenge, "code_challenge_method": "S256", **extra}
+    return f"{server.issuer}/authorize?{urlencode(params)}"
 
 
 def hidden_inputs(html: str) -> dict[str, str]:

@@ -5,11 +5,9 @@ member's consent per client (remembered-consent), which prompt=consent shows aga
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -27,7 +25,7 @@ from smart_conformance.reference.variants import (
     TWO_PAGE_SIGN_IN,
     ActiveVariants,
 )
-from tests.reference.launcher import pkce_pair
+from tests.reference.launcher import target_authorize_url
 
 VARIANTS = (SEPARATE_IDP_ORIGIN, SPLIT_ORIGIN_AUTH_SERVER, REMEMBERED_CONSENT)
 
@@ -54,12 +52,8 @@ def session(server: ReferenceServer) -> Iterator[BrowserSession]:
 def authorize(server: ReferenceServer, session: BrowserSession, payer: Target, folder: Path, *,
               member: str = "primary", scope: str | None = None, scenario: str = "approve",
               reuse: bool = False, extra: dict[str, str] | None = None) -> Any:
-    _, challenge = pkce_pair()
-    params = {"response_type": "code", "client_id": payer.client.client_id, "redirect_uri": payer.client.redirect_uri,
-              "scope": scope or payer.scopes["limited"], "state": secrets.token_urlsafe(12),
-              "aud": payer.fhir_base_url, "code_challenge": challenge, "code_challenge_method": "S256", **(extra or {})}
     recipe = parse_recipe(payer.login)
-    return session.authorize(f"{server.issuer}/authorize?{urlencode(params)}", redirect_uri=payer.client.redirect_uri,
+    return session.authorize(target_authorize_url(server, payer, scope=scope, **(extra or {})), redirect_uri=payer.client.redirect_uri,
                              steps=compose_steps(recipe, scenario), values=payer.members[member].values("member"),
                              artifacts_dir=folder, redact_url=redact.url, redact_text=redact.text,
                              session_key=member, reuse_session=reuse, sign_in_steps=len(recipe.steps))
@@ -98,13 +92,9 @@ def test_sign_in_at_the_identity_provider_then_back(server: ReferenceServer, ses
 def test_the_identity_provider_refuses_a_forged_sign_in(server: ReferenceServer, payer: Target) -> None:
     """A sign-in posted without the form's token and the provider's browser cookie is refused, and a login verifier
     works once, in the browser that began the authorization."""
-    _, challenge = pkce_pair()
-    params = {"response_type": "code", "client_id": payer.client.client_id, "redirect_uri": payer.client.redirect_uri,
-              "scope": payer.scopes["limited"], "state": "s", "aud": payer.fhir_base_url,
-              "code_challenge": challenge, "code_challenge_method": "S256"}
     alice = payer.members["primary"]
     with httpx.Client(verify=server.ssl_context()) as member, httpx.Client(verify=server.ssl_context()) as forger:
-        start = member.get(f"{server.issuer}/authorize?{urlencode(params)}")
+        start = member.get(target_authorize_url(server, payer))
         sign_in = start.headers["location"]
         assert sign_in.startswith(f"{server.idp_origin}/idp/login?login_challenge=")
         handle = httpx.URL(sign_in).params["login_challenge"]

@@ -4,11 +4,9 @@ sign-in of that member, a 429 on the sign-in page waited out within the recipe's
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
@@ -25,7 +23,7 @@ from smart_conformance.reference.variants import (
     TOTP_MFA,
     ActiveVariants,
 )
-from tests.reference.launcher import pkce_pair
+from tests.reference.launcher import target_authorize_url
 
 VARIANTS = (TOTP_MFA, LOCKOUT_AFTER_FAILURES, SIGN_IN_RATE_LIMIT)
 
@@ -59,11 +57,7 @@ def no_burst_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 def authorize(server: ReferenceServer, session: BrowserSession, payer: Target, folder: Path, *,
               steps: Any = None, member: str = "primary", negative: bool = False,
               values: dict[str, str] | None = None, **extra: Any) -> Any:
-    _, challenge = pkce_pair()
-    params = {"response_type": "code", "client_id": payer.client.client_id, "redirect_uri": payer.client.redirect_uri,
-              "scope": payer.scopes["limited"], "state": secrets.token_urlsafe(12), "aud": payer.fhir_base_url,
-              "code_challenge": challenge, "code_challenge_method": "S256"}
-    url = f"{server.issuer}/authorize?{urlencode(params)}"
+    url = target_authorize_url(server, payer)
     steps = compose_steps(parse_recipe(payer.login)) if steps is None else steps
     return session.authorize(url, redirect_uri=payer.client.redirect_uri, steps=steps,
                              values=values or payer.members[member].values("member"), artifacts_dir=folder,
