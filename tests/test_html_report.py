@@ -123,9 +123,18 @@ def tree(page: Any) -> list[tuple[str, str, str]]:
 
 def open_tab(page: Any, tab: str) -> None:
     """A tab of the overview (back to the overview first when a check's page is open)."""
-    if not page.get_by_test_id(f"nav-tab-{tab}").count():
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(2):
+        if page.get_by_test_id(f"nav-tab-{tab}").count():
+            break
+        # The report loaded again: the single file (6 MB) can take long on a loaded CI machine; one more try.
         page.goto(page.url.split("#", 1)[0])
-        page.get_by_test_id("metadata-item-total").wait_for(timeout=30_000)
+        try:
+            page.get_by_test_id("metadata-item-total").wait_for(timeout=60_000)
+        except PlaywrightTimeout:
+            if attempt:
+                raise
     page.get_by_test_id(f"nav-tab-{tab}").click()
 
 
